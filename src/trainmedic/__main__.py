@@ -1,0 +1,5 @@
+import sys
+
+from trainmedic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The ``trainmedic`` command line. Each front end adds its subcommands through ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from trainmedic.errors import TrainmedicError
+
+# Modules that contribute subcommands; each has ``register(subparsers)`` setting ``func`` on its parser.
+COMMAND_MODULES = (
+    "trainmedic.commands.explain",
+    "trainmedic.commands.demo",
+    "trainmedic.commands.report",
+    "trainmedic.commands.run",
+    "trainmedic.tabular.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainmedic import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="trainmedic",
+        description="A medic for PyTorch training: finds what goes wrong, explains it, repairs what it can.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainmedic {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that front end is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TrainmedicError as exc:
+        print(f"trainmedic: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainmedic: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

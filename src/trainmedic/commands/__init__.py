@@ -1,0 +1,1 @@
+"""Subcommands of the trainmedic CLI, one module each."""
