@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+from trainmedic.config import Thresholds  # noqa: E402
 from trainmedic.findings import Finding  # noqa: E402
+from trainmedic.medic import Medic  # noqa: E402
 
-__all__ = ["Finding", "__version__"]
+__all__ = ["Finding", "Medic", "Thresholds", "__version__"]

@@ -1,1 +1,586 @@
-"""placeholder"""
+"""TM3xx: run-time rules, each documented beside its detector.
+
+Detectors are pure functions of signal history (numpy arrays and numbers in, a ``Detection`` or ``None``
+out), so they can be tested on recorded traces without training anything. The machinery that feeds
+them lives in ``trainmedic.medic`` and ``trainmedic.signals``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainmedic.config import Thresholds
+from trainmedic.rules.registry import rule
+
+
+@dataclass
+class Detection:
+    code: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    onset: int | None = None  # the step at which the problem began, when it is earlier than detection
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    """1.4826 * MAD: the standard deviation of normal data, unmoved by a few outliers."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+# ---------------------------------------------------------------------------------------------------
+NONFINITE_LOSS = rule(
+    "TM301",
+    "nonfinite-loss",
+    "error",
+    summary="The loss is NaN or infinite.",
+    what="""
+        The value passed to `backward()` is NaN or ±Inf. Its gradients are NaN too: one optimizer step
+        with them writes NaN into every weight and the run is lost from then on.
+        """,
+    why="""
+        A log or sqrt of a value <= 0, a division by zero, an exp or softmax that overflows, NaN already
+        present in the inputs or labels (dirty rows), or weights that diverged because the learning rate
+        is too high (practitioner notes 000, 002, 003).
+        """,
+    fix="""
+        Look at the op that produced it (TM210) and the rows that trigger it (TM313). Add an epsilon to
+        log/div (`torch.log(p + 1e-8)`, `x / (n + 1e-8)`), use numerically stable losses
+        (`cross_entropy` on logits instead of `log(softmax)`), clean the data, lower the learning rate.
+        In heal mode the step is skipped; repeated non-finite steps roll the weights back.
+        """,
+    example="""
+        loss = -(y * torch.log(model(x))).mean()      # log of a prediction that reached 0 -> -inf
+        loss = -(y * torch.log(model(x).clamp_min(1e-8))).mean()
+        """,
+)
+
+NONFINITE_GRAD = rule(
+    "TM302",
+    "nonfinite-grad",
+    "error",
+    summary="A gradient is NaN or infinite although the loss is finite.",
+    what="""
+        The loss was finite but backward produced NaN/Inf in the gradients of the named parameters.
+        Applying the step would poison the weights and the optimizer's moments.
+        """,
+    why="""
+        The backward of an op is unstable where its forward is not: `sqrt` at 0 (infinite derivative),
+        `torch.where` selecting a safe branch while the other branch's gradient is NaN, `norm` of a zero
+        vector, or an overflow in float16 without a GradScaler.
+        """,
+    fix="""
+        Guard the op (`sqrt(x + eps)`, compute the unsafe branch on a masked input), use a GradScaler with
+        float16. In heal mode the step is skipped and the optimizer state stays untouched.
+        """,
+    example="""
+        d = (a - b).pow(2).sum(-1).sqrt()             # gradient of sqrt at 0 is inf
+        d = ((a - b).pow(2).sum(-1) + 1e-12).sqrt()
+        """,
+)
+
+EXPLODING_GRADIENTS = rule(
+    "TM303",
+    "exploding-gradients",
+    "warning",
+    summary="The gradient norm jumped far above its running level.",
+    what="""
+        The global gradient norm of a step was more than `spike_factor` times its recent median and
+        more than `spike_z` robust standard deviations above it (in log space). One such step moves the
+        weights much further than any step before it.
+        """,
+    why="""
+        Too high a learning rate, deep nets whose layers multiply the gradient (practitioner note 001:
+        1.5^100), a bad batch, or attention logits that grew large. Occasional large gradients are normal;
+        a jump of an order of magnitude is not.
+        """,
+    fix="""
+        Clip gradients (`torch.nn.utils.clip_grad_norm_`), lower the learning rate, normalize the inputs,
+        use a better initialization. Note 000: lr 0.08 with clip 5 exploded, lr 0.02 with clip 2 trained.
+        In heal mode the step is clipped to the running bound (in the spirit of ZClip / AutoClip).
+        """,
+    example="""
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+        """,
+    references=("ZClip: adaptive spike mitigation (Kumar et al., 2025)", "AutoClip (Seetharaman et al., 2020)"),
+)
+
+
+def gradient_bounds(log_norms: np.ndarray, cfg: Thresholds) -> tuple[float, float, float]:
+    """(spike threshold, clip bound, running median) from recent log grad norms."""
+    med = float(np.median(log_norms))
+    sigma = max(_robust_sigma(log_norms), 0.05)
+    threshold = max(med + math.log(cfg.spike_factor), med + cfg.spike_z * sigma)
+    clip = med + cfg.clip_z * sigma
+    return math.exp(threshold), math.exp(clip), math.exp(med)
+
+
+def detect_exploding_gradients(grad_norm: float, threshold: float, median: float) -> Detection | None:
+    if not (grad_norm > threshold):
+        return None
+    return Detection(
+        EXPLODING_GRADIENTS.code,
+        f"gradient norm {_fmt(grad_norm)} is {grad_norm / max(median, 1e-30):.1f}x its running median "
+        f"{_fmt(median)}",
+        {"grad_norm": grad_norm, "running_median": median, "threshold": threshold},
+    )
+
+
+VANISHING_GRADIENTS = rule(
+    "TM304",
+    "vanishing-gradients",
+    "warning",
+    summary="The first layers receive almost no gradient compared with the last ones.",
+    what="""
+        Over the whole recent window, the gradient norm of the first layer was below `vanish_ratio`
+        times that of the last layer, and below `vanish_first_norm` in absolute terms. The early layers
+        barely learn; the network behaves like a shallow one on top of random features.
+        """,
+    why="""
+        Each layer multiplies the backward signal by its Jacobian; with sigmoid (derivative <= 0.25) or
+        badly scaled weights the product shrinks geometrically with depth (practitioner note 001: 0.8^100
+        is 2e-10). AUTOTRAINER's rule for this case uses the same two conditions.
+        """,
+    fix="""
+        Use ReLU/GELU instead of sigmoid/tanh in hidden layers, Xavier/Kaiming initialization, normalization
+        layers (BatchNorm/LayerNorm), residual connections, or fewer layers.
+        """,
+    example="""
+        layers = [nn.Linear(64, 64), nn.Sigmoid()] * 20          # gradients vanish
+        layers = [nn.Linear(64, 64), nn.LayerNorm(64), nn.ReLU()] * 20
+        """,
+    references=("AUTOTRAINER (Zhang et al., ICSE 2021)",),
+)
+
+
+def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> Detection | None:
+    if len(first) < cfg.vanish_min_steps:
+        return None
+    ratio = first / np.maximum(last, 1e-38)
+    if np.all(ratio < cfg.vanish_ratio) and np.all(first < cfg.vanish_first_norm):
+        return Detection(
+            VANISHING_GRADIENTS.code,
+            f"first-layer gradient norm is {_fmt(float(np.median(ratio)))} of the last layer's "
+            f"(median over {len(first)} steps)",
+            {"first_layer_norm": float(np.median(first)), "last_layer_norm": float(np.median(last)),
+             "ratio": float(np.median(ratio)), "steps": len(first)},
+        )
+    return None
+
+
+DIVERGENCE = rule(
+    "TM305",
+    "divergence",
+    "error",
+    summary="The smoothed loss rose far above the best it had reached.",
+    what="""
+        The loss averaged over the last steps is more than `divergence_ratio` times its best value, and
+        has given back more than half of the progress made since the start. Training is going the wrong
+        way and will not come back by itself.
+        """,
+    why="""
+        A learning rate too high for the current region of the loss surface (often after warmup ends or a
+        schedule raises it), a momentum too high, or a feedback loop between large weights and large
+        gradients (practitioner note 002: the learning rate is the first knob).
+        """,
+    fix="""
+        Lower the learning rate (try /10), add warmup and gradient clipping. In heal mode the weights,
+        optimizer and scheduler are rolled back to the last healthy snapshot and the learning rate is
+        halved (practitioner note 004's procedure, automated).
+        """,
+    example="""
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)    # diverges
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        """,
+)
+
+
+def detect_divergence(smoothed: float, best: float, best_step: int, initial: float,
+                      cfg: Thresholds) -> Detection | None:
+    rise = smoothed - best
+    progress = max(initial - best, 0.0)
+    if rise > (cfg.divergence_ratio - 1.0) * abs(best) and rise > cfg.divergence_progress * progress \
+            and rise > 1e-12:
+        return Detection(
+            DIVERGENCE.code,
+            f"smoothed loss {_fmt(smoothed)} is up from its best {_fmt(best)} (step {best_step}); "
+            f"initial {_fmt(initial)}",
+            {"smoothed_loss": smoothed, "best_smoothed_loss": best, "best_step": best_step,
+             "initial_loss": initial},
+            onset=best_step,
+        )
+    return None
+
+
+LOSS_SPIKE = rule(
+    "TM306",
+    "loss-spike",
+    "error",
+    summary="The loss jumped far above its running level and did not come back down.",
+    what="""
+        Within a few steps the loss rose well above the level of the steps before (by more than
+        `spike_loss_rel` relative, `spike_loss_k` robust sigmas and a fifth of the progress made), and it
+        stayed there for `spike_persist` steps. A spike that comes back down by itself is normal and is
+        not reported.
+        """,
+    why="""
+        A learning-rate jump (a schedule restart, a manual change), a run of bad batches, or a step that
+        threw the weights into a worse basin. Practitioner note 004 calls it the loss that suddenly
+        rebounds: checkpoint whenever the loss improves, notice the rebound, roll back, lower the LR.
+        PaLM's training rewound to a checkpoint before a spike and skipped the batches that caused it.
+        """,
+    fix="""
+        Roll back to a checkpoint from before the jump and lower the learning rate; keep the loss history
+        with the checkpoint so the curve continues. Heal mode does exactly this with in-memory snapshots.
+        """,
+    example="""
+        for g in optimizer.param_groups: g["lr"] *= 20      # at epoch 10: the loss rebounds
+        medic = trainmedic.Medic(model, optimizer, mode="heal")  # rolls back, halves the lr
+        """,
+    references=("PaLM (Chowdhery et al., 2022), section 5.1: rewinding on loss spikes",),
+)
+
+
+def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, best: float,
+                      cfg: Thresholds) -> Detection | None:
+    p = cfg.spike_persist
+    base_n = max(2 * p, 40)
+    if len(losses) < p + base_n:
+        return None
+    recent, base = losses[-p:], losses[-(p + base_n):-p]
+    base_med = float(np.median(base))
+    sigma = _robust_sigma(base)
+    progress = max(initial - best, 0.0)
+    threshold = base_med + max(cfg.spike_loss_rel * abs(base_med), cfg.spike_loss_k * sigma,
+                               cfg.spike_loss_progress * progress)
+    # "Does not come down": at least three quarters of the recent steps sit above the threshold.
+    if float(np.quantile(recent, 0.25)) <= threshold:
+        return None
+    above = np.nonzero(recent > threshold)[0]
+    onset = int(steps[-p:][above[0]])
+    level = float(np.median(recent))
+    return Detection(
+        LOSS_SPIKE.code,
+        f"loss jumped from {_fmt(base_med)} to {_fmt(level)} at step {onset} and stayed up for {p} steps",
+        {"baseline": base_med, "level": level, "onset_step": onset, "threshold": threshold,
+         "baseline_sigma": sigma},
+        onset=onset,
+    )
+
+
+OSCILLATION = rule(
+    "TM307",
+    "oscillation",
+    "warning",
+    summary="The loss zigzags up and down with a large amplitude and makes no progress.",
+    what="""
+        Over the last `osc_window` steps almost every change of the loss reversed the previous one (more
+        than `osc_alternation` of them; minibatch noise alone gives about two thirds), the swings were
+        large relative to the loss, and the second half of the window was no better than the first.
+        """,
+    why="""
+        The learning rate is just below the divergence point: each step overshoots the minimum along the
+        sharpest direction and lands on the other side (practitioner note 002: a loss that shakes hard
+        signals a problem even when training continues).
+        """,
+    fix="""
+        Halve the learning rate, add momentum damping or a decay schedule. Heal mode halves it.
+        """,
+    example="""
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.9 / L)   # near 2/L: zigzag
+        """,
+)
+
+
+def detect_oscillation(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
+    n = cfg.osc_window
+    if len(losses) < n:
+        return None
+    x = losses[-n:]
+    d = np.diff(x)
+    nz = d[d != 0]
+    if len(nz) < n // 2:
+        return None
+    alternation = float(np.mean(np.sign(nz[1:]) != np.sign(nz[:-1])))
+    level = float(np.mean(np.abs(x)))
+    amplitude = float(np.mean(np.abs(d))) / max(level, 1e-12)
+    first, second = float(np.mean(x[: n // 2])), float(np.mean(x[n // 2:]))
+    progress = (first - second) / max(abs(first), 1e-12)
+    if alternation >= cfg.osc_alternation and amplitude >= cfg.osc_amplitude and progress < cfg.osc_max_progress:
+        return Detection(
+            OSCILLATION.code,
+            f"{alternation:.0%} of loss changes reversed direction over {n} steps, swings of "
+            f"{amplitude:.0%} of the loss, no progress",
+            {"alternation": alternation, "relative_amplitude": amplitude, "progress": progress, "window": n},
+        )
+    return None
+
+
+PLATEAU = rule(
+    "TM308",
+    "plateau",
+    "info",
+    summary="The monitored loss has not improved for `plateau_patience` evaluations.",
+    what="""
+        The validation loss (or the epoch's training loss when no validation is given) did not improve by
+        more than `plateau_threshold` relative for `plateau_patience` evaluations in a row.
+        """,
+    why="""
+        The learning rate is too large to settle into the minimum it is circling, or the model has learned
+        what it can. Practitioner note 002: start with a learning rate and lower it when the metric stops
+        improving for some epochs.
+        """,
+    fix="""
+        Reduce the learning rate (`torch.optim.lr_scheduler.ReduceLROnPlateau`), or stop if the model has
+        converged. Heal mode multiplies the learning rate by 0.1, with a cooldown.
+        """,
+    example="""
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=5)
+        sched.step(val_loss)
+        """,
+)
+
+
+def detect_plateau(values: np.ndarray, cfg: Thresholds) -> Detection | None:
+    """``values``: the monitored loss per evaluation since the last learning-rate change."""
+    if len(values) <= cfg.plateau_patience:
+        return None
+    best_i = 0
+    for i in range(1, len(values)):
+        if values[i] < values[best_i] - cfg.plateau_threshold * abs(values[best_i]):
+            best_i = i
+    waited = len(values) - 1 - best_i
+    if waited >= cfg.plateau_patience:
+        return Detection(
+            PLATEAU.code,
+            f"no improvement for {waited} evaluations (best {_fmt(float(values[best_i]))})",
+            {"best": float(values[best_i]), "evaluations_without_improvement": waited,
+             "last": float(values[-1])},
+        )
+    return None
+
+
+OVERFITTING = rule(
+    "TM309",
+    "overfitting",
+    "warning",
+    summary="Validation loss keeps getting worse while the training loss keeps improving.",
+    what="""
+        The validation loss has not improved for `overfit_patience` evaluations and is now more than
+        `overfit_margin` above its best, while the training loss fell by at least `overfit_train_gain`
+        over the same span. The model is memorizing the training set.
+        """,
+    why="""
+        Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
+        training data that does not hold on validation (practitioner note 004: a model learns whatever
+        separates the labels).
+        """,
+    fix="""
+        Stop early and keep the best weights, add weight decay or dropout, augment or collect more data,
+        use a smaller model. Heal mode stops and restores the weights of the best evaluation.
+        """,
+    example="""
+        medic.end_epoch(val_loss=evaluate(model))
+        if medic.should_stop:      # set on TM309 in heal mode, best weights restored
+            break
+        """,
+)
+
+
+def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> Detection | None:
+    if len(val) <= cfg.overfit_patience:
+        return None
+    b = int(np.argmin(val))
+    waited = len(val) - 1 - b
+    worse = val[-1] - val[b]
+    gain = train[b] - train[-1]
+    if (waited >= cfg.overfit_patience and worse > cfg.overfit_margin * abs(val[b])
+            and gain > cfg.overfit_train_gain * abs(train[b])):
+        return Detection(
+            OVERFITTING.code,
+            f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {waited} "
+            f"evaluations while training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
+            {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
+             "train_loss_at_best": float(train[b]), "train_loss": float(train[-1])},
+        )
+    return None
+
+
+GRADS_NEVER_ZEROED = rule(
+    "TM310",
+    "grads-never-zeroed",
+    "error",
+    summary="The optimizer stepped again on gradients that were never reset.",
+    what="""
+        PyTorch adds every `backward()` into `.grad`. At this step the gradients of the previous step were
+        still there when the new backward ran, so the update used the sum of all gradients since the start
+        of training: steps grow, then the run diverges or stalls. Intentional accumulation (several
+        backwards, one step, then `zero_grad()`) is recognised and not reported.
+        """,
+    why="""
+        `optimizer.zero_grad()` was forgotten, placed outside the loop, or called on a different
+        optimizer/model than the one that steps (practitioner note 003).
+        """,
+    fix="""
+        Call `optimizer.zero_grad()` once per step, before `loss.backward()` (or right after
+        `optimizer.step()`). Heal mode zeroes the gradients after each step from then on.
+        """,
+    example="""
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()          # missing: optimizer.zero_grad()
+        """,
+)
+
+
+def detect_stale_gradients(stale_steps: int, backwards: int, cfg: Thresholds) -> Detection | None:
+    if stale_steps < cfg.accumulate_min_repeats:
+        return None
+    return Detection(
+        GRADS_NEVER_ZEROED.code,
+        f"{stale_steps} steps in a row found the previous step's gradients still in .grad",
+        {"stale_steps": stale_steps, "backwards_before_step": backwards},
+    )
+
+
+DEAD_RELU_TRAINING = rule(
+    "TM311",
+    "dead-relu-training",
+    "warning",
+    summary="Most units of a ReLU layer stay inactive over a window of training.",
+    what="""
+        Sampled forward passes show that most units of the named ReLU layer output zero for every sample.
+        Dead units get no gradient and never recover.
+        """,
+    why="A learning rate spike pushed biases negative, a bad init, or inputs that are not centered.",
+    fix="Lower the learning rate, use LeakyReLU/GELU, Kaiming init, normalize the inputs.",
+    example="nn.ReLU()  ->  nn.LeakyReLU(0.01)",
+)
+
+STALLED_UPDATES = rule(
+    "TM312",
+    "stalled-updates",
+    "warning",
+    summary="The optimizer steps barely change the weights.",
+    what="""
+        The ratio of the update's norm to the weights' norm, sampled every `ratio_every` steps, stayed
+        below `stall_ratio` (or the weights did not change at all). A healthy run moves the weights by
+        roughly 1e-4 to 1e-2 of their norm per step.
+        """,
+    why="""
+        A learning rate of (almost) zero, a scheduler that decayed it away, an optimizer that holds other
+        tensors than the model's parameters, or gradients that are all zero.
+        """,
+    fix="Check the learning rate and the optimizer's parameters; run an LR range test (`trainmedic lr-find`).",
+    example="""
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-9)   # updates ~1e-9 of the weights
+        """,
+)
+
+
+def detect_stalled(ratios: np.ndarray, cfg: Thresholds) -> Detection | None:
+    if len(ratios) < cfg.stall_samples:
+        return None
+    recent = ratios[-cfg.stall_samples:]
+    if np.all(recent < cfg.stall_ratio):
+        return Detection(
+            STALLED_UPDATES.code,
+            f"updates moved the weights by {_fmt(float(np.median(recent)))} of their norm "
+            f"(last {len(recent)} samples)",
+            {"update_ratio": float(np.median(recent)), "samples": len(recent)},
+        )
+    return None
+
+
+AMP_SCALE_COLLAPSE = rule(
+    "TM314",
+    "amp-scale-collapse",
+    "warning",
+    summary="The GradScaler keeps skipping steps or its scale keeps falling.",
+    what="""
+        With mixed precision, a GradScaler skips a step and halves its scale when the scaled gradients
+        overflow. An occasional skip is normal. Here it skipped `amp_max_consecutive_skips` steps in a
+        row, or the scale fell below `amp_min_scale`: the gradients are non-finite even unscaled, and the
+        model is not being trained.
+        """,
+    why="A real NaN/Inf in the forward or backward (see TM301/TM302), or a float16 overflow in activations.",
+    fix="Find the non-finite op (TM210), use bfloat16 autocast, keep the loss in float32.",
+    example="""
+        with torch.autocast("cuda", dtype=torch.bfloat16):   # no scaler needed
+            loss = loss_fn(model(x), y)
+        """,
+)
+
+
+def detect_amp_collapse(consecutive_skips: int, scale: float, cfg: Thresholds) -> Detection | None:
+    if consecutive_skips >= cfg.amp_max_consecutive_skips or (0 < scale < cfg.amp_min_scale):
+        return Detection(
+            AMP_SCALE_COLLAPSE.code,
+            f"GradScaler skipped {consecutive_skips} steps in a row; scale {_fmt(scale)}",
+            {"consecutive_skips": consecutive_skips, "scale": scale},
+        )
+    return None
+
+
+SLOW_CONVERGENCE = rule(
+    "TM315",
+    "slow-convergence",
+    "warning",
+    summary="The loss barely moved over a long early window, with tiny updates.",
+    what="""
+        After `slow_window` steps the smoothed loss had improved by less than `slow_min_gain` of its
+        initial value, while the updates were below `slow_max_ratio` of the weights: the learning rate is
+        too small for this problem.
+        """,
+    why="""
+        A learning rate several orders of magnitude too small (practitioner note 001: a too small rate
+        makes training crawl; note 002: start at 0.1 and divide by 10).
+        """,
+    fix="Raise the learning rate; find the range with an LR range test (`trainmedic.lr_find`).",
+    example="""
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)   # crawls
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        """,
+)
+
+
+def detect_slow_convergence(early: np.ndarray, recent: np.ndarray, ratios: np.ndarray,
+                            cfg: Thresholds) -> Detection | None:
+    if len(early) == 0 or len(recent) == 0:
+        return None
+    start, now = float(np.mean(early)), float(np.mean(recent))
+    gain = (start - now) / max(abs(start), 1e-12)
+    ratio = float(np.median(ratios)) if len(ratios) else math.nan
+    if gain < cfg.slow_min_gain and not (ratio >= cfg.slow_max_ratio):
+        return Detection(
+            SLOW_CONVERGENCE.code,
+            f"loss moved from {_fmt(start)} to {_fmt(now)} ({gain:+.1%}) in {cfg.slow_window} steps; "
+            f"update/weight ratio {_fmt(ratio)}",
+            {"initial_loss": start, "loss": now, "relative_gain": gain, "update_ratio": ratio,
+             "steps": cfg.slow_window},
+        )
+    return None
+
+
+HEAL_EXHAUSTED = rule(
+    "TM316",
+    "heal-exhausted",
+    "error",
+    summary="Heal mode used up its budget of rollbacks or reached its minimum learning rate.",
+    what="""
+        The run kept failing after `max_rollbacks` rollbacks, or the learning rate could not be lowered
+        below `min_lr`. trainmedic stops repairing so it can never loop forever, and sets `should_stop`.
+        """,
+    why="The fault is not one a smaller learning rate can fix: broken data, a wrong loss, a bug in the model.",
+    fix="Read the other findings of the run; TM210 and TM313 name the op and the rows behind a NaN.",
+    example="if medic.should_stop: break",
+)

@@ -1,0 +1,91 @@
+"""Every threshold the run-time detectors and heal policy use, in one overridable place.
+
+The defaults were calibrated on the pathology zoo (``benchmarks/zoo.py``): each must catch its fault and
+stay silent on every healthy control. Override any of them with ``Medic(..., thresholds=dict(...))`` or
+``Thresholds(...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    # --- windows -------------------------------------------------------------------------------
+    warmup_steps: int = 20  # statistical detectors stay silent before this many finite steps
+    window: int = 128  # recent steps kept for the window detectors
+    check_every: int = 5  # window detectors run every k steps (the O(1) checks run every step)
+    smooth: int = 10  # steps averaged into the smoothed loss
+
+    # --- TM303 exploding gradients: robust z-score of log grad norm over the window -------------
+    spike_factor: float = 10.0  # grad norm above this multiple of the running median ...
+    spike_z: float = 6.0  # ... and above this robust z-score (log space, MAD-based)
+    clip_z: float = 3.0  # heal clips a spike to exp(median + clip_z * robust sigma) of log norms
+
+    # --- TM304 vanishing gradients (AUTOTRAINER) -----------------------------------------------
+    vanish_ratio: float = 1e-3  # first/last layer gradient-norm ratio below this ...
+    vanish_first_norm: float = 1e-4  # ... and first-layer norm below this, over the whole window
+    vanish_min_steps: int = 50
+
+    # --- TM305 divergence ----------------------------------------------------------------------
+    divergence_ratio: float = 4.0  # smoothed loss above this multiple of its best ...
+    divergence_progress: float = 0.5  # ... and risen by more than this share of the progress made
+
+    # --- TM306 loss spike that does not come down ------------------------------------------------
+    spike_loss_rel: float = 0.5  # recent median above baseline by this relative amount ...
+    spike_loss_k: float = 8.0  # ... and by this many robust sigmas of the baseline window
+    spike_loss_progress: float = 0.2  # ... and by this share of the progress made so far
+    spike_persist: int = 20  # and it stays up for this many steps
+
+    # --- TM307 oscillation ---------------------------------------------------------------------
+    osc_window: int = 64
+    osc_alternation: float = 0.9  # share of consecutive differences that change sign (iid noise: 2/3)
+    osc_amplitude: float = 0.2  # mean |difference| relative to the mean loss
+    osc_max_progress: float = 0.05  # and the window's second half no better than this share
+
+    # --- TM308 plateau / TM309 overfitting (per evaluation, ReduceLROnPlateau semantics) ----------
+    plateau_patience: int = 5
+    plateau_threshold: float = 1e-3  # relative improvement that counts as progress
+    plateau_cooldown: int = 2
+    overfit_patience: int = 4
+    overfit_margin: float = 0.05  # validation loss this far (relative) above its best
+    overfit_train_gain: float = 0.02  # while the training loss improved by at least this much
+
+    # --- TM310 grads never zeroed ----------------------------------------------------------------
+    accumulate_min_repeats: int = 2  # steps in a row that find stale gradients before it is reported
+
+    # --- TM312 stalled updates / TM315 slow convergence -----------------------------------------
+    ratio_every: int = 25  # update/weight ratio sampled every k steps
+    stall_ratio: float = 1e-7
+    stall_samples: int = 4
+    slow_window: int = 200  # steps after which early progress is judged
+    slow_min_gain: float = 0.02  # relative loss improvement expected over that window
+    slow_max_ratio: float = 1e-4  # and only when the updates are this small (a low learning rate)
+
+    # --- TM314 AMP scale collapse ----------------------------------------------------------------
+    amp_max_consecutive_skips: int = 8
+    amp_min_scale: float = 1.0
+
+    # --- heal policy -----------------------------------------------------------------------------
+    snapshot_every: int = 50
+    snapshots_kept: int = 3
+    nonfinite_rollback_after: int = 3  # consecutive non-finite steps that trigger a rollback
+    max_rollbacks: int = 5
+    rollback_lr_factor: float = 0.5
+    oscillation_lr_factor: float = 0.5
+    plateau_lr_factor: float = 0.1
+    min_lr: float = 1e-8
+    recovery_grace: int = 0  # extra quiet steps after a rollback (warmup_steps applies anyway)
+
+    def replace(self, **changes: Any) -> Thresholds:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(
+                f"unknown threshold(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(self))}"
+            )
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

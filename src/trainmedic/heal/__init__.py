@@ -1,0 +1,1 @@
+"""Heal mode: policy, snapshots and forensics."""

@@ -1,0 +1,1 @@
+"""Sinks: console, findings.json, events.jsonl and the HTML report."""

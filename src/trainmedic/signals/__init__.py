@@ -1,0 +1,1 @@
+"""Per-step signals: collection and bounded history."""

@@ -1,0 +1,124 @@
+"""Per-step signal collection: every number the detectors need, for one device-to-host sync.
+
+The loss, the per-parameter gradient norms (``torch._foreach_norm``), the stale-gradient probe and the
+sampled update norm are stacked on the device and copied to the host in a single ``tolist()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class StepSignals:
+    loss: float
+    grad_norm: float  # global L2 norm over the parameters that have a gradient
+    norms: list[float]  # per-parameter gradient norms, aligned with ``Collector.params``
+    stale: float | None  # |previous grad| seen by the first backward since the last step (None: zeroed)
+    update_norm: float | None  # ||w_t - w_{t-1}|| when sampled at the previous step
+    weight_norm: float | None
+
+    @property
+    def loss_finite(self) -> bool:
+        return math.isfinite(self.loss)
+
+    @property
+    def grads_finite(self) -> bool:
+        return math.isfinite(self.grad_norm)
+
+
+class Collector:
+    """Knows which parameters to watch and turns one step into :class:`StepSignals`."""
+
+    def __init__(self, params: list[torch.nn.Parameter], names: list[str]) -> None:
+        self.params = params
+        self.names = names
+        self.backwards = 0  # backward passes seen by the probe since the last step
+        self._stale: torch.Tensor | None = None
+        self._stale_none = True
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._before: list[torch.Tensor] | None = None
+        self._probe_handle = None
+
+    # -- stale-gradient probe (TM310) ---------------------------------------------------------------
+    def attach_probe(self) -> None:
+        """Hook the smallest parameter that has a gradient; its hook sees ``.grad`` before accumulation."""
+        candidates = [p for p in self.params if p.grad is not None]
+        if not candidates or self._probe_handle is not None:
+            return
+        probe = min(candidates, key=lambda p: p.numel())
+
+        def hook(grad: torch.Tensor) -> None:
+            self.backwards += 1
+            if self.backwards == 1:
+                g = probe.grad
+                self._stale_none = g is None
+                self._stale = None if g is None else g.detach().abs().sum().float()
+
+        self._probe_handle = probe.register_hook(hook)
+
+    def detach(self) -> None:
+        if self._probe_handle is not None:
+            self._probe_handle.remove()
+            self._probe_handle = None
+
+    def grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self.params if p.grad is not None]
+
+    # -- update/weight ratio (TM312), sampled ------------------------------------------------------
+    def before_update(self) -> None:
+        self._before = torch._foreach_mul([p.detach() for p in self.params], 1.0)
+
+    def after_update(self) -> None:
+        if self._before is None:
+            return
+        now = [p.detach() for p in self.params]
+        diff = torch._foreach_sub(now, self._before)
+        upd = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(diff)).float())
+        w = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(now)).float())
+        self._pending = (upd, w)
+        self._before = None
+
+    # -- the one sync ---------------------------------------------------------------------------------
+    def collect(self, loss: torch.Tensor) -> StepSignals:
+        present = [i for i, p in enumerate(self.params) if p.grad is not None]
+        grads = [self.params[i].grad for i in present]
+        parts = [loss.detach().reshape(1).float()]
+        if grads:
+            parts.append(torch.stack(torch._foreach_norm(grads)).float().reshape(-1))
+        extras = []
+        if self._stale is not None:
+            extras.append(self._stale)
+        if self._pending is not None:
+            extras.extend(self._pending)
+        if extras:
+            parts.append(torch.stack(extras).reshape(-1))
+        try:
+            host = torch.cat([t.to(parts[0].device) for t in parts]).tolist()
+        except RuntimeError:  # parameters spread over devices that cannot be concatenated
+            host = [v for t in parts for v in t.cpu().tolist()]
+        loss_v = host[0]
+        k = len(grads)
+        present_norms = host[1 : 1 + k]
+        rest = host[1 + k :]
+        norms = [0.0] * len(self.params)
+        for i, v in zip(present, present_norms):
+            norms[i] = v
+        stale: float | None = None
+        if self._stale is not None:
+            stale = rest.pop(0)
+        update_norm = weight_norm = None
+        if self._pending is not None:
+            update_norm, weight_norm = rest[0], rest[1]
+        self._stale = None
+        self._pending = None
+        grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
+        if present_norms and not math.isfinite(grad_norm):
+            grad_norm = math.nan if any(math.isnan(v) for v in present_norms) else math.inf
+        return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm)
+
+    def reset_backwards(self) -> None:
+        self.backwards = 0

@@ -1,0 +1,14 @@
+import os
+
+import pytest
+import torch
+
+# Two cores, several test files training models: one thread each keeps timings stable.
+torch.set_num_threads(1)
+os.environ.setdefault("TRAINMEDIC_NO_LIVE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
