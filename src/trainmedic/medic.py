@@ -265,8 +265,13 @@ class Medic:
         self.epoch += 1
 
     def save_report(self, out_dir: str | os.PathLike[str], html: bool = True) -> Path:
-        """Write ``findings.json``, ``events.jsonl`` and ``report.html`` into ``out_dir``."""
+        """Write ``findings.json``, ``events.jsonl`` and ``report.html`` into ``out_dir``.
+
+        Under torch.distributed only rank 0 writes; the other ranks return the path without writing.
+        """
         out = Path(out_dir)
+        if _rank() != 0:
+            return out
         out.mkdir(parents=True, exist_ok=True)
         write_findings(out / "findings.json", self.findings)
         atomic_write_text(out / "events.jsonl", "".join(json.dumps(jsonable(e)) + "\n" for e in self.event_stream()))
@@ -719,6 +724,11 @@ class Medic:
             fn()
         except Exception as exc:
             self._disable(check, exc)
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _default_interval(scheduler: Any) -> str:

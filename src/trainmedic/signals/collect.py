@@ -30,6 +30,21 @@ class StepSignals:
         return math.isfinite(self.grad_norm)
 
 
+def _agree_across_ranks(packed: torch.Tensor) -> torch.Tensor:
+    """Under torch.distributed, average the signals over all ranks (one small all-reduce per step).
+
+    Every rank then sees the same numbers and so reaches the same verdict: a NaN on one rank becomes a
+    NaN on all of them, and all ranks skip or roll back together.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return packed
+    if dist.get_backend() == "nccl" and packed.device.type == "cpu":
+        packed = packed.cuda()
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+    return packed / dist.get_world_size()
+
+
 class Collector:
     """Knows which parameters to watch and turns one step into :class:`StepSignals`."""
 
@@ -97,9 +112,11 @@ class Collector:
         if extras:
             parts.append(torch.stack(extras).reshape(-1))
         try:
-            host = torch.cat([t.to(parts[0].device) for t in parts]).tolist()
+            packed = torch.cat([t.to(parts[0].device) for t in parts])
         except RuntimeError:  # parameters spread over devices that cannot be concatenated
-            host = [v for t in parts for v in t.cpu().tolist()]
+            packed = torch.cat([t.cpu() for t in parts])
+        packed = _agree_across_ranks(packed)
+        host = packed.tolist()
         loss_v = host[0]
         k = len(grads)
         present_norms = host[1 : 1 + k]
