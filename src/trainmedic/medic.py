@@ -95,6 +95,8 @@ class Medic:
         restore_best: keep the weights of the best evaluation and restore them on early stop
             (default: on in heal mode).
         callbacks: :class:`~trainmedic.callbacks.MedicCallback` objects (forensics, checkpoints, ...).
+        checkpoint_dir: write crash-safe checkpoints there (see :mod:`trainmedic.heal.checkpoint`);
+            ``every`` steps between them (None: at each epoch end), ``keep`` newest kept plus the best.
     """
 
     def __init__(
@@ -110,6 +112,9 @@ class Medic:
         scheduler_interval: str | None = None,
         restore_best: bool | None = None,
         callbacks: Iterable[MedicCallback] = (),
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        every: int | None = None,
+        keep: int = 3,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Medic needs the torch.nn.Module being trained as `model`, got {type(model).__name__}")
@@ -187,6 +192,10 @@ class Medic:
         self.callbacks: list[MedicCallback] = []
         for cb in callbacks:
             self.add_callback(cb)
+        if checkpoint_dir is not None:
+            from trainmedic.heal.checkpoint import CheckpointCallback
+
+            self.add_callback(CheckpointCallback(checkpoint_dir, every=every, keep=keep))
 
     # ------------------------------------------------------------------------------------------------
     # public API
@@ -298,6 +307,13 @@ class Medic:
             yield {"type": "sample", **row}
         for row in self.layer_history.as_dicts():
             yield {"type": "layer_sample", "step": row["step"], "norms": row["norms"]}
+
+    def resume(self, directory: str | os.PathLike[str] | None = None) -> Any:
+        """Continue from the newest good checkpoint (default: ``checkpoint_dir``): weights, optimizer,
+        scheduler, scaler, RNGs, step counter and history. Returns its info, or None on a fresh start."""
+        from trainmedic.heal.checkpoint import resume
+
+        return resume(self, directory)
 
     def close(self) -> None:
         self._collector.detach()
