@@ -51,7 +51,7 @@ class Thresholds:
     plateau_cooldown: int = 2
     overfit_patience: int = 4
     overfit_margin: float = 0.05  # validation loss this far (relative) above its best
-    overfit_train_gain: float = 0.02  # while the training loss improved by at least this much
+    overfit_train_gain: float = 0.1  # while the training loss improved by at least this much
 
     # --- TM310 grads never zeroed ----------------------------------------------------------------
     accumulate_min_repeats: int = 2  # steps in a row that find stale gradients before it is reported

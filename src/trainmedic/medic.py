@@ -437,7 +437,7 @@ class Medic:
         losses = mon.losses.values()
         n = len(losses)
         if n >= cfg.smooth:
-            mon.smoothed = float(np.mean(losses[-cfg.smooth:]))
+            mon.smoothed = float(np.median(losses[-cfg.smooth:]))  # robust to a lone outlier
             if mon.finite_steps >= cfg.smooth and mon.smoothed < mon.best:
                 mon.best, mon.best_step = mon.smoothed, t
         if len(mon.log_gnorms) >= 8:
@@ -547,14 +547,20 @@ class Medic:
         if snap is None:
             self._exhausted(t, "no healthy snapshot to roll back to")
             return False
-        new_factor = self._lr_factor * self.cfg.rollback_lr_factor
         lr_before = self.lr
         self.monitor = snap.restore(self.model, self.optimizer, self.scheduler, self.scaler)
-        self._apply_lr_factor(new_factor / snap.lr_factor)
+        # The new rate is at most rollback_lr_factor times the rate that failed. When the rate had risen
+        # since the snapshot (a schedule, a manual change), the snapshot's own rate already satisfies
+        # that and is kept on the first rollback; later rollbacks lower it further.
+        lr_snap = self.lr * (self._lr_factor / snap.lr_factor)
+        keep = 1.0 if self._rollbacks == 0 else self.cfg.rollback_lr_factor
+        target = min(lr_snap * keep, self.cfg.rollback_lr_factor * lr_before)
+        factor = target / self.lr if self.lr > 0 else 1.0
+        self._apply_lr_factor(factor)
         if self.lr < self.cfg.min_lr:
             self._exhausted(t, f"learning rate {self.lr:.3g} fell below min_lr={self.cfg.min_lr:g}")
             return False
-        self._lr_factor = new_factor
+        self._lr_factor = snap.lr_factor * factor
         self._rollbacks += 1
         # Snapshots taken after the chosen one may already hold the fault.
         self._snapshots = deque([s for s in self._snapshots if s.step <= snap.step], maxlen=self._snapshots.maxlen)
@@ -659,15 +665,15 @@ class Medic:
             self._plateau_cooldown -= 1
             self._plateau_from = len(self._val_hist)
             return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return  # the user's scheduler already answers plateaus
         det = rt.detect_plateau(np.asarray(self._val_hist[self._plateau_from:]), cfg)
         if det:
             det.evidence["monitored"] = "val_loss" if has_val else "train_loss"
-            plateau_sched = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            act = heal and not plateau_sched
-            self._report(det, t, action="lr x0.1" if act else None)
+            self._report(det, t, action="lr x0.1" if heal else None)
             self._plateau_from = len(self._val_hist)
             self._plateau_cooldown = cfg.plateau_cooldown
-            if act:
+            if heal:
                 self._scale_lr(t, cfg.plateau_lr_factor, "TM308")
 
     def _restore_best(self, t: int) -> None:

@@ -374,9 +374,9 @@ OVERFITTING = rule(
     "warning",
     summary="Validation loss keeps getting worse while the training loss keeps improving.",
     what="""
-        The validation loss has not improved for `overfit_patience` evaluations and is now more than
-        `overfit_margin` above its best, while the training loss fell by at least `overfit_train_gain`
-        over the same span. The model is memorizing the training set.
+        The validation loss has not improved for `overfit_patience` evaluations and sits (median of
+        the evaluations since its best) more than `overfit_margin` above its best, while the training loss
+        fell by at least `overfit_train_gain` (relative) over the same span. The model is memorizing the training set.
         """,
     why="""
         Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
@@ -400,10 +400,11 @@ def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> D
         return None
     b = int(np.argmin(val))
     waited = len(val) - 1 - b
-    worse = val[-1] - val[b]
+    # The median of the evaluations since the best, so one noisy evaluation neither fires nor hides it.
+    worse = float(np.median(val[b + 1:])) - val[b] if waited else 0.0
     gain = train[b] - train[-1]
     if (waited >= cfg.overfit_patience and worse > cfg.overfit_margin * abs(val[b])
-            and gain > cfg.overfit_train_gain * abs(train[b])):
+            and val[-1] > val[b] and gain > cfg.overfit_train_gain * abs(train[b])):
         return Detection(
             OVERFITTING.code,
             f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {waited} "
