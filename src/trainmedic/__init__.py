@@ -7,3 +7,6 @@ from trainmedic.findings import Finding  # noqa: E402
 from trainmedic.medic import Medic  # noqa: E402
 
 __all__ = ["Finding", "Medic", "Thresholds", "__version__"]
+from trainmedic.instrument import log  # noqa: E402  (trainmedic run's one-liner; a no-op otherwise)
+
+__all__ += ["log"]

@@ -1,0 +1,184 @@
+"""Run a training script as ``__main__`` under instrumentation, as ``python SCRIPT ARGS...`` would."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import runpy
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainmedic import __version__
+from trainmedic.errors import UsageError
+from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
+from trainmedic.instrument.session import Session
+from trainmedic.rules.registry import get_rule
+
+
+def default_out(script: Path) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{script.stem}-{stamp}"
+
+
+def resolve_script(script: str) -> Path:
+    path = Path(script)
+    if path.is_dir() and (path / "__main__.py").is_file():
+        return path
+    if not path.is_file():
+        raise UsageError(f"no such script: {script}" if not path.exists() else f"not a Python script: {script}")
+    return path
+
+
+def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | None = None, heal: bool = False,
+               console: bool = True, summary: bool = True) -> int:
+    """Run ``script`` with ``argv`` under a :class:`Session`; write the report; return the exit code.
+
+    The script's output is untouched; its exit code is passed through (``sys.exit(n)`` -> n; an uncaught
+    exception -> its traceback on stderr and 1, as with ``python``).
+    """
+    path = resolve_script(script)
+    out_dir = Path(out) if out is not None else default_out(path)
+    session = Session("heal" if heal else "watch", console=console)
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(path), *argv]
+    sys.path.insert(0, str((path if path.is_dir() else path.parent).resolve()))
+    code = 0
+    session.install()
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        code = exit_code(exc)
+    except KeyboardInterrupt as exc:
+        print_script_traceback(exc, path)
+        code = 130
+    except BaseException as exc:  # the script's own error: its traceback, exit 1, like python
+        print_script_traceback(exc, path)
+        code = 1
+    finally:
+        session.uninstall()
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+    try:
+        session.finish()
+        if session.writes_files():
+            write_outputs(session, out_dir, path, argv)
+            if summary:
+                print_summary(session, out_dir)
+    except Exception as exc:  # the report must never change the script's exit code
+        print(f"trainmedic: could not write the report: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        for eng in session.engines:
+            try:
+                eng.close()
+            except Exception:
+                pass
+    return code
+
+
+def exit_code(exc: SystemExit) -> int:
+    c = exc.code
+    if c is None:
+        return 0
+    if isinstance(c, int):
+        return c
+    print(c, file=sys.stderr)
+    return 1
+
+
+def print_script_traceback(exc: BaseException, path: Path) -> None:
+    """The traceback python would print: trainmedic's and runpy's frames above the script are left out."""
+    target = str(path.resolve())
+    tb = exc.__traceback__
+    t = tb
+    while t is not None and os.path.abspath(t.tb_frame.f_code.co_filename) != target:
+        t = t.tb_next
+    sys.stdout.flush()
+    traceback.print_exception(type(exc), exc, t if t is not None else tb, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def write_outputs(session: Session, out: Path, script: Path, argv: list[str]) -> Path:
+    """findings.json, events.jsonl and report.html, from every engine of the session."""
+    out.mkdir(parents=True, exist_ok=True)
+    findings = session.findings()
+    if session.engines:
+        primary = session.engines[0]
+        # The primary engine writes (its callbacks see on_save); the other engines' findings and the
+        # instrumentation's own are added to its log first so every file shows all of them.
+        for i, eng in enumerate(session.engines[1:], start=1):
+            for f in eng.findings:
+                primary.log.add(f, key=f"optimizer{i}:{f.code}:{id(f)}")
+        for f in session._internal:
+            primary.log.add(f, key=f"internal:{f.evidence.get('part')}")
+        primary.save_report(out)
+        if len(session.engines) > 1 or session._internal:
+            write_findings(out / "findings.json", findings)
+            _rewrite_html(out)
+        _prepend_meta(out, script, argv, session)
+    else:
+        write_findings(out / "findings.json", findings)
+        meta = {"type": "meta", "version": 1, "trainmedic": __version__, "mode": session.mode, "steps": 0,
+                "epochs": 0, "script": str(script), "argv": argv,
+                "note": "no optimizer step was seen: nothing was trained"}
+        atomic_write_text(out / "events.jsonl", json.dumps(jsonable(meta)) + "\n")
+        _rewrite_html(out)
+    return out
+
+
+def _rewrite_html(out: Path) -> None:
+    try:
+        from trainmedic.report.html import write_report
+
+        write_report(out)
+    except Exception as exc:
+        print(f"trainmedic: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _prepend_meta(out: Path, script: Path, argv: list[str], session: Session) -> None:
+    """Add what `run` knows to the meta line of events.jsonl (script, argv, optimizers, loss calls)."""
+    p = out / "events.jsonl"
+    lines = p.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        return
+    meta: dict[str, Any] = json.loads(lines[0])
+    meta.update({"script": str(script), "argv": argv, "entry": "run", "optimizers": len(session.engines),
+                 "loss_calls": session.loss_calls})
+    lines[0] = json.dumps(jsonable(meta))
+    atomic_write_text(p, "\n".join(lines) + "\n")
+
+
+def print_summary(session: Session, out: Path) -> None:
+    findings = session.findings()
+    sys.stdout.flush()
+    w = sys.stderr.write
+    steps = sum(e.step_count for e in session.engines)
+    if not session.engines:
+        w("trainmedic: no optimizer step was seen, nothing to check\n")
+    elif not findings:
+        w(f"trainmedic: no findings in {steps} steps ({session.mode} mode)\n")
+    else:
+        w(f"trainmedic: {len(findings)} finding(s) in {steps} steps ({session.mode} mode)\n")
+        for f in findings:
+            where = f"step {f.step}" if f.step is not None else "before training"
+            w(f"  {f.code} {f.name} [{f.severity}] first at {where}: {f.message}\n")
+            if f.action:
+                w(f"      action: {f.action}\n")
+            w(f"      fix: {_first_sentence(f.code)}\n")
+    w(f"trainmedic: report {out / 'report.html'}\n")
+    sys.stderr.flush()
+
+
+def _first_sentence(code: str) -> str:
+    try:
+        text = " ".join(get_rule(code).fix.split())
+    except Exception:
+        return f"see `trainmedic explain {code}`"
+    cut = text.find(". ")
+    text = text if cut < 0 else text[: cut + 1]
+    return (text if len(text) <= 160 else text[:157] + "...") + f"  (trainmedic explain {code})"
+
+
+__all__ = ["Finding", "run_script"]
