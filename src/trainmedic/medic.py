@@ -226,6 +226,8 @@ class Medic:
         self.last_batch = batch
         self._call("on_before_step", self, t, loss, batch)
         sig: StepSignals | None = None
+        if self.scaler is not None:
+            _unscale(self.scaler, self.optimizer)  # true gradient norms; scaler.step() reuses the result
         if "signals" not in self._disabled:
             try:
                 sig = self._collector.collect(loss)
@@ -746,6 +748,14 @@ class Medic:
             fn()
         except Exception as exc:
             self._disable(check, exc)
+
+
+def _unscale(scaler: Any, optimizer: torch.optim.Optimizer) -> None:
+    try:
+        scaler.unscale_(optimizer)
+    except RuntimeError as exc:  # the user already unscaled this step (e.g. to clip): fine
+        if "already been called" not in str(exc):
+            raise
 
 
 def _rank() -> int:

@@ -288,11 +288,13 @@ OSCILLATION = rule(
         """,
     why="""
         The learning rate is just below the divergence point: each step overshoots the minimum along the
-        sharpest direction and lands on the other side (practitioner note 002: a loss that shakes hard
-        signals a problem even when training continues).
+        sharpest direction and lands on the other side; or the data is not shuffled and consecutive
+        batches alternate between groups that pull the weights in opposite directions (practitioner note
+        002: a loss that shakes hard signals a problem even when training continues).
         """,
     fix="""
-        Halve the learning rate, add momentum damping or a decay schedule. Heal mode halves it.
+        Shuffle the data (`DataLoader(..., shuffle=True)`), halve the learning rate, add a decay schedule.
+        Heal mode halves the learning rate.
         """,
     example="""
         optimizer = torch.optim.SGD(model.parameters(), lr=1.9 / L)   # near 2/L: zigzag
