@@ -244,13 +244,17 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True,
 # capture and restore
 # ----------------------------------------------------------------------------------------------------
 def rng_to_plain(state: dict[str, Any]) -> dict[str, Any]:
-    """RNG states as tensors, tuples and numbers only (NumPy's key array becomes an int64 tensor)."""
+    """RNG states as tensors, tuples and numbers only (NumPy's and Python's key arrays become int64 tensors)."""
     out = dict(state)
     np_state = state.get("numpy")
     if np_state is not None:
         name, keys, pos, has_gauss, cached = np_state
         out["numpy"] = (str(name), torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
                         float(cached))
+    py = state.get("python")
+    if py is not None:
+        version, internal, gauss = py
+        out["python"] = (version, torch.tensor(internal, dtype=torch.int64), gauss)
     return out
 
 
@@ -263,7 +267,8 @@ def rng_from_plain(state: dict[str, Any]) -> dict[str, Any]:
     py = state.get("python")
     if py is not None:
         version, internal, gauss = py
-        out["python"] = (version, tuple(internal), gauss)
+        internal = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+        out["python"] = (version, tuple(int(v) for v in internal), gauss)
     return out
 
 
