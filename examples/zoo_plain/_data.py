@@ -5,10 +5,11 @@ import argparse
 import torch
 
 
-def regression_data(n=2048, d=16, seed=0, noise=0.1):
-    g = torch.Generator().manual_seed(seed)
+def regression_data(n=2048, d=16, seed=0, noise=0.1, split="train"):
+    """``seed`` picks the function; ``split="val"`` draws fresh rows from the same function."""
+    w = torch.randn(d, 1, generator=torch.Generator().manual_seed(seed)) / d**0.5
+    g = torch.Generator().manual_seed(seed * 7919 + (0 if split == "train" else 1))
     x = torch.randn(n, d, generator=g)
-    w = torch.randn(d, 1, generator=g) / d**0.5
     y = torch.tanh(x @ w) * 2 + 0.5 * torch.sin(x[:, :1] * 2) + noise * torch.randn(n, 1, generator=g)
     return x, y
 

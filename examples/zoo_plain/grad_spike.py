@@ -26,7 +26,7 @@ def main():
             step += 1
             total, n = total + loss.item(), n + 1
         print(f"epoch {epoch}: train loss {total / n:.4g}")
-    x_val, y_val = regression_data(n=512, seed=args.seed + 1)
+    x_val, y_val = regression_data(n=512, seed=args.seed, split="val")
     with torch.no_grad():
         print(f"validation loss {float(loss_fn(model(x_val), y_val)):.4g}")
 

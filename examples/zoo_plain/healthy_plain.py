@@ -8,7 +8,7 @@ def main():
     args = cli(__doc__)
     torch.manual_seed(args.seed)
     x, y = regression_data(seed=args.seed)
-    x_val, y_val = regression_data(n=512, seed=args.seed + 1)
+    x_val, y_val = regression_data(n=512, seed=args.seed, split="val")
     model = mlp(x.shape[1], 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.MSELoss()

@@ -1,4 +1,4 @@
-"""Loss rebound: the learning rate jumps 30x at epoch 4 and the loss climbs back up."""
+"""Loss rebound: the learning rate jumps 100x at epoch 4 and the loss climbs back up."""
 
 import torch
 from _data import batches, cli, mlp, regression_data
@@ -13,10 +13,10 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = torch.nn.MSELoss()
     g = torch.Generator().manual_seed(args.seed)
-    for epoch in range(args.epochs or 10):
+    for epoch in range(args.epochs or 14):
         if fault and epoch == 4:
             for group in optimizer.param_groups:
-                group["lr"] *= 30
+                group["lr"] *= 100
         total = n = 0
         for xb, yb in batches(x, y, 32, g):
             loss = loss_fn(model(xb), yb)

@@ -73,6 +73,27 @@ class RunMedic(Medic):
         self._proceed = False
 
 
+class ScriptScaler:
+    """The script's GradScaler as the engine sees it: ``scaler.step()`` has already unscaled the gradients.
+
+    The engine's own ``unscale_`` is a no-op; everything else (scale, state_dict for snapshots) is the
+    script's scaler.
+    """
+
+    def __init__(self, scaler: Any) -> None:
+        self.scaler = scaler
+
+    def unscale_(self, optimizer: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scaler, name)
+
+
+def script_scaler(scaler: Any) -> ScriptScaler | None:
+    return None if scaler is None else scaler if isinstance(scaler, ScriptScaler) else ScriptScaler(scaler)
+
+
 class ParamHolder(torch.nn.Module):
     """Stands for "the model" when no module seen in a forward pass holds all of an optimizer's parameters.
 

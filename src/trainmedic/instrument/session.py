@@ -41,7 +41,7 @@ import torch
 
 from trainmedic.config import Thresholds
 from trainmedic.findings import Finding
-from trainmedic.instrument.engine import RunMedic, model_for, skips_none_grads, unwrap
+from trainmedic.instrument.engine import RunMedic, model_for, script_scaler, skips_none_grads, unwrap
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
 
 #: losses in torch.nn.functional whose first two arguments are (input, target)
@@ -225,7 +225,7 @@ class Session:
             self._engine_of[key] = None
             self._fail(f"engine for {type(optimizer).__name__} #{len(self._engine_of)}", exc)
             return None
-        eng.scaler = self._scaler_of.get(key)
+        eng.scaler = script_scaler(self._scaler_of.get(key))
         eng.scheduler = self._sched_of.get(key)
         self._engine_of[key] = eng
         self.engines.append(eng)
@@ -357,8 +357,8 @@ class Session:
             if not session._busy:
                 session._scaler_of[id(optimizer)] = scaler
                 eng = session._engine_of.get(id(optimizer))
-                if eng is not None:
-                    eng.scaler = scaler
+                if eng is not None and getattr(eng.scaler, "scaler", None) is not scaler:
+                    eng.scaler = script_scaler(scaler)
             before = session._step_calls
             out = original(scaler, optimizer, *args, **kwargs)
             if session._step_calls == before and not session._busy and scaler.is_enabled():
@@ -372,7 +372,7 @@ class Session:
         eng = self._engine(optimizer)
         if eng is None or self._last_loss is None:
             return
-        eng.scaler = scaler
+        eng.scaler = script_scaler(scaler)
         self._steps_since_epoch += 1
         eng.pre_step(self._last_loss, self._batch())
         eng.post_step()
@@ -564,6 +564,7 @@ class Session:
                     f.evidence.setdefault("optimizer", i)
                 out.append(f)
         out.extend(self._internal)
+        out = list({id(f): f for f in out}.values())  # write_outputs adds them to the primary log too
         return sorted(out, key=lambda f: (f.step if f.step is not None else math.inf))
 
     def writes_files(self) -> bool:
