@@ -24,6 +24,11 @@ class MedicCallback:
     def on_attach(self, medic: Medic) -> None:
         """The Medic was built; keep a reference if needed."""
 
+    def on_loss(self, medic: Medic, step: int, loss: Any, batch: Any) -> Any:
+        """First thing in ``medic.step``: return None, or a replacement loss whose backward you have already
+        run (forensics uses it to recompute a batch without quarantined rows)."""
+        return None
+
     def on_before_step(self, medic: Medic, step: int, loss: Any, batch: Any) -> None:
         """``medic.step`` was called, before signals are collected (loss and gradients are ready)."""
 

@@ -97,6 +97,12 @@ class Medic:
         callbacks: :class:`~trainmedic.callbacks.MedicCallback` objects (forensics, checkpoints, ...).
         checkpoint_dir: write crash-safe checkpoints there (see :mod:`trainmedic.heal.checkpoint`);
             ``every`` steps between them (None: at each epoch end), ``keep`` newest kept plus the best.
+        loss_fn: ``loss_fn(model(inputs), target)``, the loss of the loop. With it and
+            ``medic.step(loss, batch=(inputs, target))`` (or ``(inputs, target, indices)``), pre-flight
+            replays the first batch (TM201-TM207, TM211) and forensics replays a non-finite one
+            (TM210 op, TM313 rows, quarantined in heal mode: see ``medic.quarantined``).
+        preflight: run the cheap wiring checks at the first step (:mod:`trainmedic.preflight`).
+        forensics: replay non-finite steps to name the op and the rows (:mod:`trainmedic.heal.forensics`).
     """
 
     def __init__(
@@ -115,6 +121,9 @@ class Medic:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         every: int | None = None,
         keep: int = 3,
+        loss_fn: Any = None,
+        preflight: bool = True,
+        forensics: bool = True,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Medic needs the torch.nn.Module being trained as `model`, got {type(model).__name__}")
@@ -189,7 +198,16 @@ class Medic:
         self._pending_rollback: rt.Detection | None = None
         self._started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.last_batch: Any = None
+        self.loss_fn = loss_fn
+        self.quarantined: set[Any] = set()  # TM313 rows left out in heal mode: dataset indices or content hashes
         self.callbacks: list[MedicCallback] = []
+        if preflight or forensics:  # pre-flight and forensics plug in as callbacks (trainmedic.preflight, heal)
+            from trainmedic.heal.forensics import Forensics
+            from trainmedic.preflight import PreflightCallback
+
+            for cb in (PreflightCallback() if preflight else None, Forensics() if forensics else None):
+                if cb is not None:
+                    self.add_callback(cb)
         for cb in callbacks:
             self.add_callback(cb)
         if checkpoint_dir is not None:
@@ -224,6 +242,7 @@ class Medic:
         _check_loss(loss)
         t = self.step_count
         self.last_batch = batch
+        loss = self._loss_hooks(t, loss, batch)  # e.g. forensics recomputes a batch without quarantined rows
         self._call("on_before_step", self, t, loss, batch)
         sig: StepSignals | None = None
         if self.scaler is not None:
@@ -333,6 +352,7 @@ class Medic:
             "plateau_from": self._plateau_from, "plateau_cooldown": self._plateau_cooldown,
             "best_val": self._best_val, "best_epoch": self._best_epoch, "zero_after_step": self._zero_after_step,
             "slow_checked": self._slow_checked, "ratios": self._ratios.state_dict(), "started": self._started,
+            "quarantined": list(self.quarantined),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -358,6 +378,7 @@ class Medic:
         self._slow_checked = bool(state["slow_checked"])
         self._ratios.load_state_dict(state["ratios"])
         self._started = state["started"]
+        self.quarantined = set(state.get("quarantined", ()))
 
     # ------------------------------------------------------------------------------------------------
     # the step
@@ -712,6 +733,22 @@ class Medic:
         else:
             self.console.line("", key=key or det.code)
         return stored
+
+    def _loss_hooks(self, t: int, loss: torch.Tensor, batch: Any) -> torch.Tensor:
+        """``on_loss``: a callback may return a replacement loss it has already backpropagated."""
+        for cb in list(self.callbacks):
+            hook = getattr(cb, "on_loss", None)
+            if hook is None:
+                continue
+            try:
+                new = hook(self, t, loss, batch)
+            except Exception as exc:
+                self.callbacks.remove(cb)
+                self._disable(f"callback {getattr(cb, 'name', type(cb).__name__)}.on_loss", exc)
+                continue
+            if new is not None:
+                loss = new
+        return loss
 
     def _call(self, hook: str, *args: Any) -> None:
         for cb in list(self.callbacks):

@@ -1,0 +1,741 @@
+"""Pre-flight: the wiring checks (TM201-TM208, TM211) run once on one batch, before they cost a run.
+
+    findings = trainmedic.preflight(model, loss_fn, (x, y), optimizer)
+    for f in findings:
+        print(f)
+
+``preflight`` works on deep copies of the model, the optimizer and the loss (and forks the RNG), so the
+user's objects are untouched. It replays ``loss_fn(model(x), y)`` under a ``TorchFunctionMode`` that
+sees every torch call with the module that made it, and tags the tensors derived from the prediction
+(P) and from the target (T):
+
+* TM201: an elementwise op between a P-only and a T-only tensor whose result is larger than both
+  through an implicitly added leading dimension (``(B,1) - (B,)`` -> ``(B,B)``), or an ``nn`` loss whose
+  prediction and target broadcast to more elements than either. Broadcasting inside the model, or
+  between two P tensors (pairwise losses), or explicit ``[:, None]`` forms are silent by construction.
+* TM202/TM203: the inputs of ``cross_entropy``/``nll_loss``/``binary_cross_entropy(_with_logits)``
+  checked before the call (a class index out of range would be a device-side assert on a GPU).
+* TM204: ``.grad`` after backward, optimizer membership. TM205: output std and weight-gradient RMS of
+  the Linear/Conv chain. TM206: sigmoid/tanh inputs. TM207: ReLU units never positive. TM211: the range
+  of the op that produced the compared prediction against the target values.
+* TM208 (opt-in, or automatic when cheap): fit one small repeated batch with Adam.
+
+``Medic(..., loss_fn=loss_fn)`` runs the cheap part automatically at the first ``medic.step(loss,
+batch=(x, y))`` (:class:`PreflightCallback`): a forward-only replay on the real model with its buffers
+and RNG restored, plus the gradients the user's own backward just produced. No batch, no replay.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainmedic.callbacks import MedicCallback
+from trainmedic.findings import Finding
+from trainmedic.replay import (
+    Abort,
+    Batch,
+    OpWatcher,
+    _tensors,
+    call_model,
+    copy_for_replay,
+    fmt_num,
+    isolated,
+    split_batch,
+    tensor_args,
+    user_location,
+)
+
+
+@dataclass(frozen=True)
+class PreflightThresholds:
+    """Thresholds of the wiring checks; calibrated on default-initialized MLPs/CNNs (see docs)."""
+
+    poor_init_ratio: float = 10.0  # TM205: std (or grad RMS) max/min across the hidden layers above this ...
+    poor_init_per_layer: float = 3.0  # ... and above this per layer (PyTorch's default init: ~2.45x for ReLU)
+    saturation_abs: float = 5.0  # TM206: |input| of sigmoid/tanh beyond this ...
+    saturation_share: float = 0.5  # ... for more than this share of the values
+    dead_relu_share: float = 0.7  # TM207: share of units never positive
+    dead_relu_min_samples: int = 8  # values per unit needed to call a unit dead
+    head_outside_share: float = 0.05  # TM211: share of target values the head cannot produce
+    overfit_steps: int = 150  # TM208: Adam steps per learning rate on the repeated batch
+    overfit_lrs: tuple[float, ...] = (1e-3, 1e-2)
+    overfit_rows: int = 16
+    overfit_drop: float = 0.9  # the loss must fall by this share
+    overfit_budget_s: float = 3.0  # overfit="auto" runs only when its estimated cost is below this
+
+
+P, T = "P", "T"
+_PO, _TO = frozenset({P}), frozenset({T})
+
+REGRESSION_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"})
+PAIR_LOSSES = REGRESSION_LOSSES | {"poisson_nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                                   "kl_div", "soft_margin_loss"}
+CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+ELEMENTWISE = frozenset({"sub", "rsub", "add", "radd", "mul", "rmul", "div", "rdiv", "truediv", "rtruediv",
+                         "true_divide", "pow", "rpow", "maximum", "minimum", "fmax", "fmin", "eq", "ne", "lt",
+                         "le", "gt", "ge", "atan2", "hypot", "xlogy", "fmod", "remainder", "logaddexp",
+                         "squared_difference", "floor_divide", "floordiv", "rfloordiv"})
+DIFF_OPS = frozenset({"sub", "rsub"})
+SHAPE_OPS = frozenset({"view", "reshape", "squeeze", "unsqueeze", "flatten", "contiguous", "to", "float",
+                       "double", "half", "bfloat16", "clone", "permute", "transpose", "t", "expand",
+                       "expand_as", "view_as", "reshape_as", "__get__", "getitem", "detach", "type", "cpu",
+                       "cuda"})
+INF = math.inf
+HEAD_RANGES: dict[str, tuple[float, float]] = {
+    "relu": (0.0, INF), "relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0), "softplus": (0.0, INF), "exp": (0.0, INF), "softmax": (0.0, 1.0),
+    "elu": (-1.0, INF), "abs": (0.0, INF), "square": (0.0, INF),
+}
+LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class Issue:
+    """A finding before it is bound to a run (code, message, evidence, dedupe key)."""
+
+    code: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+
+    def finding(self, step: int | None = None) -> Finding:
+        return Finding(code=self.code, message=self.message, step=step, evidence=dict(self.evidence))
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str) -> Any:
+    return args[i] if len(args) > i else kwargs.get(name)
+
+
+class PreflightWatcher(OpWatcher):
+    """Records what the wiring checks need during one replay of ``loss_fn(model(x), y)``."""
+
+    def __init__(self, cfg: PreflightThresholds) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.phase = "model"
+        self.labels: dict[int, frozenset[str]] = {}
+        self.origin: dict[int, str] = {}  # the op that made a tensor, looking through shape ops
+        self.range_of: dict[int, tuple[float, float, str]] = {}
+        self.keep: list[torch.Tensor] = []  # tagged tensors stay alive so their ids are not reused
+        self.issues: list[Issue] = []
+        self.layers: list[tuple[str, nn.Module, float]] = []  # Linear/Conv in call order, output std
+        self._layer_ids: set[int] = set()
+        self.sat: dict[str, dict[str, Any]] = {}
+        self.dead: dict[str, dict[str, Any]] = {}
+        self._calls: dict[str, int] = {}
+        self.traps: dict[int, dict[str, Any]] = {}
+        self.meets: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    # -- tagging ------------------------------------------------------------------------------------
+    def tag(self, t: torch.Tensor, lab: frozenset[str]) -> None:
+        self.labels[id(t)] = lab
+        self.keep.append(t)
+
+    def label(self, t: Any) -> frozenset[str]:
+        return self.labels.get(id(t), frozenset()) if isinstance(t, torch.Tensor) else frozenset()
+
+    def issue(self, code: str, message: str, key: str | None = None, **evidence: Any) -> Issue:
+        key = key or code
+        for old in self.issues:
+            if old.key == key:
+                return old
+        iss = Issue(code, message, evidence, key)
+        self.issues.append(iss)
+        return iss
+
+    # -- module hook --------------------------------------------------------------------------------
+    def after_module(self, module: nn.Module, output: Any) -> None:
+        if self.phase == "model" and isinstance(module, LAYER_TYPES) and isinstance(output, torch.Tensor) \
+                and id(module) not in self._layer_ids and output.numel() > 1:
+            self._layer_ids.add(id(module))
+            self.layers.append((self.where_label(module), module, float(output.detach().float().std())))
+
+    def where_label(self, module: nn.Module) -> str:
+        return self.module_names.get(id(module), type(module).__name__)
+
+    # -- before the op: loss inputs -----------------------------------------------------------------
+    def before(self, name: str, func: Any, args: tuple, kwargs: dict) -> None:
+        if name not in PAIR_LOSSES and name not in CLASS_LOSSES:
+            return
+        inp, tgt = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "target")
+        if not (isinstance(inp, torch.Tensor) and isinstance(tgt, torch.Tensor)):
+            return
+        if name in CLASS_LOSSES:
+            self._class_loss(name, inp, tgt, kwargs)
+        else:
+            self._pair_loss(name, inp, tgt)
+
+    def _pair_loss(self, name: str, inp: torch.Tensor, tgt: torch.Tensor) -> None:
+        where = user_location()
+        try:
+            shape = torch.broadcast_shapes(inp.shape, tgt.shape)
+        except RuntimeError:
+            shape = None
+        bce = name.startswith("binary_cross_entropy")
+        if inp.shape != tgt.shape and shape is not None and math.prod(shape) > max(inp.numel(), tgt.numel()):
+            self.issue("TM201",
+                       f"`F.{name}` got a prediction of shape {tuple(inp.shape)} and a target of shape "
+                       f"{tuple(tgt.shape)}: they broadcast to {tuple(shape)}, comparing every prediction "
+                       f"with every target" + (f" ({where})" if where else ""),
+                       key=f"TM201:{name}", op=name, prediction_shape=tuple(inp.shape),
+                       target_shape=tuple(tgt.shape), result_shape=tuple(shape), where=where)
+            if bce:
+                raise Abort
+        elif bce and inp.shape != tgt.shape:
+            self.issue("TM203", f"`F.{name}` needs a target of the prediction's shape {tuple(inp.shape)}, "
+                       f"got {tuple(tgt.shape)}", key="TM203:shape", op=name,
+                       prediction_shape=tuple(inp.shape), target_shape=tuple(tgt.shape))
+            raise Abort
+        if name in REGRESSION_LOSSES:
+            self.meets.append((name, inp, tgt))
+        if name == "binary_cross_entropy_with_logits":
+            if self.origin.get(id(inp)) == "sigmoid":
+                self._probs_into_logits(name, inp, "the output of a sigmoid")
+            elif inp.numel() >= 16 and inp.is_floating_point() and float(inp.min()) >= 0 and float(inp.max()) <= 1:
+                self._probs_into_logits(name, inp, "values that all lie in [0, 1]")
+            if not tgt.is_floating_point():
+                self.issue("TM203", f"`F.{name}` needs float targets, got {tgt.dtype}; use y.float()",
+                           key="TM203:dtype", op=name, target_dtype=str(tgt.dtype))
+                raise Abort
+            self._target_01(name, tgt)
+        elif name == "binary_cross_entropy":
+            if inp.is_floating_point() and (float(inp.min()) < 0 or float(inp.max()) > 1):
+                self.issue("TM202", f"`F.{name}` (BCELoss) expects probabilities but got values in "
+                           f"[{fmt_num(float(inp.min()))}, {fmt_num(float(inp.max()))}]: raw logits; use "
+                           "BCEWithLogitsLoss on the logits", key="TM202:bce", op=name,
+                           input_min=float(inp.min()), input_max=float(inp.max()))
+                raise Abort
+            if tgt.is_floating_point():
+                self._target_01(name, tgt)
+
+    def _target_01(self, name: str, tgt: torch.Tensor) -> None:
+        lo, hi = float(tgt.min()), float(tgt.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            self.issue("TM203", f"`F.{name}` needs targets in [0, 1], got values in [{fmt_num(lo)}, {fmt_num(hi)}]"
+                       " (labels {-1, 1} or {1, 2}?); map them to 0/1", key="TM203:range01", op=name,
+                       target_min=lo, target_max=hi)
+
+    def _probs_into_logits(self, name: str, inp: torch.Tensor, what: str) -> None:
+        self.issue("TM202", f"`F.{name}` applies the sigmoid/softmax itself but got {what}: it is applied twice; "
+                   "return raw logits from the model", key=f"TM202:{name}", op=name,
+                   input_min=float(inp.min()), input_max=float(inp.max()), origin=self.origin.get(id(inp)))
+
+    def _class_loss(self, name: str, inp: torch.Tensor, tgt: torch.Tensor, kwargs: dict) -> None:
+        if inp.dim() == 0 or not inp.is_floating_point():
+            return
+        ignore = kwargs.get("ignore_index", -100)
+        classes = int(inp.shape[1] if inp.dim() >= 2 else inp.shape[0])
+        loss = "CrossEntropyLoss" if name == "cross_entropy" else "NLLLoss"
+        if tgt.is_floating_point():
+            if name == "cross_entropy" and tgt.shape == inp.shape:
+                lo, hi = float(tgt.min()), float(tgt.max())
+                sums = tgt.sum(dim=1)
+                if lo < -1e-6 or hi > 1 + 1e-6 or float((sums - 1).abs().max()) > 1e-3:
+                    self.issue("TM203", f"{loss} reads float targets of the logits' shape {tuple(inp.shape)} as class "
+                               f"probabilities, but they lie in [{fmt_num(lo)}, {fmt_num(hi)}] with row sums in "
+                               f"[{fmt_num(float(sums.min()))}, {fmt_num(float(sums.max()))}]; multi-label targets "
+                               "need BCEWithLogitsLoss", key="TM203:soft", op=name)
+            else:
+                self.issue("TM203", f"{loss} got float class indices ({tgt.dtype}, shape {tuple(tgt.shape)}); class "
+                           "indices must be integers: use y.long()", key="TM203:float-index", op=name,
+                           target_dtype=str(tgt.dtype))
+                raise Abort
+        else:
+            if inp.dim() >= 2 and tgt.shape == inp.shape:
+                self.issue("TM203", f"{loss} got one-hot integer targets of shape {tuple(tgt.shape)}; pass class "
+                           "indices (y.argmax(1)) or float probabilities (y.float())", key="TM203:one-hot", op=name)
+                raise Abort
+            if inp.dim() >= 2 and tgt.dim() == inp.dim():
+                self.issue("TM203", f"{loss} needs class indices of shape {(int(inp.shape[0]),)}, got "
+                           f"{tuple(tgt.shape)}: use y.squeeze(1)", key="TM203:shape", op=name,
+                           target_shape=tuple(tgt.shape))
+                raise Abort
+            valid = tgt[tgt != ignore]
+            if valid.numel():
+                lo, hi = int(valid.min()), int(valid.max())
+                if lo < 0 or hi >= classes:
+                    self.issue("TM203", f"{loss} got class indices in [{lo}, {hi}] but the model has {classes} "
+                               f"classes (valid: 0..{classes - 1})" + (" — classes numbered from 1?" if lo >= 1 and
+                                                                        hi == classes else ""),
+                               key="TM203:range", op=name, target_min=lo, target_max=hi, classes=classes)
+                    raise Abort
+        if name == "cross_entropy" and classes == 1 and inp.dim() >= 2:
+            self.issue("TM203", "CrossEntropyLoss over a single class is always 0: a one-logit binary classifier "
+                       "needs BCEWithLogitsLoss", key="TM203:one-class", op=name, classes=1)
+        origin = self.origin.get(id(inp))
+        probs = inp.dim() >= 2 and float(inp.min()) >= 0 and float(inp.max()) <= 1 \
+            and float((inp.sum(dim=1) - 1).abs().max()) < 1e-3
+        if name == "cross_entropy":
+            if origin in ("softmax", "sigmoid") or probs:
+                what = f"the output of a {origin}" if origin in ("softmax", "sigmoid") else \
+                    "rows of probabilities (in [0, 1], summing to 1)"
+                self._probs_into_logits(name, inp, what)
+        elif origin != "log_softmax" and inp.dim() >= 2:
+            if origin == "softmax" or probs:
+                self.issue("TM202", "NLLLoss expects log-probabilities but got probabilities: use log_softmax "
+                           "(or CrossEntropyLoss on the logits)", key="TM202:nll", op=name, origin=origin)
+            elif float(inp.max()) > 1e-4 or float(torch.logsumexp(inp.float(), dim=1).abs().mean()) > 1e-2:
+                self.issue("TM202", "NLLLoss expects log-probabilities (log_softmax) but got raw logits: use "
+                           "CrossEntropyLoss, or end the model with log_softmax(dim=1)", key="TM202:nll",
+                           op=name, origin=origin, input_max=float(inp.max()))
+
+    # -- after the op: provenance, tags, activations -------------------------------------------------
+    def after(self, name: str, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            outs = [out]
+        elif isinstance(out, (tuple, list)):
+            outs = [o for o in out if isinstance(o, torch.Tensor)]
+        else:
+            return
+        if not outs:
+            return
+        tens = tensor_args(args, kwargs)
+        first = tens[0] if tens else None
+        if name in SHAPE_OPS and first is not None:
+            origin = self.origin.get(id(first), name)
+            rng = self.range_of.get(id(first))
+        else:
+            origin = name
+            rng = self._range(name, args, kwargs)
+        for o in outs:
+            self.origin[id(o)] = origin
+            if rng is not None:
+                self.range_of[id(o)] = rng
+                self.keep.append(o)
+            else:
+                self.range_of.pop(id(o), None)
+        if self.labels:
+            lab: frozenset[str] = frozenset().union(*(self.label(t) for t in tens)) if tens else frozenset()
+            for o in outs:
+                if lab:
+                    self.tag(o, lab)
+                else:
+                    self.labels.pop(id(o), None)
+            if self.traps:
+                for t in tens:
+                    ev = self.traps.get(id(t))
+                    if ev is not None and "then" not in ev:
+                        ev["then"] = name
+            if name in ELEMENTWISE and len(args) >= 2:
+                self._elementwise(name, args[0], args[1], out)
+        if first is not None and self.label(first) != _TO:
+            if name in ("sigmoid", "tanh"):
+                self._saturation(name, first)
+            elif name == "relu" and isinstance(out, torch.Tensor):
+                self._dead(out)
+
+    def _range(self, name: str, args: tuple, kwargs: dict) -> tuple[float, float, str] | None:
+        if name in HEAD_RANGES:
+            lo, hi = HEAD_RANGES[name]
+            return lo, hi, name
+        if name == "hardtanh":
+            lo, hi = _arg(args, kwargs, 1, "min_val"), _arg(args, kwargs, 2, "max_val")
+            return (float(lo) if _num(lo) else -1.0), (float(hi) if _num(hi) else 1.0), name
+        if name in ("clamp", "clip", "clamp_min", "clamp_max"):
+            lo = _arg(args, kwargs, 1, "min") if name != "clamp_max" else None
+            hi = _arg(args, kwargs, 2, "max") if name in ("clamp", "clip") else (
+                _arg(args, kwargs, 1, "max") if name == "clamp_max" else None)
+            if (lo is None or _num(lo)) and (hi is None or _num(hi)) and (lo is not None or hi is not None):
+                return (-INF if lo is None else float(lo)), (INF if hi is None else float(hi)), name
+        return None
+
+    def _elementwise(self, name: str, a: Any, b: Any, out: Any) -> None:
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return
+        la, lb = self.label(a), self.label(b)
+        if la == _PO and lb == _TO:
+            pred, targ = a, b
+        elif la == _TO and lb == _PO:
+            pred, targ = b, a
+        else:
+            return
+        if name in DIFF_OPS:
+            self.meets.append((name, pred, targ))
+        if isinstance(out, torch.Tensor) and a.dim() != b.dim() and out.numel() > max(a.numel(), b.numel()):
+            where = user_location()
+            ev = {"op": name, "prediction_shape": tuple(pred.shape), "target_shape": tuple(targ.shape),
+                  "result_shape": tuple(out.shape), "where": where, "module": self.where()}
+            iss = self.issue("TM201", "", key=f"TM201:{name}:{where}", **ev)
+            if not iss.message:
+                self.traps[id(out)] = iss.evidence
+
+    def _saturation(self, name: str, x: torch.Tensor) -> None:
+        if x.numel() < 16 or not x.is_floating_point():
+            return
+        key = self._site(name)
+        share = float((x.detach().abs() > self.cfg.saturation_abs).float().mean())
+        old = self.sat.get(key)
+        if old is None or share > old["share"]:
+            self.sat[key] = {"site": key, "op": name, "share": share, "values": x.numel()}
+
+    def _dead(self, out: torch.Tensor) -> None:
+        x = out.detach()
+        if x.dim() < 2 or not x.is_floating_point():
+            return
+        shares = []
+        dims = [1, 2] if x.dim() == 3 else [x.dim() - 1] if x.dim() == 2 else [1]
+        for d in dims:
+            units = x.shape[d]
+            samples = x.numel() // max(units, 1)
+            if units < 4 or samples < self.cfg.dead_relu_min_samples:
+                continue
+            per_unit = x.transpose(0, d).reshape(units, -1).amax(dim=1)
+            shares.append((float((per_unit <= 0).float().mean()), units))
+        if not shares:
+            return
+        share, units = min(shares)
+        key = self._site("relu")
+        old = self.dead.get(key)
+        if old is None or share > old["share"]:
+            self.dead[key] = {"site": key, "share": share, "units": units}
+
+    def _site(self, name: str) -> str:
+        where = self.where()
+        k = f"{where}:{name}"
+        n = self._calls.get(k, 0) + 1
+        self._calls[k] = n
+        if where.endswith(")") and where.split("(")[-1].rstrip(")").lower().startswith(name.replace("_", "")):
+            return where  # the op is the module itself (nn.ReLU, nn.Sigmoid)
+        return f"{where}: {name} #{n}" if n > 1 else f"{where}: {name}"
+
+    # -- after the replay -----------------------------------------------------------------------------
+    def finalize(self) -> list[Issue]:
+        cfg = self.cfg
+        for iss in self.issues:
+            if iss.code == "TM201" and not iss.message:
+                ev = iss.evidence
+                then = f", then {ev['then']}()" if ev.get("then") else ""
+                at = f" at {ev['where']}" if ev.get("where") else ""
+                iss.message = (f"{ev['op']}({ev['prediction_shape']}, {ev['target_shape']}) -> {ev['result_shape']}"
+                               f"{then}{at}: the prediction and the target broadcast to a larger shape than "
+                               f"either, comparing every prediction with every target")
+        out = list(self.issues)
+        sat = [s for s in self.sat.values() if s["share"] > cfg.saturation_share]
+        if sat:
+            worst = max(sat, key=lambda s: s["share"])
+            out.append(Issue("TM206", f"{worst['share']:.0%} of the inputs of {worst['site']} lie beyond "
+                             f"±{cfg.saturation_abs:g}" + (f" (and {len(sat) - 1} more site(s))" if len(sat) > 1 else ""),
+                             {"sites": sat}, "TM206"))
+        dead = [d for d in self.dead.values() if d["share"] >= cfg.dead_relu_share]
+        if dead:
+            worst = max(dead, key=lambda d: d["share"])
+            out.append(Issue("TM207", f"{worst['share']:.0%} of the {worst['units']} units of {worst['site']} are "
+                             "never positive on this batch" + (f" (and {len(dead) - 1} more layer(s))"
+                                                                if len(dead) > 1 else ""),
+                             {"layers": dead}, "TM207"))
+        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg)
+        if iss:
+            out.append(iss)
+        for _op, pred, targ in self.meets:
+            rng = self.range_of.get(id(pred))
+            if rng is None:
+                continue
+            lo, hi, op = rng
+            t = targ.detach().float()
+            tol = 1e-6
+            outside = ((t < lo - tol * (1 + abs(lo))) | (t > hi + tol * (1 + abs(hi)))).float().mean()
+            share = float(outside)
+            if share >= cfg.head_outside_share:
+                out.append(Issue("TM211", f"the prediction comes out of `{op}` (range [{fmt_num(lo)}, {fmt_num(hi)}]) "
+                                 f"but {share:.0%} of the targets lie outside it (targets in "
+                                 f"[{fmt_num(float(t.min()))}, {fmt_num(float(t.max()))}])",
+                                 {"activation": op, "range": [lo, hi], "share_outside": share,
+                                  "target_min": float(t.min()), "target_max": float(t.max())}, "TM211"))
+            break
+        return out
+
+
+def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
+    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business)."""
+    hidden = values[:-1]
+    if len(hidden) < 2:
+        return None
+    vals = [v for _, v in hidden]
+    hi, lo = max(vals), min(vals)
+    if not (hi > 0) or not math.isfinite(hi):
+        return None
+    ratio = hi / lo if lo > 0 else INF
+    per_layer = ratio ** (1 / (len(hidden) - 1)) if math.isfinite(ratio) else INF
+    if ratio > cfg.poor_init_ratio and per_layer > cfg.poor_init_per_layer:
+        i_hi, i_lo = vals.index(hi), vals.index(lo)
+        trend = "shrinks" if i_lo > i_hi else "grows"
+        return Issue("TM205", f"the {what} {trend} {fmt_num(ratio)}x across {len(hidden)} layers "
+                     f"({fmt_num(per_layer)}x per layer) at initialization: {hidden[0][0]} "
+                     f"{fmt_num(vals[0])} ... {hidden[-1][0]} {fmt_num(vals[-1])}",
+                     {"measure": what, "ratio": ratio, "per_layer": per_layer,
+                      "layers": [{"layer": n, "value": v} for n, v in hidden]}, f"TM205:{what}")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pieces
+# ---------------------------------------------------------------------------------------------------
+def _loss_label(loss_fn: Any) -> str:
+    if isinstance(loss_fn, nn.Module):
+        return f"loss ({type(loss_fn).__name__})"
+    return "loss"
+
+
+def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThresholds) -> tuple[PreflightWatcher, Any]:
+    """Run ``loss_fn(model(inputs), target)`` once under the watcher; returns (watcher, loss or None)."""
+    w = PreflightWatcher(cfg)
+    w.attach(model)
+    loss = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with w:
+                out = call_model(model, batch.inputs)
+                w.phase = "loss"
+                for t in _tensors(out):
+                    w.tag(t, _PO)
+                for t in _tensors(batch.target):
+                    w.tag(t, _TO)
+                if loss_fn is not None:
+                    with w.scope(_loss_label(loss_fn)):
+                        loss = loss_fn(out, batch.target)
+    except Abort:
+        loss = None
+    finally:
+        w.detach()
+    return w, loss
+
+
+def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds) -> list[Issue]:
+    """TM204 (no gradient after backward) and TM205 (weight-gradient RMS across depth), from ``.grad``."""
+    out: list[Issue] = []
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    if missing:
+        out.append(Issue("TM204", f"{len(missing)} trainable parameter(s) got no gradient from backward: "
+                         f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") +
+                         " (not used in forward, or cut off by detach()/no_grad())",
+                         {"no_grad": missing[:50], "count": len(missing)}, "TM204:no-grad"))
+    rms = []
+    for name, mod, _std in layers:
+        g = getattr(getattr(mod, "weight", None), "grad", None)
+        if g is None:
+            continue
+        rms.append((name, float(g.detach().float().norm()) / math.sqrt(max(g.numel(), 1))))
+    iss = depth_issue(rms, "weight-gradient RMS", cfg)
+    if iss:
+        out.append(iss)
+    return out
+
+
+def optimizer_issues(model: nn.Module, optimizer: Any, loss_fn: Any = None) -> list[Issue]:
+    """TM204: trainable parameters missing from the optimizer, or an optimizer built on another model."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return []
+    held = {id(p) for g in groups for p in g["params"]}
+    known = {id(p) for p in model.parameters()}
+    if isinstance(loss_fn, nn.Module):
+        known |= {id(p) for p in loss_fn.parameters()}
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+    foreign = len(held - known)
+    if missing and foreign:
+        return [Issue("TM204", f"the optimizer holds {foreign} tensor(s) that are not this model's parameters and "
+                      f"misses {len(missing)} of the model's: it was built on another model instance (re-created, "
+                      "copied or re-loaded after the optimizer?)",
+                      {"foreign": foreign, "not_in_optimizer": missing[:50], "count": len(missing)}, "TM204:foreign")]
+    if missing:
+        return [Issue("TM204", f"{len(missing)} trainable parameter(s) are not in the optimizer and will never be "
+                      f"updated: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") +
+                      " (freeze them with requires_grad_(False) if that is intended)",
+                      {"not_in_optimizer": missing[:50], "count": len(missing)}, "TM204:not-in-optimizer")]
+    return []
+
+
+def _set_dropout_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+
+
+def overfit_one_batch(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThresholds) -> Issue | None:
+    """TM208: can Adam drive the loss of one small repeated batch down by ``overfit_drop``? (on copies)"""
+    n = batch.size or 1
+    rows = min(n, max(cfg.overfit_rows, 2))
+    sub = batch.select(torch.arange(rows)) if n > rows else batch
+    tried = []
+    for lr in cfg.overfit_lrs:
+        m, _, lf = copy_for_replay(model, None, loss_fn if isinstance(loss_fn, nn.Module) else None)
+        lf = lf if lf is not None else loss_fn
+        m.train()
+        _set_dropout_eval(m)
+        params = [p for p in m.parameters() if p.requires_grad]
+        if not params:
+            return None
+        opt = torch.optim.Adam(params, lr=lr)
+        first, best, steps = math.nan, math.inf, 0
+        for steps in range(1, cfg.overfit_steps + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = lf(call_model(m, sub.inputs), sub.target)
+            if loss.numel() != 1:
+                loss = loss.mean()
+            v = float(loss.detach())
+            if steps == 1:
+                first = v
+                if not (math.isfinite(v) and v > 0):
+                    return None  # a loss that can be negative or is not finite: the 90 % rule does not apply
+            best = min(best, v) if math.isfinite(v) else best
+            if best <= (1 - cfg.overfit_drop) * first:
+                return None
+            loss.backward()
+            opt.step()
+        tried.append({"lr": lr, "initial_loss": first, "best_loss": best, "steps": steps,
+                      "drop": 1 - best / first if first else 0.0})
+    best_try = max(tried, key=lambda d: d["drop"])
+    lrs = ", ".join(f"{t['lr']:g}" for t in tried)
+    return Issue("TM208", f"Adam could not fit one repeated batch of {rows} rows: the loss fell only "
+                 f"{best_try['drop']:.0%} (from {fmt_num(best_try['initial_loss'])} to {fmt_num(best_try['best_loss'])}) "
+                 f"in {cfg.overfit_steps} steps at lr {lrs}; expected "
+                 f"{cfg.overfit_drop:.0%}: check the model/loss wiring", {"rows": rows, "tries": tried}, "TM208")
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# the public entry point
+# ---------------------------------------------------------------------------------------------------
+def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None, *,
+              overfit: bool | str = "auto", thresholds: PreflightThresholds | dict[str, Any] | None = None
+              ) -> list[Finding]:
+    """Check the wiring of a training setup on one batch; returns the findings (empty when all is well).
+
+    Args:
+        model: the model to train. It is deep-copied; the original, its ``.grad`` and buffers are untouched.
+        loss_fn: ``loss_fn(model(inputs), target) -> loss`` (an ``nn`` loss or any function).
+        batch: ``(inputs, target)`` or ``(inputs, target, indices)``; ``inputs`` may be a tensor, a tuple
+            (``model(*inputs)``) or a dict (``model(**inputs)``).
+        optimizer: optional; checked for parameters it misses or holds from another model (TM204).
+        overfit: TM208, fitting one small repeated batch with Adam: ``True``, ``False``, or ``"auto"`` (run
+            only when its estimated cost is below ``thresholds.overfit_budget_s``).
+        thresholds: a :class:`PreflightThresholds` or a dict of overrides.
+
+    The global RNG is forked (restored afterwards), so calling preflight does not change what the run
+    draws next.
+    """
+    cfg = thresholds if isinstance(thresholds, PreflightThresholds) else replace(PreflightThresholds(), **(thresholds or {}))
+    b = split_batch(batch)
+    if b is None:
+        raise ValueError("preflight needs batch=(inputs, target) or (inputs, target, indices)")
+    issues: list[Issue] = []
+    if optimizer is not None:
+        issues += optimizer_issues(model, optimizer, loss_fn)
+    m, _opt, lf = copy_for_replay(model, None, loss_fn if isinstance(loss_fn, nn.Module) else None)
+    lf = lf if lf is not None else loss_fn
+    with torch.random.fork_rng(devices=_cuda_devices(model)):
+        with torch.enable_grad():
+            w, loss = replay(m, lf, b, cfg)
+            issues += w.finalize()
+            backward_ok = False
+            if isinstance(loss, torch.Tensor) and loss.requires_grad:
+                try:
+                    (loss if loss.numel() == 1 else loss.mean()).backward()
+                    backward_ok = True
+                except RuntimeError:
+                    backward_ok = False
+            if backward_ok:
+                issues += grad_issues(m, w.layers, cfg)
+            elif isinstance(loss, torch.Tensor) and not loss.requires_grad:
+                issues.append(Issue("TM204", "the loss does not require grad: no parameter receives a gradient "
+                                    "(the output was detached, or computed under no_grad/.item())",
+                                    {"loss_requires_grad": False}, "TM204:no-grad"))
+            if isinstance(loss, torch.Tensor) and backward_ok and overfit and \
+                    not any(i.code in ("TM201", "TM202", "TM203") for i in issues):
+                run = overfit is True
+                if overfit == "auto":
+                    run = _overfit_cost(m, lf, b, cfg) <= cfg.overfit_budget_s
+                if run:
+                    iss = overfit_one_batch(model, loss_fn, b, cfg)
+                    if iss:
+                        issues.append(iss)
+    return [i.finding() for i in _dedupe(issues)]
+
+
+def _overfit_cost(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThresholds) -> float:
+    n = batch.size or 1
+    rows = min(n, max(cfg.overfit_rows, 2))
+    sub = batch.select(torch.arange(rows)) if n > rows else batch
+    t0 = time.perf_counter()
+    loss = loss_fn(call_model(model, sub.inputs), sub.target)
+    (loss if loss.numel() == 1 else loss.mean()).backward()
+    for p in model.parameters():
+        p.grad = None
+    return (time.perf_counter() - t0) * cfg.overfit_steps * len(cfg.overfit_lrs) * 1.3
+
+
+def _dedupe(issues: list[Issue]) -> list[Issue]:
+    seen: set[str] = set()
+    out = []
+    for i in issues:
+        k = i.key or i.code
+        if k not in seen:
+            seen.add(k)
+            out.append(i)
+    return out
+
+
+class PreflightCallback(MedicCallback):
+    """Runs the cheap wiring checks once, at the first ``medic.step``; reports through the Medic.
+
+    At the first step it checks optimizer membership and which parameters got no gradient (TM204) and
+    the weight-gradient RMS across depth (TM205) from the gradients the user's backward produced. At the
+    first step that passes ``batch=(inputs, target)`` (within ``max_wait`` steps) it replays the forward
+    and the loss on the real model without gradients, its buffers and the RNG restored afterwards
+    (TM201-TM203, TM205-TM207, TM211). TM208 is never run here (it trains; call ``preflight`` for it).
+    """
+
+    name = "preflight"
+
+    def __init__(self, loss_fn: Any = None, thresholds: PreflightThresholds | None = None, max_wait: int = 10) -> None:
+        self.loss_fn = loss_fn
+        self.cfg = thresholds or PreflightThresholds()
+        self.max_wait = max_wait
+        self.params_done = False
+        self.replay_done = False
+        self.seconds = 0.0
+
+    def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
+        if self.replay_done:
+            return
+        if not self.params_done and step > 0:
+            self.replay_done = True  # a resumed run: its pre-flight ran (and was recorded) before the restart
+            return
+        t0 = time.perf_counter()
+        issues: list[Issue] = []
+        model = medic.model
+        loss_fn = self.loss_fn if self.loss_fn is not None else getattr(medic, "loss_fn", None)
+        if not self.params_done:
+            self.params_done = True
+            issues += optimizer_issues(model, medic.optimizer, loss_fn)
+            issues += [i for i in grad_issues(model, [], self.cfg) if i.code == "TM204"]
+        b = split_batch(batch) if batch is not None else None
+        if b is not None:
+            self.replay_done = True
+            with isolated(model):
+                w, _ = replay(model, loss_fn, b, self.cfg)
+            issues += w.finalize()
+            issues += [i for i in grad_issues(model, w.layers, self.cfg) if i.code == "TM205"]
+        elif step + 1 >= self.max_wait:
+            self.replay_done = True
+        for iss in _dedupe(issues):
+            medic.report(iss.code, iss.message, step=step, evidence=iss.evidence, key=iss.key)
+        self.seconds += time.perf_counter() - t0  # its one-time cost (benchmarks/preflight_cost.py)
+
+
+__all__ = ["PreflightCallback", "PreflightThresholds", "preflight"]
