@@ -1,0 +1,45 @@
+"""``trainmedic report DIR``: rebuild ``DIR/report.html`` from the files a run or a fit left there."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trainmedic.errors import UsageError
+
+INPUTS = ("events.jsonl", "findings.json", "cv.json")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="rebuild report.html from a run's or a fit's output directory",
+        description="Rebuild DIR/report.html (self-contained: open it in any browser, offline) from "
+                    "DIR/events.jsonl, DIR/findings.json and DIR/cv.json. A truncated or partly corrupt "
+                    "events.jsonl gives a report of what is readable, with a note.")
+    p.add_argument("dir", metavar="DIR", help="the output directory of `trainmedic run`, `fit` or Medic.save_report")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of DIR/report.html")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.dir)
+    if not out.exists():
+        raise UsageError(f"{out}: no such directory; give the output directory of a run or a fit")
+    if not out.is_dir():
+        raise UsageError(f"{out} is a file, not a directory; give the directory that holds events.jsonl")
+    if not any((out / name).is_file() for name in INPUTS):
+        raise UsageError(f"{out} holds none of {', '.join(INPUTS)}; is it a trainmedic output directory?")
+    from trainmedic.findings import atomic_write_text
+    from trainmedic.report.html import load_report_data, render
+
+    data = load_report_data(out)
+    html = render(data)
+    target = Path(args.output) if args.output else out / "report.html"
+    try:
+        atomic_write_text(target, html)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}; choose another --output") from None
+    for note in data.notes:
+        print(f"trainmedic: note: {note}")
+    print(target)
+    return 0
