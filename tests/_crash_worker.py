@@ -9,8 +9,9 @@ The fork server pays the interpreter + torch import (~2 s on this machine) once,
 few seconds; each forked child is a separate process that SIGKILL ends at once, losing all its memory.
 
 The run is deterministic on the CPU: a tiny MLP with dropout (the torch RNG), noise from NumPy and
-Python's `random`, Adam, a StepLR schedule, heal mode (snapshots), a checkpoint every 8 steps and at
-every improving epoch end. The loop is written the way a resumable loop is written: epochs from
+Python's `random`, Adam, a StepLR schedule, heal mode with a loss rebound that it rolls back (so the
+snapshots, the lr factor and the rollback budget must survive the crashes too), a checkpoint every 8
+steps and at every improving epoch end. The loop is written the way a resumable loop is written: epochs from
 ``medic.epoch``, the steps already done in that epoch skipped.
 """
 
@@ -29,6 +30,7 @@ from trainmedic import Medic
 EPOCHS = 6
 STEPS_PER_EPOCH = 40
 EVERY = 8
+REBOUND = (130, 160)
 
 
 def make():
@@ -61,6 +63,8 @@ def train(directory: str) -> None:
             x, y = batch(medic.step_count)
             y = y + 0.01 * float(np.random.randn()) + 0.001 * random.random()  # NumPy's and Python's RNG
             loss = torch.nn.functional.mse_loss(model(x), y)  # dropout draws from torch's RNG
+            if REBOUND[0] <= medic.step_count < REBOUND[1]:
+                loss = loss * 40  # note 004's rebound: heal mode rolls back to a snapshot and halves the lr
             opt.zero_grad()
             loss.backward()
             medic.step(loss)

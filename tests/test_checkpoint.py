@@ -160,6 +160,7 @@ def test_sigkill_twenty_times_then_resume_equals_uninterrupted_run(tmp_path):
     samples = [r for r in ev_got if r["type"] == "sample"]
     assert [r["step"] for r in samples] == list(range(total)), "loss history has gaps or duplicates"
     assert ev_got == ev_ref, "curves, epochs, findings or actions differ from the uninterrupted run"
+    assert any(r.get("action") == "rollback" for r in ev_ref)  # the heal state survived the crashes too
     assert meta_got["steps"] == meta_ref["steps"] == total
     assert meta_got["epochs"] == meta_ref["epochs"]
     findings = json.loads((run_dir / "report" / "findings.json").read_text())["findings"]
@@ -392,3 +393,28 @@ def test_rng_round_trip_through_plain_form():
     a = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     set_rng_state(ck.rng_from_plain(ck.to_plain(state)))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == a
+
+
+def test_grad_scaler_and_scheduler_state_come_back(tmp_path):
+    model, opt = _model()
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=2)
+    medic = Medic(model, opt, sched, scaler, console=False, checkpoint_dir=tmp_path, every=None)
+    for _ in range(4):
+        for _ in range(3):
+            x = torch.randn(8, 4)
+            loss = ((model(x) - 1) ** 2).mean()
+            opt.zero_grad()
+            scaler.scale(loss).backward()
+            medic.step(loss)
+        medic.end_epoch(val_loss=float(loss.detach()))
+    model2, opt2 = _model()
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=3, gamma=0.5)
+    scaler2 = torch.amp.GradScaler("cpu", init_scale=1.0)
+    medic2 = Medic(model2, opt2, sched2, scaler2, console=False, checkpoint_dir=tmp_path)
+    info = medic2.resume()
+    assert info.step == 12 and info.epoch == 4 and medic2.epoch == 4
+    assert scaler2.get_scale() == scaler.get_scale() != 1.0
+    assert sched2.state_dict() == sched.state_dict()
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert [e["epoch"] for e in medic2.epochs] == [0, 1, 2, 3]
