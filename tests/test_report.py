@@ -370,3 +370,14 @@ def test_tensorboard_missing_is_a_warning_and_a_no_op(monkeypatch):
         medic = _tiny([cb], steps=5, nan_at=-1)
     assert not cb.available and cb.writer is None
     assert not [f for f in medic.findings if f.code == "TM901"]
+
+
+def test_activation_samples_are_plotted_when_present(tmp_path, run_dir):
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    for step in (0, 50, 100):
+        lines.append(json.dumps({"type": "activation_sample", "step": step, "layers": {
+            "body.1": {"mean": 0.3, "std": 0.5 + step / 100, "dead": 0.1}, "body.3": {"std": 0.4, "dead": 0.6}}}))
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    write_report(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="plot-activations"' in html and len(_imgs(html)) == 6

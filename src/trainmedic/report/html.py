@@ -10,7 +10,8 @@ What it shows, depending on what the directory holds:
 * a training run (``events.jsonl`` from ``Medic.save_report`` or ``trainmedic run``): the loss with the
   validation curve and every event marked (skip, clip, rollback, lr change, quarantine, stop,
   restore-best, resume, findings), the learning rate, the gradient norm and a per-layer heatmap of
-  gradient norms over time, the epochs, the actions, the quarantined samples;
+  gradient norms over time, sampled activation statistics (``activation_sample`` events) where a
+  collector wrote them, the epochs, the actions, the quarantined samples;
 * a ``trainmedic fit`` output (``cv.json``): the per-fold table and the model comparison;
 * the findings (``findings.json``) with the explanation ``trainmedic explain`` prints.
 
@@ -549,6 +550,42 @@ def fig_heatmap(run: RunData) -> Plot | None:
     return Plot("heatmap", "Gradient norm per layer over time", _png(fig), caption)
 
 
+def fig_activations(run: RunData) -> Plot | None:
+    """``activation_sample`` events: ``{"type": "activation_sample", "step": int, "layers": {name: {stat: x}}}``."""
+    rows = [e for e in run.other if e.get("type") == "activation_sample" and isinstance(e.get("layers"), dict)
+            and math.isfinite(_step(e))]
+    if not rows:
+        return None
+    stats = []
+    for r in rows:
+        for v in r["layers"].values():
+            if isinstance(v, dict):
+                stats += [k for k in v if k not in stats and isinstance(v[k], (int, float))]
+    stats = [k for k in ("std", "mean", "dead", "saturated") if k in stats] + \
+        [k for k in stats if k not in ("std", "mean", "dead", "saturated")]
+    stats = stats[:3]
+    if not stats:
+        return None
+    names = list(dict.fromkeys(n for r in rows for n in r["layers"]))[:12]
+    fig = _figure(10, 2.3 * len(stats) + 0.4)
+    for i, stat in enumerate(stats):
+        ax = fig.add_subplot(len(stats), 1, i + 1)
+        for name in names:
+            pts = [(_step(r), _num((r["layers"].get(name) or {}).get(stat))) for r in rows]
+            pts = [(x, y) for x, y in pts if math.isfinite(y)]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1,
+                        label=_text(_short(name, 30)))
+        ax.set_ylabel(_text(stat))
+        if i == 0:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False, borderaxespad=0)
+        if i == len(stats) - 1:
+            ax.set_xlabel("step")
+    fig.subplots_adjust(hspace=0.35)
+    return Plot("activations", "Sampled activation statistics", _png(fig),
+                "Per layer, at the steps where activations were sampled (at most 12 layers shown).")
+
+
 def _cmap():
     import matplotlib
 
@@ -731,7 +768,8 @@ def _plots(data: ReportData) -> list[Plot]:
     makers = []
     if data.run is not None:
         makers += [("loss", fig_loss, data.run), ("metric", fig_metric, data.run), ("lr", fig_lr, data.run),
-                   ("grad", fig_grad, data.run), ("heatmap", fig_heatmap, data.run)]
+                   ("grad", fig_grad, data.run), ("heatmap", fig_heatmap, data.run),
+                   ("activations", fig_activations, data.run)]
     if data.cv is not None:
         makers.append(("models", fig_models, data.cv))
     plots = []
