@@ -418,3 +418,24 @@ def test_grad_scaler_and_scheduler_state_come_back(tmp_path):
     assert sched2.state_dict() == sched.state_dict()
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     assert [e["epoch"] for e in medic2.epochs] == [0, 1, 2, 3]
+
+
+def test_checkpoints_without_snapshots_are_smaller_and_resume_with_a_fresh_snapshot(tmp_path):
+    sizes = {}
+    for snaps in (True, False):
+        d = tmp_path / str(snaps)
+        model, opt = _model()
+        medic = Medic(model, opt, mode="heal", console=False, thresholds={"snapshot_every": 10},
+                      callbacks=[ck.CheckpointCallback(d, every=40, snapshots=snaps)])
+        _train(medic, model, opt, 40)
+        assert len(medic._snapshots) >= 3
+        sizes[snaps] = ck.latest_checkpoint(d).stat().st_size
+        model2, opt2 = _model()
+        medic2 = Medic(model2, opt2, mode="heal", console=False)
+        ck.resume(medic2, d)
+        if snaps:
+            assert [s.step for s in medic2._snapshots] == [s.step for s in medic._snapshots]
+        else:
+            assert [s.step for s in medic2._snapshots] == [40] and medic2._best_snapshot is not None
+            assert _same(medic2._snapshots[0].model, _weights(model))
+    assert sizes[False] < sizes[True]

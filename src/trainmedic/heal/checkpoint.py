@@ -321,15 +321,16 @@ def _snapshot_from_state(state: dict[str, Any], medic: Medic) -> Snapshot:
     return Snapshot(**{k: v for k, v in kwargs.items() if k in names})
 
 
-def _extra_state(medic: Medic) -> dict[str, Any]:
+def _extra_state(medic: Medic, snapshots: bool = True) -> dict[str, Any]:
     extra: dict[str, Any] = {k: getattr(medic, k) for k in _EXTRA_SCALARS if hasattr(medic, k)}
     extra["disabled"] = sorted(getattr(medic, "_disabled", ()))
-    snaps = list(getattr(medic, "_snapshots", ()))
-    extra["snapshots"] = [_snapshot_state(s) for s in snaps]
-    best = getattr(medic, "_best_snapshot", None)
-    index = next((i for i, s in enumerate(snaps) if s is best), None)
-    extra["best_snapshot_index"] = index
-    extra["best_snapshot"] = _snapshot_state(best) if best is not None and index is None else None
+    if snapshots:
+        snaps = list(getattr(medic, "_snapshots", ()))
+        extra["snapshots"] = [_snapshot_state(s) for s in snaps]
+        best = getattr(medic, "_best_snapshot", None)
+        index = next((i for i, s in enumerate(snaps) if s is best), None)
+        extra["best_snapshot_index"] = index
+        extra["best_snapshot"] = _snapshot_state(best) if best is not None and index is None else None
     extra["best_weights"] = getattr(medic, "_best_weights", None)
     pending = getattr(getattr(medic, "_collector", None), "_pending", None)
     extra["collector_pending"] = list(pending) if pending is not None else None
@@ -364,9 +365,10 @@ def _callback_key(cb: MedicCallback, i: int) -> str:
     return f"{i}:{getattr(cb, 'name', type(cb).__name__)}"
 
 
-def capture(medic: Medic, *, next_epoch: int | None = None) -> dict[str, Any]:
+def capture(medic: Medic, *, next_epoch: int | None = None, snapshots: bool = True) -> dict[str, Any]:
     """Everything a resume needs, as plain data. ``next_epoch`` overrides the epoch the run continues with
-    (a checkpoint taken inside ``end_epoch``, before the Medic increments its epoch)."""
+    (a checkpoint taken inside ``end_epoch``, before the Medic increments its epoch). ``snapshots=False``
+    leaves out heal mode's in-memory rollback snapshots (each a copy of model and optimizer state)."""
     medic_state = medic.state_dict()
     if next_epoch is not None:
         medic_state["epoch"] = next_epoch
@@ -383,7 +385,7 @@ def capture(medic: Medic, *, next_epoch: int | None = None) -> dict[str, Any]:
         "scaler": medic.scaler.state_dict() if medic.scaler is not None else None,
         "rng": rng_to_plain(rng_state()),
         "medic": medic_state,
-        "medic_extra": _extra_state(medic),
+        "medic_extra": _extra_state(medic, snapshots),
         "callbacks": callbacks,
     }
     from trainmedic import __version__
@@ -408,6 +410,12 @@ def restore(medic: Medic, payload: dict[str, Any]) -> None:
         if state is not None and not isinstance(cb, CheckpointCallback):
             cb.load_state_dict(state)
     set_rng_state(rng_from_plain(payload["rng"]))
+    extra = payload.get("medic_extra") or {}
+    if "snapshots" not in extra and medic.mode == "heal" and hasattr(medic, "_take_snapshot"):
+        # Written without the rollback snapshots: the restored state is where a rollback may return to.
+        medic._snapshots.clear()
+        medic._best_snapshot = None
+        medic._take_snapshot(medic.step_count)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -501,12 +509,16 @@ class CheckpointCallback(MedicCallback):
         keep: how many of the newest checkpoints to keep (the best one is kept in addition).
         save_best: also write one at the end of every epoch whose monitored value improved
             (note 004: save whenever it improves).
+        snapshots: include heal mode's rollback snapshots (``Thresholds.snapshots_kept`` copies of the
+            model and optimizer state; exact heal behaviour after a resume). ``False`` keeps checkpoints
+            the size of one model + optimizer state; a resumed heal run then starts a new snapshot at the
+            resumed step.
     """
 
     name = "checkpoint"
 
     def __init__(self, directory: str | os.PathLike[str], every: int | None = None, keep: int = 3,
-                 save_best: bool = True) -> None:
+                 save_best: bool = True, snapshots: bool = True) -> None:
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
             raise ValueError(f"every must be a positive number of steps or None (once per epoch), got {every!r}")
         if not isinstance(keep, int) or keep < 1:
@@ -515,6 +527,7 @@ class CheckpointCallback(MedicCallback):
         self.every = every
         self.keep = keep
         self.save_best = save_best
+        self.snapshots = snapshots
         self.written = 0
         self.failures = 0
         self.last: CheckpointInfo | None = None
@@ -556,7 +569,7 @@ class CheckpointCallback(MedicCallback):
 
         t0 = time.perf_counter()
         try:
-            payload = capture(medic, next_epoch=next_epoch)
+            payload = capture(medic, next_epoch=next_epoch, snapshots=self.snapshots)
             info = write_checkpoint(self.directory, payload, seq=self._seq, reason=reason, improved=improved,
                                     train_loss=_smoothed(medic))
         except Exception as exc:
