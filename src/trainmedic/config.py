@@ -16,7 +16,8 @@ class Thresholds:
     # --- windows -------------------------------------------------------------------------------
     warmup_steps: int = 20  # statistical detectors stay silent before this many finite steps
     window: int = 128  # recent steps kept for the window detectors
-    check_every: int = 5  # window detectors run every k steps (the O(1) checks run every step)
+    check_every: int = 10  # loss-level window detectors run every k steps (O(1) checks run every step)
+    slow_check_every: int = 50  # oscillation, vanishing and stalled-update detectors run every k steps
     smooth: int = 10  # steps averaged into the smoothed loss
 
     # --- TM303 exploding gradients: robust z-score of log grad norm over the window -------------
@@ -69,7 +70,7 @@ class Thresholds:
     amp_min_scale: float = 1.0
 
     # --- heal policy -----------------------------------------------------------------------------
-    snapshot_every: int = 50
+    snapshot_every: int = 25
     snapshots_kept: int = 3
     nonfinite_rollback_after: int = 3  # consecutive non-finite steps that trigger a rollback
     max_rollbacks: int = 5

@@ -469,9 +469,12 @@ class Medic:
             return
         heal = self.mode == "heal"
 
-        det = rt.detect_divergence(mon.smoothed, mon.best, mon.best_step, mon.initial, cfg)
+        # A spike names its onset more precisely than divergence (the step of the best loss), so it is
+        # asked first: the rollback then loses fewer good steps.
+        steps = mon.steps.values()
+        det = rt.detect_loss_spike(losses, steps, mon.initial, mon.best, cfg)
         if det is None:
-            det = rt.detect_loss_spike(losses, mon.steps.values(), mon.initial, mon.best, cfg)
+            det = rt.detect_divergence(mon.smoothed, mon.best, mon.best_step, mon.initial, cfg, losses, steps)
         if det:
             mon.last_anomaly = t
             self._report(det, t, action="roll back, lr x0.5" if heal else None)
@@ -483,6 +486,8 @@ class Medic:
             mon.steps.clear()
             mon.best, mon.best_step = mon.smoothed, t
 
+        if t % cfg.slow_check_every:
+            return
         if t >= mon.osc_quiet_until:
             det = rt.detect_oscillation(losses, cfg)
             if det:
@@ -768,8 +773,10 @@ class Medic:
         self.events.append(event)
 
     def _record_sample(self, t: int, sig: StepSignals) -> None:
-        self.history.offer(t, sig.loss, sig.grad_norm, self.lr)
-        self.layer_history.offer(t, list(sig.norms))
+        if t % self.history.stride == 0:
+            self.history.offer(t, sig.loss, sig.grad_norm, self.lr)
+        if t % self.layer_history.stride == 0:
+            self.layer_history.offer(t, list(sig.norms))
 
     def _disable(self, check: str, exc: BaseException) -> None:
         """A failing check switches itself off and is reported; training goes on."""

@@ -203,19 +203,26 @@ DIVERGENCE = rule(
 )
 
 
-def detect_divergence(smoothed: float, best: float, best_step: int, initial: float,
-                      cfg: Thresholds) -> Detection | None:
+def detect_divergence(smoothed: float, best: float, best_step: int, initial: float, cfg: Thresholds,
+                      losses: np.ndarray | None = None, steps: np.ndarray | None = None) -> Detection | None:
+    """``losses``/``steps`` (the recent window) sharpen the onset: the first step after the best whose
+    loss is past halfway from the best to the current level. Without them the onset is the best step."""
     rise = smoothed - best
     progress = max(initial - best, 0.0)
     if rise > (cfg.divergence_ratio - 1.0) * abs(best) and rise > cfg.divergence_progress * progress \
             and rise > 1e-12:
+        onset = best_step
+        if losses is not None and steps is not None and len(losses):
+            up = np.nonzero((steps > best_step) & (losses > best + 0.5 * rise))[0]
+            if len(up):
+                onset = int(steps[up[0]])
         return Detection(
             DIVERGENCE.code,
             f"smoothed loss {_fmt(smoothed)} is up from its best {_fmt(best)} (step {best_step}); "
             f"initial {_fmt(initial)}",
             {"smoothed_loss": smoothed, "best_smoothed_loss": best, "best_step": best_step,
-             "initial_loss": initial},
-            onset=best_step,
+             "initial_loss": initial, "onset_step": onset},
+            onset=onset,
         )
     return None
 
