@@ -8,4 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# The integration extras are pinned to the same torch so they cannot pull another build of it.
+echo "torch==2.13.0" > .venv/torch-constraint.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c .venv/torch-constraint.txt \
+  -e ".[dev,lightning,transformers]"

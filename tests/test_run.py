@@ -185,3 +185,26 @@ def test_cli_runs_a_package_folder(tmp_path):
     r = cli("run", "--quiet", "--out", str(tmp_path / "o"), str(SCRIPTS / "pkg"), cwd=tmp_path)
     assert r.returncode == 0 and "package main ran" in r.stdout
     assert "no optimizer step was seen" in r.stderr
+
+
+def test_one_engine_per_optimizer(tmp_path):
+    from trainmedic.instrument import session as s
+
+    seen = {}
+    original = s.Session.finish
+
+    def keep(self):
+        seen["engines"] = [(type(e.model).__name__, e.step_count) for e in self.engines]
+        return original(self)
+
+    s.Session.finish = keep
+    try:
+        code, out = run_quiet(SCRIPTS / "two_optimizers.py", [], tmp_path, heal=True)
+    finally:
+        s.Session.finish = original
+    assert code == 0 and "done" in out
+    assert seen["engines"] == [("Sequential", 40), ("Sequential", 40)]
+    found = findings(tmp_path)
+    # (the G step's backward also fills D's gradients, which the engine's TM310 probe reads as stale)
+    assert ("TM301", 20, "step skipped") in [(f["code"], f["step"], f["action"]) for f in found]
+    assert [f["evidence"].get("optimizer") for f in found if f["code"] == "TM301"] == [0]

@@ -10,6 +10,7 @@ taken after a healthy step). So `run` and the `Medic` API share every detector a
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -169,3 +170,40 @@ def skips_none_grads(optimizer: torch.optim.Optimizer) -> bool:
     """
     cls = type(optimizer)
     return cls.__module__.startswith("torch.optim.") and cls.__name__ != "LBFGS"
+
+
+class StepGate:
+    """Makes the optimizer step that is about to run a no-op, for any optimizer (see :func:`skips_none_grads`).
+
+    Built before the engine looks at the step (it notes which parameters have a gradient); ``close()`` when
+    the engine decided not to apply the step; ``reopen()`` after the step ran.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.safe = skips_none_grads(optimizer)
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.had = None if self.safe else [p.grad is not None for p in self.params]
+        self.saved: tuple[list[torch.Tensor], dict[str, Any]] | None = None
+
+    def close(self) -> None:
+        if self.safe:  # torch.optim leaves a parameter whose gradient is None untouched
+            for p in self.params:
+                p.grad = None
+            return
+        self.saved = ([p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict()))
+        for p, h in zip(self.params, self.had or []):
+            p.grad = torch.zeros_like(p) if h else None  # an optimizer that expects a gradient gets zeros
+
+    def reopen(self) -> bool:
+        """Undo what the step did, where close() could not prevent it. True if something was restored."""
+        if self.saved is None:
+            return False
+        values, state = self.saved
+        self.saved = None
+        with torch.no_grad():
+            for p, v in zip(self.params, values):
+                p.copy_(v)
+        self.optimizer.load_state_dict(state)
+        self.optimizer.zero_grad(set_to_none=True)
+        return True

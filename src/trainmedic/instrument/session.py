@@ -30,7 +30,6 @@ TM902 finding, and the script goes on as if trainmedic were not there.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import os
@@ -41,7 +40,7 @@ import torch
 
 from trainmedic.config import Thresholds
 from trainmedic.findings import Finding
-from trainmedic.instrument.engine import RunMedic, model_for, script_scaler, skips_none_grads, unwrap
+from trainmedic.instrument.engine import RunMedic, StepGate, model_for, script_scaler, unwrap
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
 
 #: losses in torch.nn.functional whose first two arguments are (input, target)
@@ -84,7 +83,7 @@ class Session:
         self._last_loss: torch.Tensor | None = None
         self._scaled: tuple[torch.Tensor, torch.Tensor] | None = None
         self._step_calls = 0
-        self._restore: dict[int, tuple[list[torch.Tensor], dict[str, Any]]] = {}
+        self._restore: dict[int, StepGate] = {}
         self._scaler_of: dict[int, Any] = {}
         self._sched_of: dict[int, Any] = {}
         self._sched_depth = 0
@@ -98,6 +97,7 @@ class Session:
         self._val_sum: torch.Tensor | float = 0.0
         self._val_n = 0
         self._explicit_val = False
+        self._seen_val = False
         self._steps_since_epoch = 0
         self._last_loader: Any = None
         self._train_loader: Any = None
@@ -134,6 +134,7 @@ class Session:
             opt_mod.register_optimizer_step_post_hook(self._post_step)]))
         attach("module forward hook", self._start_discovery)
         attach("Tensor.backward", lambda: self._wrap(torch.Tensor, "backward", self._wrap_backward))
+        attach("torch.autograd.backward", lambda: self._wrap(torch.autograd, "backward", self._wrap_backward))
         for name in LOSS_FUNCTIONS:
             if hasattr(F, name):
                 attach(f"F.{name}", lambda name=name: self._wrap(F, name, functools.partial(self._wrap_loss, name)))
@@ -247,35 +248,19 @@ class Session:
         loss = self._last_loss
         if eng is None or loss is None:
             return
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        safe = skips_none_grads(optimizer)
-        had = None if safe else [p.grad is not None for p in params]
+        gate = StepGate(optimizer)
         self._steps_since_epoch += 1
         proceed = eng.pre_step(loss, self._batch())
         if not proceed:
-            self._cancel(optimizer, params, had)
+            gate.close()
+            if gate.saved is not None:
+                self._restore[id(optimizer)] = gate
         if eng is self.engines[0] and "activation sampling" not in self._off and eng.step_count % ACT_EVERY == 0:
             self._start_activation_sample()
 
-    def _cancel(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], had: list[bool] | None) -> None:
-        """Make the step the script is about to take a no-op."""
-        if had is None:  # torch.optim: a parameter without gradient is left alone
-            for p in params:
-                p.grad = None
-            return
-        self._restore[id(optimizer)] = ([p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict()))
-        for p, h in zip(params, had):
-            p.grad = torch.zeros_like(p) if h else None
-
     def _after_step(self, optimizer: torch.optim.Optimizer) -> None:
-        saved = self._restore.pop(id(optimizer), None)
-        if saved is not None:
-            values, state = saved
-            with torch.no_grad():
-                for p, v in zip([p for g in optimizer.param_groups for p in g["params"]], values):
-                    p.copy_(v)
-            optimizer.load_state_dict(state)
-            optimizer.zero_grad(set_to_none=True)
+        gate = self._restore.pop(id(optimizer), None)
+        if gate is not None and gate.reopen():
             return
         eng = self._engine_of.get(id(optimizer))
         if eng is not None:
@@ -298,7 +283,7 @@ class Session:
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if not session._busy and "backward hook" not in session._off:
                 try:
-                    if tensor.numel() == 1:
+                    if isinstance(tensor, torch.Tensor) and tensor.numel() == 1:
                         scaled = session._scaled
                         session._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
                 except Exception as exc:
@@ -453,11 +438,14 @@ class Session:
                                                             higher_is_better=higher_is_better, explicit=True))
 
     def _flush_val(self, always: bool = False) -> None:
+        """Close an epoch with the pending evaluation losses; with ``always``, also without any, unless
+        this run reports validation values (then an epoch without one would mix training losses in)."""
         if self._val_n:
             val = float(self._val_sum / self._val_n)
             self._val_sum, self._val_n = 0.0, 0
+            self._seen_val = True
             self._epoch(val_loss=val)
-        elif always:
+        elif always and not self._seen_val and not self._explicit_val:
             self._epoch()
 
     def _epoch(self, *, explicit: bool = False, **kwargs: Any) -> None:

@@ -1,0 +1,94 @@
+"""trainmedic for PyTorch Lightning: ``Trainer(callbacks=[MedicCallback(mode="heal")])``.
+
+    from trainmedic.integrations.lightning import MedicCallback
+    trainer = Trainer(max_epochs=20, callbacks=[MedicCallback(mode="heal", out="runs/exp1")])
+
+It watches every optimizer step (``on_before_optimizer_step``, after backward and before the step) with the
+same engine as ``Medic``: non-finite losses and gradients, spikes, divergence, stalls, plateaus and
+overfitting (from the logged ``monitor`` metric, default ``val_loss``). In heal mode it skips a
+non-finite step, clips a gradient spike, rolls back to the last healthy weights with a smaller learning
+rate, lowers the learning rate on a plateau, and stops early (``trainer.should_stop``) restoring the best
+weights. Findings go to ``out`` (default ``<trainer.log_dir or cwd>/trainmedic``) on global rank 0.
+Works with either the ``lightning`` or the ``pytorch_lightning`` package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # pragma: no cover - depends on the installed flavour
+    try:
+        import pytorch_lightning as pl
+    except ImportError as exc:
+        raise ImportError(
+            "trainmedic.integrations.lightning needs PyTorch Lightning: pip install 'trainmedic[lightning]'"
+        ) from exc
+
+from trainmedic.config import Thresholds
+from trainmedic.integrations._attached import Attached
+
+
+class MedicCallback(pl.Callback):
+    """Watch (``mode="watch"``) or repair (``mode="heal"``) a Lightning run."""
+
+    def __init__(self, mode: str = "watch", *, monitor: str = "val_loss", higher_is_better: bool = False,
+                 out: str | os.PathLike[str] | None = None,
+                 thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True) -> None:
+        super().__init__()
+        self.attached = Attached(mode, thresholds, console, name="lightning MedicCallback")
+        self.monitor = monitor
+        self.higher_is_better = higher_is_better
+        self.out = out
+        self.report_dir: Path | None = None
+        self._loss: Any = None
+        self._batch: Any = None
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.attached.findings
+
+    @property
+    def medic(self):
+        """The engine of the first optimizer (a :class:`~trainmedic.Medic`)."""
+        return self.attached.primary
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        try:
+            scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+            self.attached.attach(pl_module, list(trainer.optimizers), scaler=scaler)
+        except Exception as exc:
+            self.attached.fail("on_fit_start", exc)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._batch = batch
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        self._loss = loss
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        self.attached.before_step(getattr(optimizer, "optimizer", optimizer), self._loss, self._batch)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # Lightning runs the epoch's validation before this hook: the monitored metric is fresh.
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and self.higher_is_better:
+            self.attached.end_epoch(val_metric=value)
+        else:
+            self.attached.end_epoch(val_loss=value)
+        if self.attached.should_stop:
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        try:
+            if trainer.is_global_zero and self.attached.primary is not None:
+                out = self.out or Path(trainer.log_dir or os.getcwd()) / "trainmedic"
+                self.report_dir = self.attached.save(out)
+        finally:
+            self.attached.detach()
+
+
+__all__ = ["MedicCallback"]

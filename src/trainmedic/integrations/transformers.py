@@ -1,0 +1,118 @@
+"""trainmedic for the Hugging Face ``Trainer``: ``Trainer(..., callbacks=[MedicCallback(mode="heal")])``.
+
+    from trainmedic.integrations.transformers import MedicCallback
+    trainer = Trainer(model=model, args=args, train_dataset=ds, eval_dataset=val,
+                      callbacks=[MedicCallback(mode="heal")])
+
+Each optimizer step is checked in ``on_pre_optimizer_step`` (after backward, after the Trainer's own
+gradient clipping, before the step) with the same engine as ``Medic``; the loss is the model output's
+``loss`` of the step's last forward pass. ``eval_loss`` from each evaluation feeds the plateau (TM308) and
+overfitting (TM309) checks. In heal mode it skips a non-finite step, clips a gradient spike, rolls back
+with a smaller learning rate, and stops training early (``control.should_training_stop``) restoring the
+best weights. Findings go to ``out`` (default ``<output_dir>/trainmedic``) from the main process.
+Note: with ``max_grad_norm`` set (the Trainer's default is 1.0) the gradient norms seen are the clipped
+ones, so TM303 only sees spikes that survive the Trainer's clipping; non-finite values are always seen.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    from transformers import TrainerCallback
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(
+        "trainmedic.integrations.transformers needs transformers: pip install 'trainmedic[transformers]'"
+    ) from exc
+
+from trainmedic.config import Thresholds
+from trainmedic.integrations._attached import Attached
+
+
+def _unwrap_optimizer(opt: Any) -> Any:
+    for _ in range(4):  # accelerate's AcceleratedOptimizer (itself an Optimizer subclass) wraps the real one
+        inner = getattr(opt, "optimizer", None)
+        if not isinstance(inner, torch.optim.Optimizer):
+            break
+        opt = inner
+    return opt
+
+
+class MedicCallback(TrainerCallback):
+    """Watch (``mode="watch"``) or repair (``mode="heal"``) a ``transformers.Trainer`` run."""
+
+    def __init__(self, mode: str = "watch", *, out: str | os.PathLike[str] | None = None,
+                 thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True) -> None:
+        self.attached = Attached(mode, thresholds, console, name="transformers MedicCallback")
+        self.out = out
+        self.report_dir: Path | None = None
+        self._loss: Any = None
+        self._handle: Any = None
+        self._evaluates = False
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.attached.findings
+
+    @property
+    def medic(self):
+        return self.attached.primary
+
+    def _capture(self, module: Any, args: Any, output: Any) -> None:
+        if not torch.is_grad_enabled():
+            return
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if loss is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            loss = output[0] if output[0].numel() == 1 else None
+        if isinstance(loss, torch.Tensor):
+            self._loss = loss
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       **kwargs: Any) -> None:
+        try:
+            opt = _unwrap_optimizer(optimizer)
+            self.attached.attach(model, [opt])
+            self._handle = model.register_forward_hook(self._capture)
+            strategy = getattr(args, "eval_strategy", None) or getattr(args, "evaluation_strategy", "no")
+            self._evaluates = str(getattr(strategy, "value", strategy)) != "no"
+        except Exception as exc:
+            self.attached.fail("on_train_begin", exc)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None,
+                              **kwargs: Any) -> None:
+        if optimizer is not None:
+            self.attached.before_step(_unwrap_optimizer(optimizer), self._loss)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.attached.should_stop:
+            control.should_training_stop = True
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:
+        self.attached.end_epoch(val_loss=(metrics or {}).get("eval_loss"))
+        if self.attached.should_stop:
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self._evaluates:
+            self.attached.end_epoch()
+            if self.attached.should_stop:
+                control.should_training_stop = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            if self._handle is not None:
+                self._handle.remove()
+                self._handle = None
+            if state.is_world_process_zero and self.attached.primary is not None:
+                out = self.out or Path(args.output_dir or os.getcwd()) / "trainmedic"
+                self.report_dir = self.attached.save(out)
+        finally:
+            self.attached.detach()
+
+
+__all__ = ["MedicCallback"]
