@@ -132,6 +132,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default="benchmarks/results/overhead.json")
+    p.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     args = p.parse_args()
     torch.set_num_threads(1)
     variants = ["plain", "guard", "watch", "heal"]
@@ -143,7 +144,8 @@ def main() -> None:
         print("(lightning not installed: its column is skipped)")
     rounds = 2 if args.quick else args.rounds
     results = {}
-    for name, workload in WORKLOADS.items():
+    for name in args.workloads:
+        workload = WORKLOADS[name]
         runners = {v: make_runner(v, workload) for v in variants}
         probe = time_steps(runners["plain"], 5)
         steps = max(10, int((0.3 if args.quick else 1.5) / probe))  # ~1.5 s per variant per round

@@ -346,3 +346,25 @@ def test_divergence_needs_both_ratio_and_lost_progress():
     # A loss near zero that doubles is noise, not divergence: the progress made was from 2.0 to 0.001.
     assert rt.detect_divergence(0.005, 0.001, 10, 2.0, CFG) is None
     assert rt.detect_divergence(8.0, 1.5, 10, 2.3, CFG) is not None
+
+
+def test_gan_loop_with_two_optimizers_is_not_stale():
+    """The generator's backward also fills the discriminator's gradients after its step; the loop resets
+    them before the discriminator's own backward, so nothing is stale (TM310 must stay silent)."""
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    med_g, med_d = Medic(G, opt_g, console=False), Medic(D, opt_d, console=False)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    for _ in range(60):
+        real, z = torch.randn(32, 2) + 2, torch.randn(32, 4)
+        fake = G(z)
+        d_loss = bce(D(real), torch.ones(32, 1)) + bce(D(fake.detach()), torch.zeros(32, 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        med_d.step(d_loss)
+        g_loss = bce(D(fake), torch.ones(32, 1))
+        opt_g.zero_grad()
+        g_loss.backward()  # reaches D's parameters too
+        med_g.step(g_loss)
+    assert "TM310" not in [f.code for f in med_d.findings + med_g.findings]

@@ -460,7 +460,7 @@ class Medic:
         losses = mon.losses.values()
         n = len(losses)
         if n >= cfg.smooth:
-            mon.smoothed = float(np.median(losses[-cfg.smooth:]))  # robust to a lone outlier
+            mon.smoothed = rt.median(losses[-cfg.smooth:])  # robust to a lone outlier
             if mon.finite_steps >= cfg.smooth and mon.smoothed < mon.best:
                 mon.best, mon.best_step = mon.smoothed, t
         if len(mon.log_gnorms) >= 8:

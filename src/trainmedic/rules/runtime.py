@@ -25,9 +25,19 @@ class Detection:
     onset: int | None = None  # the step at which the problem began, when it is earlier than detection
 
 
-def _robust_sigma(x: np.ndarray) -> float:
+def median(x: np.ndarray) -> float:
+    """np.median without its wrapper overhead (these run on the training loop's hot path)."""
+    n = len(x)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float(0.5 * (part[k - 1] + part[k]))
+
+
+def _robust_sigma(x: np.ndarray, med: float | None = None) -> float:
     """1.4826 * MAD: the standard deviation of normal data, unmoved by a few outliers."""
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+    return 1.4826 * median(np.abs(x - (median(x) if med is None else med)))
 
 
 def _fmt(x: float) -> str:
@@ -116,8 +126,8 @@ EXPLODING_GRADIENTS = rule(
 
 def gradient_bounds(log_norms: np.ndarray, cfg: Thresholds) -> tuple[float, float, float]:
     """(spike threshold, clip bound, running median) from recent log grad norms."""
-    med = float(np.median(log_norms))
-    sigma = max(_robust_sigma(log_norms), 0.05)
+    med = median(log_norms)
+    sigma = max(_robust_sigma(log_norms, med), 0.05)
     threshold = max(med + math.log(cfg.spike_factor), med + cfg.spike_z * sigma)
     clip = med + cfg.clip_z * sigma
     return math.exp(threshold), math.exp(clip), math.exp(med)
@@ -263,17 +273,18 @@ def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, bes
     if len(losses) < p + base_n:
         return None
     recent, base = losses[-p:], losses[-(p + base_n):-p]
-    base_med = float(np.median(base))
-    sigma = _robust_sigma(base)
+    base_med = median(base)
+    sigma = _robust_sigma(base, base_med)
     progress = max(initial - best, 0.0)
     threshold = base_med + max(cfg.spike_loss_rel * abs(base_med), cfg.spike_loss_k * sigma,
                                cfg.spike_loss_progress * progress)
     # "Does not come down": at least three quarters of the recent steps sit above the threshold.
-    if float(np.quantile(recent, 0.25)) <= threshold:
+    q = len(recent) // 4
+    if float(np.partition(recent, q)[q]) <= threshold:
         return None
     above = np.nonzero(recent > threshold)[0]
     onset = int(steps[-p:][above[0]])
-    level = float(np.median(recent))
+    level = median(recent)
     return Detection(
         LOSS_SPIKE.code,
         f"loss jumped from {_fmt(base_med)} to {_fmt(level)} at step {onset} and stayed up for {p} steps",

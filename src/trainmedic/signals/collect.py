@@ -30,15 +30,18 @@ class StepSignals:
         return math.isfinite(self.grad_norm)
 
 
+_DIST_AVAILABLE = torch.distributed.is_available()
+
+
 def _agree_across_ranks(packed: torch.Tensor) -> torch.Tensor:
     """Under torch.distributed, average the signals over all ranks (one small all-reduce per step).
 
     Every rank then sees the same numbers and so reaches the same verdict: a NaN on one rank becomes a
     NaN on all of them, and all ranks skip or roll back together.
     """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not (_DIST_AVAILABLE and torch.distributed.is_initialized()) or torch.distributed.get_world_size() == 1:
         return packed
+    dist = torch.distributed
     if dist.get_backend() == "nccl" and packed.device.type == "cpu":
         packed = packed.cuda()
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
@@ -52,8 +55,8 @@ class Collector:
         self.params = params
         self.names = names
         self.backwards = 0  # backward passes seen by the probe since the last step
-        self._stale: torch.Tensor | None = None
-        self._stale_none = True
+        self._stale: torch.Tensor | None = None  # smallest |grad| found by a backward since the last step
+        self._zeroed = False  # a backward since the last step found the gradient reset to None
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._before: list[torch.Tensor] | None = None
         self._probe_handle = None
@@ -67,11 +70,19 @@ class Collector:
         probe = min(candidates, key=lambda p: p.numel())
 
         def hook(grad: torch.Tensor) -> None:
+            # Stale means: no backward since the last step found the gradient reset. Any backward that
+            # finds it None or zero clears that, so other models' backwards in between (a GAN's
+            # generator reaching the discriminator) do not count, and accumulation after a reset is fine.
             self.backwards += 1
-            if self.backwards == 1:
-                g = probe.grad
-                self._stale_none = g is None
-                self._stale = None if g is None else g.detach().abs().sum().float()
+            if self._zeroed:
+                return
+            g = probe.grad
+            if g is None:
+                self._zeroed = True
+                self._stale = None
+                return
+            size = g.detach().abs().sum().float()
+            self._stale = size if self._stale is None else torch.minimum(self._stale, size)
 
         self._probe_handle = probe.register_hook(hook)
 
@@ -101,20 +112,20 @@ class Collector:
     def collect(self, loss: torch.Tensor) -> StepSignals:
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [self.params[i].grad for i in present]
-        parts = [loss.detach().reshape(1).float()]
+        values = [loss.detach().reshape(())]
         if grads:
-            parts.append(torch.stack(torch._foreach_norm(grads)).float().reshape(-1))
-        extras = []
+            values += torch._foreach_norm(grads)
         if self._stale is not None:
-            extras.append(self._stale)
+            values.append(self._stale)
         if self._pending is not None:
-            extras.extend(self._pending)
-        if extras:
-            parts.append(torch.stack(extras).reshape(-1))
+            values.extend(self._pending)
         try:
-            packed = torch.cat([t.to(parts[0].device) for t in parts])
-        except RuntimeError:  # parameters spread over devices that cannot be concatenated
-            packed = torch.cat([t.cpu() for t in parts])
+            packed = torch.stack(values)  # one op in the common case: same device and dtype
+        except RuntimeError:  # mixed dtypes or parameters spread over devices
+            device = values[0].device
+            packed = torch.stack([v.to(device=device, dtype=torch.float32) for v in values])
+        if packed.dtype != torch.float32 and packed.dtype != torch.float64:
+            packed = packed.float()
         packed = _agree_across_ranks(packed)
         host = packed.tolist()
         loss_v = host[0]
@@ -131,6 +142,7 @@ class Collector:
         if self._pending is not None:
             update_norm, weight_norm = rest[0], rest[1]
         self._stale = None
+        self._zeroed = False
         self._pending = None
         grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
         if present_norms and not math.isfinite(grad_norm):
