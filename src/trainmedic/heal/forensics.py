@@ -76,6 +76,9 @@ DISPLAY = {"div": "division (/)", "truediv": "division (/)", "true_divide": "div
            "matmul": "matmul (@)", "mul": "multiplication (*)", "sub": "subtraction (-)", "add": "addition (+)"}
 
 
+_DIVISIONS = frozenset({"div", "truediv", "true_divide", "rdiv", "rtruediv", "reciprocal"})
+
+
 def display(name: str) -> str:
     return DISPLAY.get(name, f"torch.{name}")
 
@@ -131,6 +134,8 @@ class Origin:
             if inp.get("outside"):
                 bad = f"; {inp['outside']} of {inp['numel']} were {inp['domain']}"
             at = f" ({self.location})" if self.location else ""
+            if self.op in _DIVISIONS and rng:
+                rng = rng.replace(" values in", " a denominator in")
             if self.kind == "forward":
                 if rng:
                     return f"`{display(self.op)}` in `{self.where}` received{rng}{bad}{at}"
@@ -156,12 +161,36 @@ class ForwardTracer(OpWatcher):
         self.origin: Origin | None = None
         self.record_nodes = record_nodes
         self.nodes: dict[Any, dict[str, Any]] = {}
+        # In the loss, tensors are tagged by what they derive from: "prediction" and/or "target".
+        self.sources: dict[int, frozenset[str]] = {}
+        self._keep: list[torch.Tensor] = []
+
+    def tag(self, obj: Any, source: str) -> None:
+        for t in ([obj] if isinstance(obj, torch.Tensor) else obj if isinstance(obj, (tuple, list)) else []):
+            if isinstance(t, torch.Tensor):
+                self.sources[id(t)] = frozenset({source})
+                self._keep.append(t)
+
+    def source_of(self, t: Any) -> str:
+        if not self.sources:
+            return "model"  # the forward of the model: inputs and weights
+        lab = self.sources.get(id(t), frozenset()) if isinstance(t, torch.Tensor) else frozenset()
+        return "+".join(sorted(lab)) if lab else "constant"
 
     def after(self, name: str, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         outs = [out] if isinstance(out, torch.Tensor) else [o for o in out if isinstance(o, torch.Tensor)] \
             if isinstance(out, (tuple, list)) else []
         if not outs:
             return
+        if self.sources:
+            tens = tensor_args(args, kwargs)
+            lab: frozenset[str] = frozenset().union(*(self.sources.get(id(t), frozenset()) for t in tens))
+            for o in outs:
+                if lab:
+                    self.sources[id(o)] = lab
+                    self._keep.append(o)
+                else:
+                    self.sources.pop(id(o), None)
         if self.record_nodes:
             for o in outs:
                 node = o.grad_fn
@@ -181,9 +210,20 @@ class ForwardTracer(OpWatcher):
         if name in ("exp", "expm1") and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
             lim = math.log(torch.finfo(args[0].dtype).max)
             summary["domain"], summary["outside"] = f"> {lim:.1f} (overflow)", int((args[0] > lim).sum())
+        x = _input_for(name, args, FORWARD_DOMAINS)
         self.origin = Origin("forward", name, self.where(), user_location(), summary,
-                             {"inputs_finite": inputs_finite})
+                             {"inputs_finite": inputs_finite, "source": self.source_of(x)})
         raise Abort
+
+
+def rows_to_blame(origin: Origin) -> bool:
+    """Can single rows be dirty here? Yes when the batch holds NaN/Inf, or when the op that broke took
+    a value derived from the target alone (``log(y)`` with a label of 0). Not when it came out of the model
+    or the prediction (``log(pred)`` with pred <= 0, an overflow in a diverged layer): that is the model's
+    or the loss's fault, and quarantining the rows it happens on would hide it (TM210 names it)."""
+    if origin.kind == "data":
+        return True
+    return origin.kind == "forward" and origin.detail.get("source") == "target"
 
 
 def _walk(root: Any) -> Iterator[Any]:
@@ -231,6 +271,8 @@ def trace_nonfinite(model: nn.Module, loss_fn: Any, batch: Any) -> Origin:
             with tracer:
                 out = call_model(model, b.inputs)
                 if loss_fn is not None:
+                    tracer.tag(out, "prediction")
+                    tracer.tag(b.target, "target")
                     with tracer.scope(_loss_scope(loss_fn)):
                         loss = loss_fn(out, b.target)
     except Abort:
@@ -435,7 +477,7 @@ class Forensics(MedicCallback):
                          key=f"TM210:{origin.op}:{origin.where}")
         passes = 0
         loss_nonfinite = not getattr(signals, "loss_finite", True)
-        if loss_nonfinite or origin.kind == "data":
+        if loss_nonfinite and rows_to_blame(origin):
             res = bisect_rows(medic.model, loss_fn, b)
             self.last_result = res
             if res is not None:

@@ -54,12 +54,15 @@ DIRTY_SAMPLES = rule(
         named by dataset index when the batch carries its indices (`batch=(x, y, idx)`, see
         `trainmedic.WithIndex`), otherwise by position in the batch and a content hash. In heal mode they
         are quarantined: batches that contain them are recomputed without them, and
-        `trainmedic.QuarantineSampler` leaves them out of later epochs.
+        `trainmedic.QuarantineSampler` leaves them out of later epochs. Rows are blamed only when the
+        batch itself holds NaN/Inf or the op that broke (TM210) took a value derived from the target
+        alone (`log(y)` with a label of 0); when it broke on the prediction (`log(pred)` with pred <= 0)
+        or inside the model, the fault is the model's or the loss's and no row is quarantined.
         """,
     why="""
-        Real data is dirty (practitioner note 002: "I set batch_size=1 and shuffle=False and hunted the
-        dirty samples one by one"): an empty field read as NaN, a label of Inf, a value that makes a log
-        or a division blow up for that row only.
+        Real data is dirty. Practitioner note 002 found its NaN by setting batch_size=1 and shuffle=False
+        and walking the data set sample by sample, deleting dirty rows as it went: an empty field read as
+        NaN, a label of Inf, a value that makes a log or a division blow up for that row only.
         """,
     fix="""
         Inspect and clean the named rows (`trainmedic check-data` finds most of them before training:
