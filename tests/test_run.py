@@ -73,7 +73,9 @@ def test_plain_zoo_script_under_run_gives_the_medic_api_codes(case, tmp_path):
     else:
         assert run_codes & case.expect, f"expected one of {sorted(case.expect)}, got {sorted(run_codes)}"
     assert all(run_only(c) for c in run_codes - api_codes), run_codes - api_codes
-    missing = api_codes - run_codes
+    # Forensics replays the loss function; `run` knows it only when it is an nn/F loss, not a hand-written
+    # one (nan_log's `pred - y*log(pred)`), so the op-naming TM210 may be the API's alone.
+    missing = api_codes - run_codes - {"TM210"}
     if missing:
         # A loop over a plain generator shows `run` no epoch boundary (no DataLoader restart, no evaluation,
         # no scheduler.step(val), no trainmedic.log): the per-epoch check of the training loss cannot run.

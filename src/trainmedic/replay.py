@@ -27,6 +27,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_ZOO_DIR = os.path.join(_PKG_DIR, "zoo")
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
 
@@ -188,9 +189,10 @@ def user_location() -> str | None:
     """``file.py:42`` of the innermost frame outside torch and trainmedic (where the user's code ran)."""
     f = sys._getframe(1)
     while f is not None:
-        fn = os.path.abspath(f.f_code.co_filename)
-        if not (fn.startswith(_PKG_DIR) or fn.startswith(_TORCH_DIR) or fn.startswith("<")
-                or "contextlib" in fn):
+        raw = f.f_code.co_filename
+        fn = os.path.abspath(raw)
+        ours = fn.startswith(_PKG_DIR) and not fn.startswith(_ZOO_DIR)  # the zoo scripts are user code
+        if not (ours or fn.startswith(_TORCH_DIR) or raw.startswith("<") or "contextlib" in fn):
             return f"{os.path.basename(fn)}:{f.f_lineno}"
         f = f.f_back
     return None

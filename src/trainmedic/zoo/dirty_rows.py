@@ -2,8 +2,8 @@
 them turns the loss NaN.
 
 Practitioner notes 002 and 003: check the data for NaN, None, NaT and "". In watch mode the first NaN step
-poisons the weights for good. In heal mode trainmedic skips the poisoned steps (and, with forensics,
-names and quarantines the rows). The healthy baseline (``--no-fault``) has no empty fields.
+poisons the weights for good. Forensics bisects the batch and names the three rows (TM313); in heal mode
+trainmedic skips the poisoned step and quarantines the rows. The healthy baseline (``--no-fault``) has no empty fields.
 """
 
 import io
@@ -40,8 +40,8 @@ def train(mode: str = "watch", fault: bool = True, seed: int = 0, console: bool 
                                          generator=torch.Generator().manual_seed(seed))
     model = mlp(x.shape[1], 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    medic = Medic(model, optimizer, mode=mode, console=console)
     loss_fn = torch.nn.MSELoss()
+    medic = Medic(model, optimizer, mode=mode, console=console, loss_fn=loss_fn)  # loss_fn: forensics can replay
     for _epoch in range(epochs):
         for xb, yb in loader:
             loss = loss_fn(model(xb), yb)
