@@ -441,15 +441,7 @@ class Medic:
         if clip_to is not None and sig.grad_norm > clip_to:
             torch._foreach_mul_(self._collector.grads(), clip_to / sig.grad_norm)
             self._action(t, "clip", "TM303", grad_norm=sig.grad_norm, clipped_to=clip_to)
-
-        sampled = (t % cfg.ratio_every == 0) and "update-ratio" not in self._disabled
-        if sampled:
-            self._guard("update-ratio", self._collector.before_update)
-        self._optimizer_step()
-        if sampled:
-            self._guard("update-ratio", self._collector.after_update)
-        if self.scheduler is not None and self.scheduler_interval == "step":
-            self.scheduler.step()
+        self._apply_step(t)
         if heal and (t + 1) % cfg.snapshot_every == 0 and self._healthy(t):
             self._take_snapshot(t + 1)  # labelled with the step it precedes
         self.console.status(t, sig.loss, sig.grad_norm, self.lr, self.mode)
@@ -511,6 +503,21 @@ class Medic:
             det = rt.detect_slow_convergence(early, losses[-cfg.smooth:], self._ratios.values(), cfg)
             if det:
                 self._report(det, t)
+
+    def _apply_step(self, t: int) -> None:
+        """The optimizer step (sampling the update/weight ratio now and then) and a per-step scheduler.
+
+        The step waits for the verdict, also in watch mode: forensics must replay a non-finite batch on
+        the weights that produced it, not on weights a NaN step has already overwritten.
+        """
+        sampled = (t % self.cfg.ratio_every == 0) and "update-ratio" not in self._disabled
+        if sampled:
+            self._guard("update-ratio", self._collector.before_update)
+        self._optimizer_step()
+        if sampled:
+            self._guard("update-ratio", self._collector.after_update)
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
 
     def _nonfinite_step(self, t: int, sig: StepSignals) -> bool:
         cfg = self.cfg

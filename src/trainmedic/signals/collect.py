@@ -110,15 +110,26 @@ class Collector:
 
     # -- the one sync ---------------------------------------------------------------------------------
     def collect(self, loss: torch.Tensor) -> StepSignals:
+        return self.read(self.launch(loss))
+
+    def launch(self, loss: torch.Tensor) -> tuple[torch.Tensor, list[int], bool, bool]:
+        """Queue the step's signals on the device, without a sync.
+
+        Returns the packed values, which parameters had gradients, and whether the stale-gradient probe
+        and a sampled update norm are in the pack. The probe and sample are consumed here, so an update
+        sampled between ``launch`` and ``read`` belongs to the next step.
+        """
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [self.params[i].grad for i in present]
         values = [loss.detach().reshape(())]
         if grads:
             values += torch._foreach_norm(grads)
-        if self._stale is not None:
+        has_stale, has_update = self._stale is not None, self._pending is not None
+        if has_stale:
             values.append(self._stale)
-        if self._pending is not None:
+        if has_update:
             values.extend(self._pending)
+        self._stale, self._zeroed, self._pending = None, False, None
         try:
             packed = torch.stack(values)  # one op in the common case: same device and dtype
         except RuntimeError:  # mixed dtypes or parameters spread over devices
@@ -126,24 +137,22 @@ class Collector:
             packed = torch.stack([v.to(device=device, dtype=torch.float32) for v in values])
         if packed.dtype != torch.float32 and packed.dtype != torch.float64:
             packed = packed.float()
+        return packed, present, has_stale, has_update
+
+    def read(self, launched: tuple[torch.Tensor, list[int], bool, bool]) -> StepSignals:
+        """The one device-to-host copy, and the numbers unpacked."""
+        packed, present, has_stale, has_update = launched
         packed = _agree_across_ranks(packed)
         host = packed.tolist()
         loss_v = host[0]
-        k = len(grads)
+        k = len(present)
         present_norms = host[1 : 1 + k]
         rest = host[1 + k :]
         norms = [0.0] * len(self.params)
         for i, v in zip(present, present_norms):
             norms[i] = v
-        stale: float | None = None
-        if self._stale is not None:
-            stale = rest.pop(0)
-        update_norm = weight_norm = None
-        if self._pending is not None:
-            update_norm, weight_norm = rest[0], rest[1]
-        self._stale = None
-        self._zeroed = False
-        self._pending = None
+        stale = rest.pop(0) if has_stale else None
+        update_norm, weight_norm = (rest[0], rest[1]) if has_update else (None, None)
         grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
         if present_norms and not math.isfinite(grad_norm):
             grad_norm = math.nan if any(math.isnan(v) for v in present_norms) else math.inf
