@@ -46,6 +46,7 @@ from trainmedic.signals.history import Downsampled, Ring
 
 MODES = ("watch", "heal")
 MAX_EVENTS = 5000
+MAX_EVALUATIONS = 1000  # end_epoch records kept (halved when twice as many), so memory stays bounded
 
 
 class Monitor:
@@ -278,6 +279,8 @@ class Medic:
         record = {"type": "epoch", "epoch": self.epoch, "step": self.step_count, "train_loss": train,
                   "val_loss": val, "val_metric": metric, "lr": self.lr}
         self.epochs.append(record)
+        if len(self.epochs) > 2 * MAX_EVALUATIONS:
+            self.epochs = self.epochs[::2]  # a very long run keeps every other epoch record for the report
         self._event(record)
         monitored = val if val is not None else (
             (-metric if higher_is_better else metric) if metric is not None else train)
@@ -679,6 +682,9 @@ class Medic:
         t = self.step_count
         self._val_hist.append(monitored)
         self._train_hist.append(train)
+        if len(self._val_hist) > 2 * MAX_EVALUATIONS:  # bounded: the detectors look at recent evaluations
+            del self._val_hist[:MAX_EVALUATIONS], self._train_hist[:MAX_EVALUATIONS]
+            self._plateau_from = max(0, self._plateau_from - MAX_EVALUATIONS)
         improved = monitored < self._best_val - cfg.plateau_threshold * abs(self._best_val) \
             if math.isfinite(self._best_val) else True
         if improved:
