@@ -1,0 +1,570 @@
+"""``trainmedic fit``: K-fold cross-validated models for a table, the right way for the kind of target.
+
+    from trainmedic.tabular import fit_table
+    result = fit_table("train.csv", target="SalePrice", test="test.csv", out="runs/house")
+    result.cv["mean"]                      # the blend's mean fold score
+
+Everything is validated before anything is written: on bad input a :class:`~trainmedic.errors.UsageError`
+is raised and ``out`` is left untouched. Preprocessing is fitted inside each fold on its training rows;
+the MLP trains under ``Medic(mode="heal")``; LightGBM and a linear model are trained on the same folds and
+blended with weights chosen on out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainmedic.errors import UsageError
+from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
+from trainmedic.tabular import blend as B
+from trainmedic.tabular.checks import check_frame
+from trainmedic.tabular.io import ReadReport, load_frame
+from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, subset_frame
+from trainmedic.tabular.preprocess import FeatureFrame, find_id_column, is_id_like, prepare_features
+from trainmedic.tabular.target import TASKS, TargetInfo, resolve_task, target_array
+
+MODEL_NAMES = ("mlp", "lightgbm", "linear")
+DENSE = ("mlp", "linear")  # models on the scaled one-hot matrix, sensitive to high-leverage rows
+
+
+@dataclass
+class FitConfig:
+    folds: int = 5
+    seed: int = 0
+    task: str | None = None
+    models: tuple[str, ...] = MODEL_NAMES
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    gbm: GBMConfig = field(default_factory=GBMConfig)
+    inner_fraction: float = 0.15
+    # Training rows whose target is further than this many robust standard deviations from its
+    # cross-fitted linear prediction are left out of the training rows of the linear model and the MLP
+    # (never out of validation; trees keep them: a tree cannot be pulled far by one row, and dropping
+    # rows it learns from makes their look-alikes in validation worse). None or 0 switches it off.
+    # Regression tasks only.
+    trim_z: float | None = 4.0
+    threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["models"] = list(self.models)
+        return d
+
+
+@dataclass
+class FitResult:
+    cv: dict[str, Any]
+    findings: list[Finding]
+    oof: dict[str, Any]
+    y: np.ndarray
+    info: TargetInfo
+    submission: pd.DataFrame | None = None
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# validation: everything that can make the input unusable is checked here, before any work or writing
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    df: pd.DataFrame
+    report: ReadReport
+    target: str
+    info: TargetInfo
+    y: np.ndarray
+    rows: np.ndarray  # positions of the usable training rows in df
+    features: FeatureFrame
+    id_col: str | None
+    dropped_cols: dict[str, str]
+    test_df: pd.DataFrame | None = None
+    test_report: ReadReport | None = None
+    test_features: FeatureFrame | None = None
+    test_ids: pd.Series | None = None
+
+
+def _close(name: str, options: list[str]) -> str:
+    import difflib
+
+    m = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    low = [c for c in options if c.lower() == name.lower()]
+    m = low + [c for c in m if c not in low]
+    return f"; did you mean {', '.join(repr(c) for c in m)}?" if m else ""
+
+
+def _cols(cols: list[str], k: int = 6) -> str:
+    shown = ", ".join(repr(c) for c in cols[:k])
+    return shown + (f" and {len(cols) - k} more" if len(cols) > k else "")
+
+
+def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None = None) -> Prepared:
+    cfg = config or FitConfig()
+    if cfg.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {cfg.folds}")
+    if cfg.task not in (None, "", "auto") and cfg.task not in TASKS:
+        raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    unknown = [m for m in cfg.models if m not in MODEL_NAMES]
+    if unknown or not cfg.models:
+        raise UsageError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    df, rep = load_frame(data, "training")
+    if not target:
+        raise UsageError("no target column given; pass --target COLUMN")
+    if target not in df.columns:
+        raise UsageError(
+            f"target column {target!r} not found in {rep.source} (columns: {_cols(list(df.columns))})"
+            + _close(target, list(df.columns))
+        )
+    if df.shape[1] < 2:
+        raise UsageError(f"{rep.source} has only the target column; there are no features to learn from")
+    test_df = test_rep = None
+    if test is not None:
+        test_df, test_rep = load_frame(test, "test")
+        train_feats = [c for c in df.columns if c != target]
+        missing = [c for c in train_feats if c not in test_df.columns]
+        extra = [c for c in test_df.columns if c not in df.columns]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {_cols(missing)}")
+            if extra:
+                parts.append(f"extra {_cols(extra)}")
+            raise UsageError(
+                f"test file {test_rep.source} has different columns from the training file "
+                f"({'; '.join(parts)}); give a test file with the training columns (the target may be absent)"
+            )
+    info = resolve_task(df[target], cfg.task)
+    y_all, ok = target_array(df[target], info)
+    rows = np.flatnonzero(ok)
+    if info.kind == "log-regression":
+        y_all = np.where(ok, np.log(np.where(ok, y_all, 1.0)), np.nan)
+    min_rows = max(2 * cfg.folds, 10)
+    if len(rows) < min_rows:
+        raise UsageError(
+            f"only {len(rows)} rows have a usable target {target!r} (need at least {min_rows} for "
+            f"{cfg.folds}-fold cross-validation); check the target column"
+        )
+    if info.kind in ("binary", "multiclass"):
+        counts = np.bincount(y_all[rows].astype(int), minlength=len(info.classes))
+        if (counts > 0).sum() < 2:
+            raise UsageError(f"target column {target!r} has a single class after dropping missing labels")
+    id_col = find_id_column(df, target)
+    dropped: dict[str, str] = {}
+    n = len(df)
+    for c in df.columns:
+        if c == target:
+            continue
+        if re.fullmatch(r"Unnamed: \d+", c):
+            dropped[c] = "saved index column (TM104)"
+        elif is_id_like(df[c], n):
+            s = df[c]
+            named = c == id_col and (c.lower() in ("id", "ids", "key", "index") or c.lower().endswith("id"))
+            rownum = pd.api.types.is_numeric_dtype(s) and (
+                np.array_equal(s.to_numpy(), np.arange(n)) or np.array_equal(s.to_numpy(), np.arange(1, n + 1))
+            )
+            if named or rownum or not pd.api.types.is_numeric_dtype(s):
+                dropped[c] = "identifier, unique per row (TM106)"
+    ff = prepare_features(df.iloc[rows], drop=[target, *dropped])
+    dropped.update(ff.dropped)
+    if not ff.numeric and not ff.categorical:
+        raise UsageError(
+            f"no usable feature columns left in {rep.source} (dropped: {_cols(list(dropped))}); "
+            f"the file needs columns other than the target and identifiers"
+        )
+    test_ff = test_ids = None
+    if test_df is not None:
+        test_ff = prepare_features(test_df, drop=[target, *dropped], reference=ff)
+        if id_col is not None and id_col in test_df.columns:
+            test_ids = test_df[id_col]
+        else:
+            test_ids = pd.Series(np.arange(len(test_df)), name="id")
+    return Prepared(df, rep, target, info, y_all[rows], rows, ff, id_col, dropped,
+                    test_df, test_rep, test_ff, test_ids)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cross-validation
+# ----------------------------------------------------------------------------------------------------------
+def _splits(p: Prepared, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(p.y)
+    if p.info.kind in ("binary", "multiclass"):
+        counts = np.bincount(p.y.astype(int))
+        if counts[counts > 0].min() >= cfg.folds:
+            return list(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(n), p.y))
+    return list(KFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(n)))
+
+
+def _inner(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (train, validation) split of a fold's training rows for early stopping and tuning."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    strat = None
+    if kind in ("binary", "multiclass"):
+        counts = np.bincount(y.astype(int))
+        if counts[counts > 0].min() >= 2:
+            strat = y
+    n_va = max(2, int(round(fraction * len(y))))
+    itr, iva = train_test_split(idx, test_size=n_va, random_state=seed, stratify=strat)
+    return np.sort(itr), np.sort(iva)
+
+
+def _make_model(name: str, p: Prepared, cfg: FitConfig, seed: int, progress: Callable | None):
+    k = len(p.info.classes)
+    if name == "mlp":
+        return MLPModel(p.info.kind, k, cfg.mlp, seed=seed, threads=1, progress=progress)
+    if name == "lightgbm":
+        return LightGBMModel(p.info.kind, k, cfg.gbm, seed=seed, threads=cfg.threads)
+    return LinearModel(p.info.kind, k, seed=seed)
+
+
+def _oof_entry(task: str, pred: Any, y: np.ndarray | None) -> Any:
+    """Store a model's validation prediction in a task-specific, array-only form."""
+    if task == "count":
+        return pred.mean, (pred.logpmf(y) if y is not None else None)
+    return pred
+
+
+class _Progress:
+    """Rich progress bars for folds and epochs, or nothing when quiet / not a terminal."""
+
+    def __init__(self, enabled: bool, total_folds: int) -> None:
+        self.bar = None
+        if not enabled:
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        except ImportError:  # pragma: no cover
+            return
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+        self.bar.start()
+        self.folds = self.bar.add_task("folds", total=total_folds)
+        self.epochs = self.bar.add_task("model", total=1)
+
+    def model(self, desc: str, total: int = 1) -> None:
+        if self.bar:
+            self.bar.update(self.epochs, description=desc, completed=0, total=total)
+
+    def epoch(self, done: int, total: int) -> None:
+        if self.bar:
+            self.bar.update(self.epochs, completed=done, total=total)
+
+    def fold_done(self) -> None:
+        if self.bar:
+            self.bar.advance(self.folds)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
+    task = p.info.kind
+    folds = _splits(p, cfg)
+    n = len(p.y)
+    names = [m for m in MODEL_NAMES if m in cfg.models]
+    oof: dict[str, Any] = {}
+    fold_scores: dict[str, list[dict[str, float]]] = {m: [] for m in names}
+    test_sum: dict[str, Any] = {}
+    detail: dict[str, dict[str, list[Any]]] = {m: {"time_s": []} for m in names}
+    medic_findings: list[tuple[int, Finding]] = []
+    trimmed: list[list[int]] = []
+    prog = _Progress(cfg.progress, len(folds))
+    try:
+        for k, (tr, va) in enumerate(folds):
+            tr_dense = tr
+            if cfg.trim_z and task in ("regression", "log-regression") and any(m in DENSE for m in names):
+                keep = training_outliers(subset_frame(p.features, tr), p.y[tr], cfg.trim_z, cfg.seed + k)
+                trimmed.append([int(i) for i in p.rows[tr[~keep]]])
+                tr_dense = tr[keep]
+            Xva, yva = subset_frame(p.features, va), p.y[va]
+            for name in names:
+                rows = tr_dense if name in DENSE else tr
+                Xtr, ytr = subset_frame(p.features, rows), p.y[rows]
+                inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
+                prog.model(f"fold {k + 1}/{len(folds)}: {name}", cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
+                t0 = time.perf_counter()
+                model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
+                model.fit(Xtr, ytr, inner)
+                pred = model.predict(Xva)
+                entry = _oof_entry(task, pred, yva)
+                if name not in oof:
+                    oof[name] = _empty_like(task, entry, n)
+                _put(task, oof[name], va, entry)
+                fold_scores[name].append(B.score(task, entry, yva))
+                if p.test_features is not None:
+                    tp = model.predict(p.test_features)
+                    tp = tp.mean if task == "count" else tp
+                    test_sum[name] = tp if name not in test_sum else test_sum[name] + tp
+                detail[name]["time_s"].append(round(time.perf_counter() - t0, 3))
+                detail[name].setdefault("train_rows", []).append(int(len(rows)))
+                if name == "mlp":
+                    detail[name].setdefault("epochs", []).append(model.epochs)
+                    medic_findings.extend((k, f) for f in model.findings)
+                elif name == "lightgbm":
+                    detail[name].setdefault("rounds", []).append(model.rounds)
+                    if task == "count":
+                        detail[name].setdefault("nb_alpha", []).append(round(model.alpha, 5))
+                else:
+                    detail[name].setdefault("regularization", []).append(model.reg)
+                    if task == "count":
+                        detail[name].setdefault("nb_alpha", []).append(round(model.alpha, 5))
+            prog.fold_done()
+    finally:
+        prog.close()
+
+    preds = [oof[m] for m in names]
+    # The blend: weights chosen on all out-of-fold predictions (the usual stacking practice), applied to
+    # each fold. "blend_crossfit" is the stricter variant: fold k is scored with weights chosen on the
+    # other folds' out-of-fold predictions only; the gap between the two is the optimism of the weights.
+    weights = B.fit_weights(task, preds, p.y)
+    blend_oof = B.apply_weights(task, preds, weights)
+    cross_oof = _empty_like(task, B.take(task, preds[0], np.arange(1)), n)
+    blend_scores: list[dict[str, float]] = []
+    cross_scores: list[dict[str, float]] = []
+    for tr, va in folds:
+        blend_scores.append(B.score(task, B.take(task, blend_oof, va), p.y[va]))
+        w = B.fit_weights(task, [B.take(task, q, tr) for q in preds], p.y[tr])
+        part = B.apply_weights(task, [B.take(task, q, va) for q in preds], w)
+        _put(task, cross_oof, va, part)
+        cross_scores.append(B.score(task, part, p.y[va]))
+    test_pred = None
+    if test_sum:
+        if task == "count":
+            test_pred = B.apply_weights(task, [(test_sum[m] / len(folds), None) for m in names], weights)[0]
+        else:
+            test_pred = B.apply_weights(task, [test_sum[m] / len(folds) for m in names], weights)
+    if len(names) > 1:
+        fold_scores["blend"] = blend_scores
+        fold_scores["blend_crossfit"] = cross_scores
+        oof["blend"] = blend_oof
+    else:
+        fold_scores["blend"] = fold_scores[names[0]]
+        oof["blend"] = oof[names[0]]
+    return {
+        "names": names,
+        "folds": folds,
+        "oof": oof,
+        "fold_scores": fold_scores,
+        "weights": weights,
+        "detail": detail,
+        "test_pred": test_pred,
+        "medic_findings": medic_findings,
+        "trimmed": trimmed,
+    }
+
+
+def training_outliers(X: FeatureFrame, y: np.ndarray, z: float, seed: int) -> np.ndarray:
+    """Mask of training rows to keep: |cross-fitted ridge residual| <= z robust standard deviations.
+
+    The residual of each row comes from a model that did not see it (5-fold inside the training rows),
+    so a row is dropped only when the other rows cannot explain its target at all.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    from trainmedic.tabular.preprocess import dense_preprocessor
+
+    A = dense_preprocessor(X).fit_transform(X.X)
+    cv = KFold(5, shuffle=True, random_state=seed)
+    pred = cross_val_predict(RidgeCV(alphas=np.logspace(-1, 3, 13)), A, y, cv=cv)
+    r = y - pred
+    sigma = 1.4826 * np.median(np.abs(r - np.median(r)))
+    if not np.isfinite(sigma) or sigma <= 0:
+        return np.ones(len(y), dtype=bool)
+    return np.abs(r - np.median(r)) <= z * sigma
+
+
+def _empty_like(task: str, entry: Any, n: int) -> Any:
+    if task == "count":
+        return np.zeros(n), np.zeros(n)
+    arr = np.asarray(entry)
+    return np.zeros((n, *arr.shape[1:]))
+
+
+def _put(task: str, store: Any, idx: np.ndarray, entry: Any) -> None:
+    if task == "count":
+        store[0][idx] = entry[0]
+        if entry[1] is not None:
+            store[1][idx] = entry[1]
+    else:
+        store[idx] = entry
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the whole fit
+# ----------------------------------------------------------------------------------------------------------
+def fit_table(
+    data: Any,
+    target: str,
+    test: Any = None,
+    out: str | os.PathLike[str] | None = None,
+    config: FitConfig | None = None,
+) -> FitResult:
+    """Cross-validate the models on ``data`` (a path or DataFrame) and write the outputs into ``out``."""
+    cfg = config or FitConfig()
+    t0 = time.perf_counter()
+    p = prepare(data, target, test, cfg)
+    if out is not None:
+        _check_out(Path(out))
+    findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
+                          info=p.info)
+    res = cross_validate(p, cfg)
+    elapsed = time.perf_counter() - t0
+    cv = _cv_document(p, cfg, res, elapsed)
+    findings += _fit_findings(p, res, cv)
+    result = FitResult(cv=cv, findings=findings, oof=res["oof"], y=p.y, info=p.info)
+    if res["test_pred"] is not None:
+        result.submission = _submission(p, res["test_pred"])
+    if out is not None:
+        result.out_dir = Path(out)
+        result.files = write_outputs(Path(out), result)
+    return result
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory; give a directory path")
+    parent = out if out.exists() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out {out}: cannot write there (no permission); choose another directory")
+
+
+def _summary(scores: list[dict[str, float]]) -> dict[str, Any]:
+    keys = list(scores[0]) if scores else []
+    primary = keys[0] if keys else None
+    vals = [s[primary] for s in scores] if primary else []
+    d: dict[str, Any] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "folds": [float(v) for v in vals]}
+    for k in keys[1:]:
+        kv = [s[k] for s in scores]
+        d[k] = {"mean": float(np.mean(kv)), "std": float(np.std(kv)), "folds": [float(v) for v in kv]}
+    return d
+
+
+def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    task = p.info.kind
+    models = {name: _summary(scores) for name, scores in res["fold_scores"].items()}
+    for name, det in res["detail"].items():
+        models[name].update({k: v for k, v in det.items()})
+    blend = models["blend"]
+    singles = {m: models[m]["mean"] for m in res["names"]}
+    if "blend_crossfit" in models:
+        models["blend_crossfit"]["note"] = "each fold scored with weights chosen on the other folds only"
+    best_single = min(singles, key=singles.get)
+    pooled = B.score(task, res["oof"]["blend"], p.y)
+    doc: dict[str, Any] = {
+        "metric": p.info.metric,
+        "folds": blend["folds"],
+        "mean": blend["mean"],
+        "std": blend["std"],
+        "models": models,
+        "best_model": "blend" if blend["mean"] <= singles[best_single] else best_single,
+        "blend_weights": B.weights_json(res["names"], res["weights"]),
+        "pooled_oof": pooled,
+        "task": task,
+        "task_reason": p.info.reason,
+        "target": p.target,
+        "classes": p.info.classes or None,
+        "rows": int(len(p.y)),
+        "rows_dropped_bad_target": int(len(p.df) - len(p.y)),
+        "features": {"numeric": len(p.features.numeric), "categorical": len(p.features.categorical)},
+        "dropped_columns": p.dropped_cols,
+        "n_folds": cfg.folds,
+        "seed": cfg.seed,
+        "config": jsonable(cfg.to_dict()),
+        "time_s": round(elapsed, 2),
+        "data": p.report.to_dict(),
+    }
+    for k, v in blend.items():
+        if k not in ("mean", "std", "folds") and isinstance(v, dict):
+            doc[k] = v  # secondary metrics of the blend (nll, accuracy)
+    return doc
+
+
+def _fit_findings(p: Prepared, res: dict[str, Any], cv: dict[str, Any]) -> list[Finding]:
+    out: list[Finding] = []
+    # Medic's findings from the folds: one per code, the folds counted in evidence
+    by_code: dict[str, tuple[Finding, list[int]]] = {}
+    for k, f in res["medic_findings"]:
+        if f.code in by_code:
+            by_code[f.code][1].append(k)
+        else:
+            by_code[f.code] = (f, [k])
+    for f, ks in by_code.values():
+        ev = dict(f.evidence)
+        ev.update({"model": "mlp", "folds": sorted(set(ks)), "count": len(ks)})
+        out.append(Finding(f.code, f"MLP (fold {ks[0] + 1}): {f.message}", step=f.step, epoch=f.epoch,
+                           evidence=ev, action=f.action, severity=f.severity))
+    return out
+
+
+def _submission(p: Prepared, pred: np.ndarray) -> pd.DataFrame:
+    task = p.info.kind
+    if task == "log-regression":
+        values: Any = np.exp(pred)
+    elif task in ("binary", "multiclass"):
+        values = [p.info.classes[i] for i in np.argmax(pred, axis=1)]
+    else:
+        values = pred
+    id_name = p.test_ids.name if p.test_ids is not None and p.test_ids.name else "id"
+    return pd.DataFrame({id_name: p.test_ids.to_numpy(), p.target: values})
+
+
+def write_outputs(out: Path, result: FitResult) -> dict[str, str]:
+    from trainmedic.tabular.report import render_fit_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"cv": str(out / "cv.json"), "findings": str(out / "findings.json"), "report": str(out / "report.html")}
+    html = render_fit_report(result.cv, result.findings)  # render first: a failure leaves nothing half-written
+    sub_text = result.submission.to_csv(index=False) if result.submission is not None else None
+    atomic_write_text(out / "cv.json", json.dumps(jsonable(result.cv), indent=2, allow_nan=False) + "\n")
+    write_findings(out / "findings.json", result.findings)
+    atomic_write_text(out / "report.html", html)
+    if sub_text is not None:
+        atomic_write_text(out / "submission.csv", sub_text)
+        files["submission"] = str(out / "submission.csv")
+    return files
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the demo
+# ----------------------------------------------------------------------------------------------------------
+def demo_config() -> FitConfig:
+    """A fast setting for the demo: fewer epochs and boosting rounds, same models."""
+    return FitConfig(
+        mlp=MLPConfig(max_epochs=80, patience=12, bags=1),
+        gbm=GBMConfig(learning_rate=0.05, max_rounds=1500, early_stopping=100),
+        progress=sys.stderr.isatty(),
+    )
+
+
+def run_demo_fit(out_dir: str | os.PathLike[str], config: FitConfig | None = None) -> dict[str, Any]:
+    """The house-price fit on the shipped data (fast setting); returns the cv summary written to out_dir."""
+    from trainmedic import datasets
+
+    res = fit_table(datasets.house_prices_train(), "SalePrice", test=datasets.house_prices_test(),
+                    out=out_dir, config=config or demo_config())
+    return res.cv
+
+
+__all__ = ["FitConfig", "FitResult", "fit_table", "prepare", "run_demo_fit"]
+

@@ -1,0 +1,557 @@
+"""The models ``fit`` trains in each fold: a PyTorch MLP under Medic, LightGBM, and a regularized linear model.
+
+Every model has ``fit(X, y, inner)`` and ``predict(X)``; ``X`` is a prepared feature frame, ``y`` the
+target on its training scale (log(y) for log-regression, counts for count, class codes for classes) and
+``inner`` a (train, validation) split of the training rows used for early stopping and tuning, never the
+fold's validation rows. Predictions by task:
+
+- regression / log-regression: a vector on the training scale;
+- count: a :class:`CountPrediction` (mean, and the log-probability of any observed count);
+- binary / multiclass: an (n, C) probability matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+from scipy.special import gammaln, logsumexp
+
+from trainmedic.findings import Finding
+from trainmedic.tabular.preprocess import FeatureFrame, dense_preprocessor, tree_preprocessor
+
+EPS = 1e-9
+
+
+# --------------------------------------------------------------------------------------------------------
+# count distributions
+# --------------------------------------------------------------------------------------------------------
+def nb_logpmf(y: np.ndarray, mu: np.ndarray, alpha: float) -> np.ndarray:
+    """Negative binomial (NB2: variance mu + alpha mu^2) log-probability; alpha -> 0 is Poisson."""
+    y = np.asarray(y, dtype="float64")
+    mu = np.maximum(np.asarray(mu, dtype="float64"), EPS)
+    if alpha < 1e-8:
+        return stats.poisson.logpmf(y, mu)
+    r = 1.0 / alpha
+    return gammaln(y + r) - gammaln(r) - gammaln(y + 1) + r * np.log(r / (r + mu)) + y * np.log(mu / (r + mu))
+
+
+def fit_nb_alpha(y: np.ndarray, mu: np.ndarray) -> float:
+    """Maximum-likelihood NB dispersion for fixed means (held-out predictions, so it is honest)."""
+    res = optimize.minimize_scalar(
+        lambda la: -float(np.mean(nb_logpmf(y, mu, math.exp(la)))), bounds=(-12.0, 4.0), method="bounded"
+    )
+    a = math.exp(res.x)
+    return 0.0 if a < 1e-6 else a
+
+
+@dataclass
+class CountPrediction:
+    """Predicted counts: the mean (for deviance and submissions) and a full distribution (for NLL)."""
+
+    mean: np.ndarray
+    logpmf: Callable[[np.ndarray], np.ndarray]
+    kind: str = "nb"
+
+
+def nb_prediction(mu: np.ndarray, alpha: float) -> CountPrediction:
+    mu = np.maximum(np.asarray(mu, dtype="float64"), EPS)
+    return CountPrediction(mu, lambda y: nb_logpmf(y, mu, alpha), "nb" if alpha > 0 else "poisson")
+
+
+def softmax_count_prediction(mean: np.ndarray, log_probs: np.ndarray, tail_q: float) -> CountPrediction:
+    """A distribution over 0..K-1 plus a tail bucket ">= K" spread geometrically (P(K+j) ∝ q^j)."""
+    K = log_probs.shape[1] - 1
+    lp = np.asarray(log_probs, dtype="float64")
+    log_q, log_1mq = math.log(tail_q), math.log1p(-tail_q)
+
+    def logpmf(y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype="float64")
+        cls = np.minimum(y, K).astype(int)
+        out = lp[np.arange(len(y)), cls]
+        tail = y >= K
+        return out + np.where(tail, log_1mq + (y - K) * log_q, 0.0)
+
+    return CountPrediction(np.asarray(mean, dtype="float64"), logpmf, "softmax")
+
+
+def softmax_mean(log_probs: np.ndarray, tail_q: float) -> np.ndarray:
+    """Mean of the softmax-with-geometric-tail distribution: sum k p_k + p_tail (K + q / (1 - q))."""
+    K = log_probs.shape[1] - 1
+    p = np.exp(log_probs)
+    return p[:, :K] @ np.arange(K, dtype="float64") + p[:, K] * (K + tail_q / (1.0 - tail_q))
+
+
+def count_classes(y: np.ndarray, max_k: int = 64) -> int | None:
+    """K for a softmax over 0..K-1 plus a tail: the 99th percentile + 1; None when counts are too large."""
+    k = int(np.ceil(np.quantile(y, 0.99))) + 1
+    return max(k, 2) if k <= max_k else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class MLPConfig:
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    max_epochs: int = 300
+    patience: int = 25
+    bags: int = 3  # networks averaged (different seeds and inner splits)
+    # count targets: the predicted mean from the Poisson log-rate head, the softmax head, or their average
+    count_mean: str = "average"
+    medic: bool = True
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    torch = _torch()
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_mlp(d_in: int, d_out: int, cfg: MLPConfig):
+    """A wide-and-deep MLP: SiLU hidden layers with dropout, plus a linear skip from inputs to outputs."""
+    torch = _torch()
+    nn = torch.nn
+
+    class WideDeep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            d = d_in
+            for h in cfg.hidden:
+                layers += [nn.Linear(d, h), nn.SiLU(), nn.Dropout(cfg.dropout)]
+                d = h
+            layers.append(nn.Linear(d, d_out))
+            self.deep = nn.Sequential(*layers)
+            self.wide = nn.Linear(d_in, d_out)
+            nn.init.zeros_(self.wide.weight)
+            nn.init.zeros_(self.wide.bias)
+
+        def forward(self, x):
+            return self.deep(x) + self.wide(x)
+
+        @property
+        def out_bias(self):
+            return self.deep[-1].bias
+
+    return WideDeep()
+
+
+class MLPModel:
+    """The network: trained with early stopping on the inner split, its optimizer step under Medic(heal)."""
+
+    name = "mlp"
+
+    def __init__(self, task: str, n_classes: int = 0, cfg: MLPConfig | None = None, seed: int = 0,
+                 threads: int = 1, progress: Callable[[int, int], None] | None = None) -> None:
+        self.task = task
+        self.n_classes = n_classes
+        self.cfg = cfg or MLPConfig()
+        self.seed = seed
+        self.threads = threads
+        self.progress = progress
+        self.findings: list[Finding] = []
+        self.epochs: list[int] = []
+        self.curves: list[dict[str, list[float]]] = []
+
+    # ---- output heads and losses ------------------------------------------------------------------
+    def _out_dim(self) -> int:
+        if self.task in ("regression", "log-regression"):
+            return 1
+        if self.task == "count":
+            return 1 + (self.K + 1 if self.K else 0)
+        return self.n_classes
+
+    def _loss(self, out, yb, log_alpha=None):
+        torch = _torch()
+        F = torch.nn.functional
+        if self.task in ("regression", "log-regression"):
+            return F.mse_loss(out[:, 0], yb)
+        if self.task == "count":
+            pois = F.poisson_nll_loss(out[:, 0], yb, log_input=True, full=False)
+            if self.K:
+                cls = torch.clamp(yb, max=self.K).long()
+                return pois + F.cross_entropy(out[:, 1:], cls)
+            # large counts: the mean from the Poisson head, a negative-binomial dispersion learnt beside it
+            return pois + _nb_nll_torch(yb, out[:, 0].detach(), log_alpha).mean()
+        return F.cross_entropy(out, yb)
+
+    # ---- fit / predict -------------------------------------------------------------------------------
+    def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> MLPModel:
+        self.pre = dense_preprocessor(X)
+        A = self.pre.fit_transform(X.X).astype(np.float32)
+        y = np.asarray(y)
+        if self.task in ("regression", "log-regression"):
+            self.y_mean, self.y_std = float(np.mean(y)), float(np.std(y) or 1.0)
+            yt = ((y - self.y_mean) / self.y_std).astype(np.float32)
+        elif self.task == "count":
+            self.K = count_classes(y)
+            tail = y[y >= self.K] - self.K if self.K else y
+            m = float(np.mean(tail)) if len(tail) else 0.5
+            self.tail_q = min(max(m / (1.0 + m), 1e-3), 0.99)
+            yt = y.astype(np.float32)
+        else:
+            yt = y.astype(np.int64)
+        self.nets = []
+        self.log_alphas: list[float] = []
+        rng = np.random.default_rng(self.seed)
+        with torch_threads(self.threads):
+            for b in range(self.cfg.bags):
+                if b == 0:
+                    itr, iva = inner
+                else:
+                    perm = rng.permutation(len(y))
+                    n_va = len(inner[1])
+                    iva, itr = perm[:n_va], perm[n_va:]
+                net, la = self._train_one(A, yt, itr, iva, self.seed * 1000 + b)
+                self.nets.append(net)
+                self.log_alphas.append(la)
+        return self
+
+    def _train_one(self, A: np.ndarray, yt: np.ndarray, itr: np.ndarray, iva: np.ndarray, seed: int):
+        torch = _torch()
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        cfg = self.cfg
+        net = build_mlp(A.shape[1], self._out_dim(), cfg)
+        with torch.no_grad():
+            if self.task == "count":
+                net.out_bias[0] += math.log(max(float(np.mean(yt[itr])), 1e-3))
+        log_alpha = torch.zeros((), requires_grad=True) if (self.task == "count" and not self.K) else None
+        params = list(net.parameters()) + ([log_alpha] if log_alpha is not None else [])
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        medic = _make_medic(net, opt, cfg.patience) if cfg.medic else None
+        Xt, yt_t = torch.from_numpy(A[itr]), torch.from_numpy(yt[itr])
+        Xv, yv_t = torch.from_numpy(A[iva]), torch.from_numpy(yt[iva])
+        n = len(itr)
+        bs = min(cfg.batch_size, max(16, n // 4))
+        best, best_state, best_la, bad = math.inf, None, 0.0, 0
+        curve: dict[str, list[float]] = {"train": [], "val": []}
+        epoch = 0
+        for epoch in range(cfg.max_epochs):
+            net.train()
+            perm = torch.randperm(n, generator=gen)
+            tot, cnt = 0.0, 0
+            for i in range(0, n, bs):
+                b = perm[i : i + bs]
+                if len(b) < 2:
+                    continue
+                loss = self._loss(net(Xt[b]), yt_t[b], log_alpha)
+                opt.zero_grad()
+                loss.backward()
+                if medic is not None:
+                    medic.step(loss)
+                else:
+                    opt.step()
+                tot += float(loss.detach()) * len(b)
+                cnt += len(b)
+            net.eval()
+            with torch.no_grad():
+                val = float(self._loss(net(Xv), yv_t, log_alpha))
+            curve["train"].append(tot / max(cnt, 1))
+            curve["val"].append(val)
+            if medic is not None:
+                medic.end_epoch(val_loss=val)
+            if val < best - 1e-6 * abs(best) if math.isfinite(best) else math.isfinite(val):
+                best, bad = val, 0
+                best_state = copy.deepcopy(net.state_dict())
+                best_la = float(log_alpha.detach()) if log_alpha is not None else 0.0
+            else:
+                bad += 1
+            if self.progress:
+                self.progress(epoch + 1, cfg.max_epochs)
+            if bad >= cfg.patience or (medic is not None and medic.should_stop):
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.epochs.append(epoch + 1)
+        self.curves.append(curve)
+        if medic is not None:
+            self.findings.extend(medic.findings)
+            with contextlib.suppress(Exception):
+                medic.close()
+        return net, best_la
+
+    def _raw(self, X: FeatureFrame) -> list[np.ndarray]:
+        torch = _torch()
+        A = torch.from_numpy(self.pre.transform(X.X).astype(np.float32))
+        outs = []
+        with torch_threads(self.threads), torch.no_grad():
+            for net in self.nets:
+                outs.append(net(A).double().numpy())
+        return outs
+
+    def predict(self, X: FeatureFrame) -> Any:
+        outs = self._raw(X)
+        if self.task in ("regression", "log-regression"):
+            return np.mean([o[:, 0] for o in outs], axis=0) * self.y_std + self.y_mean
+        if self.task == "count":
+            mean = np.mean([np.exp(o[:, 0]) for o in outs], axis=0)
+            if self.K:
+                lps = np.stack([o[:, 1:] - logsumexp(o[:, 1:], axis=1, keepdims=True) for o in outs])
+                lp = logsumexp(lps, axis=0) - math.log(len(outs))
+                soft_mean = softmax_mean(lp, self.tail_q)
+                if self.cfg.count_mean == "softmax":
+                    mean = soft_mean
+                elif self.cfg.count_mean == "average":
+                    mean = 0.5 * (mean + soft_mean)
+                return softmax_count_prediction(mean, lp, self.tail_q)
+            alpha = float(np.exp(np.mean(self.log_alphas)))
+            return nb_prediction(mean, alpha)
+        probs = [np.exp(o - logsumexp(o, axis=1, keepdims=True)) for o in outs]
+        return np.mean(probs, axis=0)
+
+
+def _nb_nll_torch(y, log_mu, log_alpha):
+    torch = _torch()
+    r = torch.exp(-log_alpha)
+    mu = torch.exp(log_mu)
+    return -(
+        torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
+        + r * (torch.log(r) - torch.log(r + mu)) + y * (log_mu - torch.log(r + mu))
+    )
+
+
+def _make_medic(net, opt, patience: int):
+    """Medic(heal) around the fold's optimizer; None if trainmedic's engine is unavailable.
+
+    Its per-epoch policy is aligned with the loop's early stopping: overfitting (TM309) stops training
+    after ``patience`` worsening evaluations, a plateau (TM308) lowers the lr after half of that.
+    """
+    try:
+        from trainmedic.medic import Medic
+    except ImportError:  # pragma: no cover - the engine ships with the package
+        return None
+    th = {"overfit_patience": max(4, patience), "plateau_patience": max(5, patience // 2)}
+    return Medic(net, opt, mode="heal", console=False, thresholds=th)
+
+
+# --------------------------------------------------------------------------------------------------------
+# gradient boosting
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class GBMConfig:
+    learning_rate: float = 0.01
+    max_rounds: int = 8000
+    early_stopping: int = 300
+    inner_folds: int = 3  # the number of rounds is chosen by K-fold CV inside the training rows
+    num_leaves: int = 8
+    min_child_samples: int = 10
+    subsample: float = 0.7
+    colsample_bytree: float = 0.3
+    reg_lambda: float = 1.0
+    bags: int = 1  # models averaged, each with its own seed and inner CV split
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LightGBMModel:
+    """LightGBM. The number of boosting rounds is chosen by early stopping on the mean curve of a K-fold
+    CV inside the fold's training rows (smoother than one small split), then the model is refitted on all
+    of them with the rounds scaled by K/(K-1) for the larger training set."""
+
+    name = "lightgbm"
+
+    def __init__(self, task: str, n_classes: int = 0, cfg: GBMConfig | None = None, seed: int = 0,
+                 threads: int = 1) -> None:
+        self.task = task
+        self.n_classes = n_classes
+        self.cfg = cfg or GBMConfig()
+        self.seed = seed
+        self.threads = threads
+        self.alpha = 0.0
+        self.rounds = 0
+
+    def _params(self, seed: int) -> dict[str, Any]:
+        c = self.cfg
+        p: dict[str, Any] = dict(
+            learning_rate=c.learning_rate, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
+            bagging_fraction=c.subsample, bagging_freq=1, feature_fraction=c.colsample_bytree,
+            lambda_l2=c.reg_lambda, seed=seed, num_threads=self.threads, verbose=-1,
+            deterministic=True, force_row_wise=True,
+        )
+        if self.task in ("regression", "log-regression"):
+            p.update(objective="regression", metric="l2")
+        elif self.task == "count":
+            p.update(objective="poisson", metric="poisson")
+        elif self.task == "binary":
+            p.update(objective="binary", metric="binary_logloss")
+        else:
+            p.update(objective="multiclass", num_class=self.n_classes, metric="multi_logloss")
+        p.update(c.extra)
+        return p
+
+    def _inner_folds(self, y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        k = max(2, self.cfg.inner_folds)
+        if self.task in ("binary", "multiclass"):
+            counts = np.bincount(y.astype(int))
+            if counts[counts > 0].min() >= k:
+                return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+        return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+
+    def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> LightGBMModel:
+        import lightgbm as lgb
+
+        self.pre = tree_preprocessor(X)
+        A = self.pre.fit_transform(X.X).astype(np.float64)
+        self.boosters, rounds, alphas = [], [], []
+        for b in range(max(1, self.cfg.bags)):
+            seed = self.seed * 101 + b
+            params = self._params(seed)
+            folds = self._inner_folds(y, seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cv = lgb.cv(params, lgb.Dataset(A, y, free_raw_data=False), num_boost_round=self.cfg.max_rounds,
+                            folds=folds, callbacks=[lgb.early_stopping(self.cfg.early_stopping, verbose=False)],
+                            return_cvbooster=self.task == "count")
+                best = max(1, len(next(v for k, v in cv.items() if k.endswith("-mean"))))
+                if self.task == "count":
+                    held = np.zeros(len(y))
+                    for (_, te), booster in zip(folds, cv["cvbooster"].boosters, strict=True):
+                        held[te] = booster.predict(A[te], num_iteration=best)
+                    alphas.append(fit_nb_alpha(y, held))
+                k = len(folds)
+                n_rounds = max(10, int(round(best * k / (k - 1))))
+                self.boosters.append(lgb.train(params, lgb.Dataset(A, y), num_boost_round=n_rounds))
+                rounds.append(n_rounds)
+        self.rounds = rounds[0] if len(rounds) == 1 else rounds
+        self.alpha = float(np.mean(alphas)) if alphas else 0.0
+        return self
+
+    def predict(self, X: FeatureFrame) -> Any:
+        A = self.pre.transform(X.X).astype(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = np.mean([b.predict(A) for b in self.boosters], axis=0)
+        if self.task in ("regression", "log-regression"):
+            return out
+        if self.task == "count":
+            return nb_prediction(out, self.alpha)
+        if self.task == "binary":
+            return np.column_stack([1.0 - out, out])
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# linear models
+# --------------------------------------------------------------------------------------------------------
+class LinearModel:
+    """Lasso (regression), Poisson GLM + NB dispersion (counts), logistic regression (classes).
+
+    The regularization strength is chosen on the inner split, then the model is refitted on all the
+    fold's training rows.
+    """
+
+    name = "linear"
+
+    def __init__(self, task: str, n_classes: int = 0, seed: int = 0) -> None:
+        self.task = task
+        self.n_classes = n_classes
+        self.seed = seed
+        self.alpha = 0.0
+        self.reg = None
+
+    def _make(self, reg: float):
+        from sklearn.linear_model import Lasso, LogisticRegression, PoissonRegressor
+
+        if self.task in ("regression", "log-regression"):
+            return Lasso(alpha=reg, max_iter=20000, tol=1e-4, random_state=self.seed)
+        if self.task == "count":
+            return PoissonRegressor(alpha=reg, max_iter=1000)
+        return LogisticRegression(C=1.0 / reg, max_iter=2000)
+
+    def _grid(self) -> list[float]:
+        if self.task in ("regression", "log-regression"):
+            return [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+        if self.task == "count":
+            return [1e-4, 1e-3, 1e-2, 1e-1]
+        return [0.01, 0.1, 1.0, 10.0]
+
+    def _score(self, est, A: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.metrics import log_loss, mean_poisson_deviance
+
+        if self.task in ("regression", "log-regression"):
+            return float(np.mean((est.predict(A) * self.y_std + self.y_mean - y) ** 2))
+        if self.task == "count":
+            return float(mean_poisson_deviance(y, np.maximum(est.predict(A), EPS)))
+        return float(log_loss(y, est.predict_proba(A), labels=list(range(self.n_classes))))
+
+    def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> LinearModel:
+        self.pre = dense_preprocessor(X)
+        A = self.pre.fit_transform(X.X).astype(np.float64)
+        self.y_mean, self.y_std = 0.0, 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.task in ("regression", "log-regression"):
+                # Lasso path with 5-fold CV inside the training rows (cheap with warm starts)
+                from sklearn.linear_model import LassoCV
+
+                self.y_mean, self.y_std = float(np.mean(y)), float(np.std(y) or 1.0)
+                yt = (y - self.y_mean) / self.y_std
+                self.est = LassoCV(alphas=np.logspace(-4, -1, 16), cv=5, max_iter=20000, tol=1e-4,
+                                   random_state=self.seed).fit(A, yt)
+                self.reg = float(self.est.alpha_)
+                return self
+            itr, iva = inner
+            best, best_reg, best_est = math.inf, None, None
+            for reg in self._grid():
+                est = self._make(reg).fit(A[itr], y[itr])
+                s = self._score(est, A[iva], y[iva])
+                if s < best:
+                    best, best_reg, best_est = s, reg, est
+            if self.task == "count":
+                self.alpha = fit_nb_alpha(y[iva], np.maximum(best_est.predict(A[iva]), EPS))
+            self.reg = best_reg
+            self.est = self._make(best_reg).fit(A, y)
+        return self
+
+    def predict(self, X: FeatureFrame) -> Any:
+        A = self.pre.transform(X.X).astype(np.float64)
+        if self.task in ("regression", "log-regression"):
+            return self.est.predict(A) * self.y_std + self.y_mean
+        if self.task == "count":
+            return nb_prediction(np.maximum(self.est.predict(A), EPS), self.alpha)
+        return self.est.predict_proba(A)
+
+
+def subset_frame(ff: FeatureFrame, idx: np.ndarray) -> FeatureFrame:
+    return FeatureFrame(ff.X.iloc[idx], ff.numeric, ff.categorical, ff.dropped, ff.converted)
+
+
+__all__ = [
+    "CountPrediction",
+    "GBMConfig",
+    "LightGBMModel",
+    "LinearModel",
+    "MLPConfig",
+    "MLPModel",
+    "count_classes",
+    "fit_nb_alpha",
+    "nb_logpmf",
+    "subset_frame",
+]
+

@@ -1,0 +1,213 @@
+"""Feature preparation: what is done once (row-wise, no statistics) and what is fitted inside each fold.
+
+Row-wise, before any split (nothing is learnt from other rows, so nothing leaks): drop the target and
+the identifier columns, turn "numbers stored as text" into numbers, booleans and dates into numbers, and
+text categories into plain strings with missing values as their own category.
+
+Fitted on the training rows of each fold only (scikit-learn ``ColumnTransformer``):
+
+- for the network and the linear model: median imputation with missing-value indicators, ``log1p`` of
+  right-skewed non-negative columns, winsorizing at the training 1 % / 99 % quantiles (so a validation or
+  test row far outside the training range is not extrapolated linearly), standardization, and one-hot
+  encoding that ignores categories unseen in training and pools rare ones;
+- for gradient boosting: raw numbers and one-hot categories (trees need no scaling).
+
+pandas >= 3 gives text columns the ``str`` dtype, so numeric columns are selected with
+``pd.api.types.is_numeric_dtype``, never with ``dtypes != 'object'`` (the bug of note 001's pipeline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+MISSING = "__missing__"
+NUMERIC_TEXT_SHARE = 0.95
+
+
+@dataclass
+class FeatureFrame:
+    X: pd.DataFrame
+    numeric: list[str]
+    categorical: list[str]
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> why
+    converted: list[str] = field(default_factory=list)  # numbers-as-text turned into numbers
+
+
+def parse_numeric_text(s: pd.Series) -> pd.Series:
+    """Text → numbers, tolerating spaces, thousands separators and a currency or percent sign."""
+    t = s.astype("string").str.strip().str.replace(r"[,\s\u00a0$€£%]", "", regex=True)
+    return pd.to_numeric(t, errors="coerce")
+
+
+def numeric_text_share(s: pd.Series) -> tuple[float, pd.Series]:
+    present = s.dropna()
+    present = present[present.astype(str).str.strip() != ""]
+    if len(present) == 0:
+        return 0.0, present
+    parsed = parse_numeric_text(present)
+    return float(parsed.notna().mean()), present[parsed.isna()]
+
+
+def is_id_like(s: pd.Series, n: int) -> bool:
+    """Unique on every row, and integer or text (continuous measurements are unique too, and fine)."""
+    if n < 10 or s.isna().any() or s.nunique() != n:
+        return False
+    if pd.api.types.is_float_dtype(s):
+        return bool(np.all(np.asarray(s) == np.round(np.asarray(s))))
+    return pd.api.types.is_integer_dtype(s) or not pd.api.types.is_numeric_dtype(s)
+
+
+def find_id_column(df: pd.DataFrame, target: str | None) -> str | None:
+    """The column to use as the submission id: the first id-like column, preferring one named like an id."""
+    cands = [c for c in df.columns if c != target and is_id_like(df[c], len(df))]
+    named = [c for c in cands if c.lower() in ("id", "ids", "index", "key") or c.lower().endswith(("_id", "id"))]
+    return (named or cands or [None])[0]
+
+
+def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame | None = None) -> FeatureFrame:
+    """Row-wise preparation. With ``reference`` (the training frame), test columns are typed the same way."""
+    X = df.drop(columns=[c for c in drop if c in df.columns])
+    dropped: dict[str, str] = {}
+    converted: list[str] = []
+    out: dict[str, pd.Series] = {}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    if reference is not None:
+        for c in reference.numeric:
+            s = X[c]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                out[c] = _date_number(s)
+            elif pd.api.types.is_numeric_dtype(s):
+                out[c] = s.astype("float64")
+            else:
+                out[c] = parse_numeric_text(s).astype("float64")
+        for c in reference.categorical:
+            out[c] = _as_category(X[c])
+        frame = pd.DataFrame(out, index=X.index)
+        return FeatureFrame(frame, list(reference.numeric), list(reference.categorical))
+    for c in X.columns:
+        s = X[c]
+        if s.isna().all():
+            dropped[c] = "entirely missing"
+            continue
+        if pd.api.types.is_bool_dtype(s):
+            out[c] = s.astype("float64")
+            numeric.append(c)
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            out[c] = _date_number(s)
+            numeric.append(c)
+        elif pd.api.types.is_numeric_dtype(s):
+            out[c] = s.astype("float64")
+            numeric.append(c)
+        else:
+            share, _ = numeric_text_share(s)
+            if share >= NUMERIC_TEXT_SHARE:
+                out[c] = parse_numeric_text(s).astype("float64")
+                numeric.append(c)
+                converted.append(c)
+            else:
+                out[c] = _as_category(s)
+                categorical.append(c)
+    for c in list(numeric) + list(categorical):
+        if out[c].nunique(dropna=False) <= 1:
+            dropped[c] = "constant"
+            out.pop(c)
+            (numeric if c in numeric else categorical).remove(c)
+    frame = pd.DataFrame(out, index=X.index)
+    return FeatureFrame(frame, numeric, categorical, dropped, converted)
+
+
+def _date_number(s: pd.Series) -> pd.Series:
+    return (s - pd.Timestamp("1970-01-01")).dt.total_seconds().astype("float64") / 86400.0
+
+
+def _as_category(s: pd.Series) -> pd.Series:
+    vals = s.astype(object)
+    missing = s.isna().to_numpy()
+    strs = np.array([MISSING if m else str(v) for v, m in zip(vals.to_numpy(), missing, strict=True)], dtype=object)
+    return pd.Series(strs, index=s.index, dtype=object)
+
+
+class SkewLog1p(BaseEstimator, TransformerMixin):
+    """log1p of the columns that are non-negative and right-skewed on the training rows."""
+
+    def __init__(self, threshold: float = 0.75):
+        self.threshold = threshold
+
+    def fit(self, X: Any, y: Any = None) -> SkewLog1p:
+        X = np.asarray(X, dtype="float64")
+        self.columns_ = np.zeros(X.shape[1], dtype=bool)
+        for j in range(X.shape[1]):
+            col = X[:, j]
+            col = col[np.isfinite(col)]
+            if len(col) > 2 and col.min() >= 0 and np.unique(col).size > 2:
+                self.columns_[j] = pd.Series(col).skew() > self.threshold
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        X = np.array(X, dtype="float64", copy=True)
+        X[:, self.columns_] = np.log1p(np.maximum(X[:, self.columns_], 0))
+        return X
+
+
+class Winsorize(BaseEstimator, TransformerMixin):
+    """Clip each column to its training quantiles [q, 1-q]: no linear extrapolation far outside training."""
+
+    def __init__(self, q: float = 0.01):
+        self.q = q
+
+    def fit(self, X: Any, y: Any = None) -> Winsorize:
+        X = np.asarray(X, dtype="float64")
+        self.lo_ = np.nanquantile(X, self.q, axis=0) if len(X) else np.zeros(X.shape[1])
+        self.hi_ = np.nanquantile(X, 1 - self.q, axis=0) if len(X) else np.zeros(X.shape[1])
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        return np.clip(np.asarray(X, dtype="float64"), self.lo_, self.hi_)
+
+
+def _onehot(min_frequency: int | float) -> OneHotEncoder:
+    return OneHotEncoder(
+        handle_unknown="infrequent_if_exist",
+        min_frequency=min_frequency,
+        max_categories=64,
+        sparse_output=False,
+        dtype=np.float32,
+    )
+
+
+def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01) -> ColumnTransformer:
+    """For the network and linear models: impute, log1p skewed, winsorize, standardize, one-hot."""
+    num = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("log1p", SkewLog1p()),
+            ("winsorize", Winsorize(winsor_q)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    parts = []
+    if ff.numeric:
+        parts.append(("num", num, ff.numeric))
+    if ff.categorical:
+        parts.append(("cat", _onehot(3), ff.categorical))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def tree_preprocessor(ff: FeatureFrame) -> ColumnTransformer:
+    """For gradient boosting: numbers as they are (NaN is handled natively), one-hot categories."""
+    parts = []
+    if ff.numeric:
+        parts.append(("num", "passthrough", ff.numeric))
+    if ff.categorical:
+        parts.append(("cat", _onehot(5), ff.categorical))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)

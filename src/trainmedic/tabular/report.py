@@ -1,0 +1,83 @@
+"""A simple, self-contained HTML page for ``fit``: per-fold scores, model comparison, findings.
+
+Kept apart so the full report of ``trainmedic.report`` can replace it. Everything is escaped (Jinja2
+autoescape); no scripts, no external resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment
+
+from trainmedic.findings import Finding
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>trainmedic fit: {{ cv.target }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1000px;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f4f4f4} td.l,th.l{text-align:left} tr.best td{font-weight:bold;background:#eef8ee}
+.sev-error{color:#b00020;font-weight:bold} .sev-warning{color:#a65e00;font-weight:bold} .sev-info{color:#555}
+code{background:#f4f4f4;padding:0 .2em} .muted{color:#666}
+</style></head><body>
+<h1>trainmedic fit &mdash; <code>{{ cv.target }}</code></h1>
+<p>Task <b>{{ cv.task }}</b> ({{ cv.task_reason }}); metric <b>{{ cv.metric }}</b> (lower is better{% if cv.metric == 'log_loss' %}; accuracy also shown{% endif %}).
+{{ cv.rows }} rows, {{ cv.features.numeric }} numeric and {{ cv.features.categorical }} categorical features,
+shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time_s }} s.</p>
+<p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds).</p>
+
+<h2>Model comparison</h2>
+<table><tr><th class="l">model</th><th>mean {{ cv.metric }}</th><th>std</th>{% for k in extra %}<th>{{ k }}</th>{% endfor %}<th class="l">notes</th></tr>
+{% for name, m in cv.models.items() %}
+<tr{% if name == cv.best_model %} class="best"{% endif %}><td class="l">{{ name }}</td><td>{{ "%.4f"|format(m.mean) }}</td><td>{{ "%.4f"|format(m.std) }}</td>
+{% for k in extra %}<td>{% if m[k] is defined %}{{ "%.4f"|format(m[k].mean) }}{% endif %}</td>{% endfor %}
+<td class="l muted">{{ notes[name] }}</td></tr>
+{% endfor %}
+</table>
+<p class="muted">Blend weights (chosen on out-of-fold predictions; each fold's blend score uses weights chosen on the other folds):
+{% for kind, ws in cv.blend_weights.items() %}{{ kind }}: {% for n, w in ws.items() %}{{ n }} {{ "%.3f"|format(w) }}{% if not loop.last %}, {% endif %}{% endfor %}{% if not loop.last %}; {% endif %}{% endfor %}</p>
+
+<h2>Per fold</h2>
+<table><tr><th class="l">model</th>{% for i in range(cv.n_folds) %}<th>fold {{ i + 1 }}</th>{% endfor %}</tr>
+{% for name, m in cv.models.items() %}<tr><td class="l">{{ name }}</td>{% for v in m.folds %}<td>{{ "%.4f"|format(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+
+<h2>Findings ({{ findings|length }})</h2>
+{% if findings %}<table><tr><th class="l">code</th><th class="l">severity</th><th class="l">message</th><th class="l">action</th></tr>
+{% for f in findings %}<tr><td class="l"><code>{{ f.code }}</code> {{ f.name }}</td><td class="l sev-{{ f.severity }}">{{ f.severity }}</td>
+<td class="l">{{ f.message }}</td><td class="l">{{ f.action or "" }}</td></tr>
+{% endfor %}</table>
+<p class="muted"><code>trainmedic explain CODE</code> prints what each code means, why it happens and how to fix it.</p>
+{% else %}<p>No findings.</p>{% endif %}
+{% if cv.dropped_columns %}<h2>Columns not used</h2><ul>
+{% for c, why in cv.dropped_columns.items() %}<li><code>{{ c }}</code>: {{ why }}</li>{% endfor %}</ul>{% endif %}
+</body></html>
+"""
+
+_ENV = Environment(autoescape=True)
+
+
+def _notes(cv: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for name, m in cv["models"].items():
+        if name == "mlp":
+            ep = m.get("epochs")
+            out[name] = f"PyTorch MLP under Medic(heal); epochs per fold {ep}" if ep else "PyTorch MLP"
+        elif name == "lightgbm":
+            out[name] = f"LightGBM; boosting rounds per fold {m.get('rounds')}"
+        elif name == "linear":
+            out[name] = f"regularized linear model; strength per fold {m.get('regularization')}"
+        elif name == "blend":
+            out[name] = "convex blend, weights from out-of-fold predictions"
+        else:
+            out[name] = ""
+    return out
+
+
+def render_fit_report(cv: dict[str, Any], findings: list[Finding]) -> str:
+    extra = [k for k, v in cv["models"].get("blend", {}).items() if isinstance(v, dict) and "mean" in v]
+    return _ENV.from_string(_TEMPLATE).render(cv=cv, findings=[f.to_dict() for f in findings], extra=extra,
+                                              notes=_notes(cv))
