@@ -36,7 +36,12 @@ def check_data(data: Any, target: str | None = None, test: Any = None) -> list[F
     """Run every data rule on a CSV/Parquet path or a DataFrame (and optionally a test file)."""
     df, rep = load_frame(data, "training")
     if target is not None and target not in df.columns:
-        raise UsageError(f"target column {target!r} not found in {rep.source}; columns: {', '.join(map(repr, list(df.columns)[:8]))}")
+        import difflib
+
+        near = difflib.get_close_matches(target, list(df.columns), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise UsageError(f"target column {target!r} not found in {rep.source} (columns: "
+                         f"{', '.join(map(repr, list(df.columns)[:8]))}{'...' if df.shape[1] > 8 else ''}){hint}")
     test_df = test_rep = None
     if test is not None:
         test_df, test_rep = load_frame(test, "test")
@@ -198,7 +203,7 @@ def numbers_as_text(ctx: _Context) -> Finding | None:
     per: dict[str, dict[str, Any]] = {}
     for c in ctx.df.columns:
         s = ctx.df[c]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s) or c in ctx.id_cols:
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
             continue
         share, bad = numeric_text_share(s)
         if share >= NUMERIC_TEXT_SHARE:

@@ -488,6 +488,11 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
         "rows_dropped_bad_target": int(len(p.df) - len(p.y)),
         "features": {"numeric": len(p.features.numeric), "categorical": len(p.features.categorical)},
         "dropped_columns": p.dropped_cols,
+        "trimmed_training_rows": {
+            "rule": f"|cross-fitted ridge residual| > {cfg.trim_z:g} robust sd; linear and MLP training rows only",
+            "per_fold": [len(t) for t in res["trimmed"]],
+            "rows": res["trimmed"],
+        } if res["trimmed"] else None,
         "n_folds": cfg.folds,
         "seed": cfg.seed,
         "config": jsonable(cfg.to_dict()),

@@ -37,7 +37,7 @@ shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time
 <td class="l muted">{{ notes[name] }}</td></tr>
 {% endfor %}
 </table>
-<p class="muted">Blend weights (chosen on out-of-fold predictions; each fold's blend score uses weights chosen on the other folds):
+<p class="muted">Blend weights (chosen on all out-of-fold predictions; the gap to blend_crossfit is their optimism):
 {% for kind, ws in cv.blend_weights.items() %}{{ kind }}: {% for n, w in ws.items() %}{{ n }} {{ "%.3f"|format(w) }}{% if not loop.last %}, {% endif %}{% endfor %}{% if not loop.last %}; {% endif %}{% endfor %}</p>
 
 <h2>Per fold</h2>
@@ -52,6 +52,9 @@ shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time
 {% endfor %}</table>
 <p class="muted"><code>trainmedic explain CODE</code> prints what each code means, why it happens and how to fix it.</p>
 {% else %}<p>No findings.</p>{% endif %}
+{% if cv.trimmed_training_rows %}<h2>Training rows left out of the linear model and the MLP</h2>
+<p>Rule: {{ cv.trimmed_training_rows.rule }}. Rows per fold: {{ cv.trimmed_training_rows.per_fold|join(", ") }}
+(validation rows are never removed; LightGBM trains on all rows).</p>{% endif %}
 {% if cv.dropped_columns %}<h2>Columns not used</h2><ul>
 {% for c, why in cv.dropped_columns.items() %}<li><code>{{ c }}</code>: {{ why }}</li>{% endfor %}</ul>{% endif %}
 </body></html>
@@ -71,7 +74,9 @@ def _notes(cv: dict[str, Any]) -> dict[str, str]:
         elif name == "linear":
             out[name] = f"regularized linear model; strength per fold {m.get('regularization')}"
         elif name == "blend":
-            out[name] = "convex blend, weights from out-of-fold predictions"
+            out[name] = "convex blend, weights chosen on all out-of-fold predictions"
+        elif name == "blend_crossfit":
+            out[name] = "the same blend, each fold scored with weights chosen on the other folds only"
         else:
             out[name] = ""
     return out
