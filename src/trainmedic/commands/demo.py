@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     detected = [r for r in rows if not r["control"] and r["detected"]]
     faults = [r for r in rows if not r["control"]]
     alarms = sum(len(r["false_alarms"]) for r in rows)
-    console.print(f"found {len(detected)}/{len(faults)} faults; {alarms} false alarms on healthy runs")
+    console.print(f"found {len(detected)}/{len(faults)} faults; {alarms} false alarms on healthy runs. "
+                  "heal / healthy: the heal run's final loss over the same script's without its fault, "
+                  "where a repair exists")
 
     links = [(f"zoo/{r['case']}/report.html", f"{r['title']} ({r['case']})") for r in rows]
     if not args.no_fit:
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _table(rows: list[dict]) -> Table:
     t = Table(title="the pathology zoo", show_lines=False)
-    for col in ("case", "expected", "found (code@step, watch)", "heal did", "heal / healthy"):
+    for col in ("case", "expected", "found (code@step, watch)", "heal did", "heal / healthy loss"):
         t.add_column(col)
     for r in rows:
         if r["control"]:
@@ -69,7 +71,7 @@ def _table(rows: list[dict]) -> Table:
         found = ", ".join(r["found"]) or "nothing"
         actions = ", ".join(f"{k} x{v}" for k, v in r["actions"].items()) or "reported only"
         ratio = r["heal_metric"] / r["healthy_metric"] if r["healthy_metric"] else math.nan
-        ratio_s = f"{ratio:.2f}" if math.isfinite(ratio) else "nan"
+        ratio_s = (f"{ratio:.2f}" if math.isfinite(ratio) else "nan") if r["healable"] else "-"
         t.add_row(r["case"], "/".join(r["expect"]), f"{mark}{found}[/]", actions, ratio_s)
     return t
 
