@@ -516,9 +516,16 @@ def _fit_findings(p: Prepared, res: dict[str, Any], cv: dict[str, Any]) -> list[
             by_code[f.code] = (f, [k])
     for f, ks in by_code.values():
         ev = dict(f.evidence)
-        ev.update({"model": "mlp", "folds": sorted(set(ks)), "count": len(ks)})
-        out.append(Finding(f.code, f"MLP (fold {ks[0] + 1}): {f.message}", step=f.step, epoch=f.epoch,
-                           evidence=ev, action=f.action, severity=f.severity))
+        ev.update({"model": "mlp", "folds": sorted({k + 1 for k in ks}), "count": len(ks)})
+        severity = f.severity
+        msg = f"MLP (fold {ks[0] + 1}): {f.message}"
+        if f.code in ("TM308", "TM309", "TM316"):
+            # inside fit this is the early-stopping / lr-schedule policy doing its job, not a problem
+            severity = "info"
+            msg += {"TM309": " (fit's early stopping: best weights restored)", "TM308": " (lr lowered)",
+                    "TM316": " (lr floor of fit's schedule reached: training stopped, best weights kept)"}[f.code]
+        out.append(Finding(f.code, msg, step=f.step, epoch=f.epoch, evidence=ev, action=f.action,
+                           severity=severity))
     return out
 
 

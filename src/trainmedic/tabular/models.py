@@ -107,10 +107,14 @@ class MLPConfig:
     batch_size: int = 128
     max_epochs: int = 300
     patience: int = 25
-    bags: int = 3  # networks averaged (different seeds and inner splits)
+    bags: int = 3  # networks averaged (different seeds and inner splits) ...
+    bags_max_rows: int = 20_000  # ... on data up to this size; one network above it
     # count targets: the predicted mean from the Poisson log-rate head, the softmax head, or their average
     count_mean: str = "average"
     medic: bool = True
+    plateau_patience: int | None = None  # Medic's TM308 patience; None: half the early-stopping patience
+    plateau_lr_factor: float = 0.1  # Medic's lr factor on a plateau (TM308)
+    min_lr_factor: float = 1e-3  # Medic's min_lr, relative to lr: at most three 10x cuts, then it stops
 
 
 def _torch():
@@ -217,8 +221,9 @@ class MLPModel:
         self.nets = []
         self.log_alphas: list[float] = []
         rng = np.random.default_rng(self.seed)
+        bags = self.cfg.bags if len(y) <= self.cfg.bags_max_rows else 1
         with torch_threads(self.threads):
-            for b in range(self.cfg.bags):
+            for b in range(bags):
                 if b == 0:
                     itr, iva = inner
                 else:
@@ -242,11 +247,12 @@ class MLPModel:
         log_alpha = torch.zeros((), requires_grad=True) if (self.task == "count" and not self.K) else None
         params = list(net.parameters()) + ([log_alpha] if log_alpha is not None else [])
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        medic = _make_medic(net, opt, cfg.patience) if cfg.medic else None
+        medic = _make_medic(net, opt, cfg) if cfg.medic else None
         Xt, yt_t = torch.from_numpy(A[itr]), torch.from_numpy(yt[itr])
         Xv, yv_t = torch.from_numpy(A[iva]), torch.from_numpy(yt[iva])
         n = len(itr)
-        bs = min(cfg.batch_size, max(16, n // 4))
+        # about 64+ steps an epoch at most on large data, at least 4 batches an epoch on tiny data
+        bs = min(max(cfg.batch_size, n // 64), max(16, n // 4))
         best, best_state, best_la, bad = math.inf, None, 0.0, 0
         curve: dict[str, list[float]] = {"train": [], "val": []}
         epoch = 0
@@ -272,6 +278,7 @@ class MLPModel:
                 val = float(self._loss(net(Xv), yv_t, log_alpha))
             curve["train"].append(tot / max(cnt, 1))
             curve["val"].append(val)
+            lr_before = opt.param_groups[0]["lr"]
             if medic is not None:
                 medic.end_epoch(val_loss=val)
             if val < best - 1e-6 * abs(best) if math.isfinite(best) else math.isfinite(val):
@@ -280,6 +287,8 @@ class MLPModel:
                 best_la = float(log_alpha.detach()) if log_alpha is not None else 0.0
             else:
                 bad += 1
+            if opt.param_groups[0]["lr"] < lr_before:
+                bad = 0  # Medic lowered the lr on a plateau: the new rate gets a full patience
             if self.progress:
                 self.progress(epoch + 1, cfg.max_epochs)
             if bad >= cfg.patience or (medic is not None and medic.should_stop):
@@ -335,17 +344,23 @@ def _nb_nll_torch(y, log_mu, log_alpha):
     )
 
 
-def _make_medic(net, opt, patience: int):
+def _make_medic(net, opt, cfg: MLPConfig | int):
     """Medic(heal) around the fold's optimizer; None if trainmedic's engine is unavailable.
 
     Its per-epoch policy is aligned with the loop's early stopping: overfitting (TM309) stops training
-    after ``patience`` worsening evaluations, a plateau (TM308) lowers the lr after half of that.
+    after ``patience`` worsening evaluations; a plateau (TM308) of half that lowers the lr 10x, and the
+    loop then gives the lower rate a fresh patience (a network with a long flat start keeps improving at
+    the lower rate instead of being stopped); below ``min_lr_factor`` x lr Medic stops (TM316).
     """
     try:
         from trainmedic.medic import Medic
     except ImportError:  # pragma: no cover - the engine ships with the package
         return None
-    th = {"overfit_patience": max(4, patience), "plateau_patience": max(5, patience // 2)}
+    if isinstance(cfg, int):
+        cfg = MLPConfig(patience=cfg)
+    plateau = cfg.plateau_patience or max(5, cfg.patience // 2)
+    th = {"overfit_patience": max(4, cfg.patience), "plateau_patience": plateau,
+          "plateau_lr_factor": cfg.plateau_lr_factor, "min_lr": cfg.lr * cfg.min_lr_factor * 0.999}
     return Medic(net, opt, mode="heal", console=False, thresholds=th)
 
 
@@ -354,7 +369,7 @@ def _make_medic(net, opt, patience: int):
 # --------------------------------------------------------------------------------------------------------
 @dataclass
 class GBMConfig:
-    learning_rate: float = 0.01
+    learning_rate: float | None = None  # None: 0.01 up to 10k rows, 0.05 up to 100k, 0.1 above
     max_rounds: int = 8000
     early_stopping: int = 300
     inner_folds: int = 3  # the number of rounds is chosen by K-fold CV inside the training rows
@@ -384,10 +399,11 @@ class LightGBMModel:
         self.alpha = 0.0
         self.rounds = 0
 
-    def _params(self, seed: int) -> dict[str, Any]:
+    def _params(self, seed: int, n: int) -> dict[str, Any]:
         c = self.cfg
+        lr = c.learning_rate or (0.01 if n <= 10_000 else 0.05 if n <= 100_000 else 0.1)
         p: dict[str, Any] = dict(
-            learning_rate=c.learning_rate, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
+            learning_rate=lr, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
             bagging_fraction=c.subsample, bagging_freq=1, feature_fraction=c.colsample_bytree,
             lambda_l2=c.reg_lambda, seed=seed, num_threads=self.threads, verbose=-1,
             deterministic=True, force_row_wise=True,
@@ -421,7 +437,7 @@ class LightGBMModel:
         self.boosters, rounds, alphas = [], [], []
         for b in range(max(1, self.cfg.bags)):
             seed = self.seed * 101 + b
-            params = self._params(seed)
+            params = self._params(seed, len(y))
             folds = self._inner_folds(y, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
