@@ -9,7 +9,7 @@ from tabular_helpers import fast_config, synthetic
 
 from trainmedic import datasets
 from trainmedic.tabular.fit import fit_table
-from trainmedic.tabular.models import _make_medic
+from trainmedic.tabular.models import MLPConfig, _make_medic
 
 CV_KEYS = {"metric", "folds", "mean", "std", "models"}
 
@@ -101,7 +101,7 @@ def test_mlp_trains_under_medic_heal():
     from trainmedic import Medic
 
     net = torch.nn.Linear(3, 1)
-    medic = _make_medic(net, torch.optim.SGD(net.parameters(), lr=0.1), patience=10)
+    medic = _make_medic(net, torch.optim.SGD(net.parameters(), lr=0.1), MLPConfig(patience=10))
     assert isinstance(medic, Medic) and medic.mode == "heal"
 
 
