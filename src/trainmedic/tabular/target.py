@@ -4,9 +4,10 @@ The kinds, and how each is trained and judged:
 
 - ``log-regression``: positive and right-skewed (skew > 1 or max/min > 100) → train on log(y), judge by
   log-RMSE (practitioner note 001, the Kaggle house-price metric).
-- ``count``: non-negative integers that look like counts (the most frequent value is 0 or 1, or at least
-  30 % zeros) → Poisson NLL on a log-rate plus a distribution over counts (note 000); judged by mean
-  Poisson deviance and held-out negative log-likelihood per row.
+- ``count``: non-negative integers that look like counts (at least 30 % zeros, or the most frequent value
+  is 0 or 1, or zeros occur and the mean is under 10) → Poisson NLL on a log-rate plus a distribution over
+  counts (note 000); judged by mean Poisson deviance and held-out negative log-likelihood per row.
+  Larger counts without zeros (say around 30) are treated as regression unless ``--task count``.
 - ``binary`` / ``multiclass``: two values, text labels, or a few evenly used integer codes → cross-entropy;
   judged by log-loss and accuracy.
 - ``regression``: anything else numeric → MSE on the standardized target; judged by RMSE.
@@ -117,7 +118,9 @@ def infer_task(y: pd.Series) -> TargetInfo:
                 stats=st,
             )
         mode = float(counts.index[0])
-        if st["zero_fraction"] >= 0.3 or (mode == st["min"] and st["min"] <= 1):
+        if st["zero_fraction"] >= 0.3 or (mode == st["min"] and st["min"] <= 1) or (
+            st["min"] == 0 and st["mean"] < 10
+        ):
             return TargetInfo(
                 "count",
                 f"non-negative integers, {st['zero_fraction']:.0%} zeros, most frequent value {mode:g}",
