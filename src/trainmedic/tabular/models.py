@@ -373,11 +373,12 @@ class GBMConfig:
     max_rounds: int = 8000
     early_stopping: int = 300
     inner_folds: int = 3  # the number of rounds is chosen by K-fold CV inside the training rows
-    num_leaves: int = 8
-    min_child_samples: int = 10
-    subsample: float = 0.7
-    colsample_bytree: float = 0.3
-    reg_lambda: float = 1.0
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    subsample: float = 0.8
+    colsample_bytree: float = 0.5
+    reg_lambda: float = 0.0
+    native_categorical: bool = True  # LightGBM's own categorical splits (else one-hot columns)
     bags: int = 1  # models averaged, each with its own seed and inner CV split
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -432,8 +433,9 @@ class LightGBMModel:
     def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> LightGBMModel:
         import lightgbm as lgb
 
-        self.pre = tree_preprocessor(X)
+        self.pre = tree_preprocessor(X, native=self.cfg.native_categorical)
         A = self.pre.fit_transform(X.X).astype(np.float64)
+        cats = list(range(len(X.numeric), A.shape[1])) if self.cfg.native_categorical and X.categorical else []
         self.boosters, rounds, alphas = [], [], []
         for b in range(max(1, self.cfg.bags)):
             seed = self.seed * 101 + b
@@ -441,7 +443,8 @@ class LightGBMModel:
             folds = self._inner_folds(y, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cv = lgb.cv(params, lgb.Dataset(A, y, free_raw_data=False), num_boost_round=self.cfg.max_rounds,
+                data = lgb.Dataset(A, y, free_raw_data=False, categorical_feature=cats or "auto")
+                cv = lgb.cv(params, data, num_boost_round=self.cfg.max_rounds,
                             folds=folds, callbacks=[lgb.early_stopping(self.cfg.early_stopping, verbose=False)],
                             return_cvbooster=self.task == "count")
                 best = max(1, len(next(v for k, v in cv.items() if k.endswith("-mean"))))
@@ -452,7 +455,8 @@ class LightGBMModel:
                     alphas.append(fit_nb_alpha(y, held))
                 k = len(folds)
                 n_rounds = max(10, int(round(best * k / (k - 1))))
-                self.boosters.append(lgb.train(params, lgb.Dataset(A, y), num_boost_round=n_rounds))
+                full = lgb.Dataset(A, y, categorical_feature=cats or "auto")
+                self.boosters.append(lgb.train(params, full, num_boost_round=n_rounds))
                 rounds.append(n_rounds)
         self.rounds = rounds[0] if len(rounds) == 1 else rounds
         self.alpha = float(np.mean(alphas)) if alphas else 0.0

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 MISSING = "__missing__"
 NUMERIC_TEXT_SHARE = 0.95
@@ -203,11 +203,16 @@ def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01) -> ColumnTransf
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
-def tree_preprocessor(ff: FeatureFrame) -> ColumnTransformer:
-    """For gradient boosting: numbers as they are (NaN is handled natively), one-hot categories."""
+def tree_preprocessor(ff: FeatureFrame, native: bool = True) -> ColumnTransformer:
+    """For gradient boosting: numbers as they are (NaN is handled natively) and categories either as
+    integer codes for LightGBM's native categorical splits (``native``; the numeric columns come first,
+    then one code column per categorical column; unseen categories become NaN) or one-hot."""
     parts = []
     if ff.numeric:
         parts.append(("num", "passthrough", ff.numeric))
     if ff.categorical:
-        parts.append(("cat", _onehot(5), ff.categorical))
+        enc = (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64,
+                              min_frequency=5)
+               if native else _onehot(5))
+        parts.append(("cat", enc, ff.categorical))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
