@@ -210,3 +210,27 @@ def test_one_engine_per_optimizer(tmp_path):
     assert "TM310" not in [f["code"] for f in found]  # the G step's backward reaching D is not staleness
     assert ("TM301", 20, "step skipped") in [(f["code"], f["step"], f["action"]) for f in found]
     assert [f["evidence"].get("optimizer") for f in found if f["code"] == "TM301"] == [0]
+
+
+def test_checkpoint_dir_writes_checkpoints_holding_the_stepped_weights(tmp_path):
+    """`trainmedic run --checkpoint-dir`: the checkpoint of step N holds the weights after the script's
+    N-th optimizer step (the callback runs once the script's step is done, not in the pre-step hook)."""
+    import torch
+
+    from trainmedic.heal.checkpoint import latest_checkpoint, load_checkpoint
+
+    final = tmp_path / "final.pt"
+    ckpt = tmp_path / "ckpt"
+    proc = cli("run", "--quiet", "--out", str(tmp_path / "out"), "--checkpoint-dir", str(ckpt),
+               "--checkpoint-every", "10", str(SCRIPTS / "save_final.py"), str(final))
+    assert proc.returncode == 0, proc.stderr
+    payload = load_checkpoint(latest_checkpoint(ckpt))
+    assert payload["medic"]["step_count"] == 30
+    weights = torch.load(final, weights_only=True)
+    for k, v in weights.items():
+        assert torch.equal(payload["model"][k], v), k
+
+
+def test_checkpoint_every_must_be_positive(tmp_path):
+    proc = cli("run", "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "0", str(SCRIPTS / "save_final.py"))
+    assert proc.returncode == 2 and "positive" in proc.stderr and "Traceback" not in proc.stderr

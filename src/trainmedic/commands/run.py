@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainmedic.errors import UsageError
+
 HELP = """\
 Run a PyTorch training script under trainmedic, without changing it. trainmedic's options come before the
 script; everything after the script is the script's own command line. The script's output reaches the
@@ -23,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--heal", action="store_true",
                    help="repair the run: skip non-finite steps, clip spikes, roll back, lower the lr")
     p.add_argument("--quiet", action="store_true", help="print no live findings, only the summary")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="write crash-safe checkpoints there (atomic, sha256-checked, weights_only loadable)")
+    p.add_argument("--checkpoint-every", metavar="N", type=int,
+                   help="steps between checkpoints (default: at each epoch end, and when validation improves)")
     p.add_argument("script", help="the training script (a .py file, or a folder with __main__.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     p.set_defaults(func=_run)
@@ -31,4 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from trainmedic.instrument.runner import run_script
 
-    return run_script(args.script, list(args.args), out=args.out, heal=args.heal, console=not args.quiet)
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be a positive number of steps, got {args.checkpoint_every}")
+    return run_script(args.script, list(args.args), out=args.out, heal=args.heal, console=not args.quiet,
+                      checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every)

@@ -32,6 +32,8 @@ class RunMedic(Medic):
         self._proceed = False
         self._deferred_after_update = False
         self._deferred_snapshot: int | None = None
+        self._in_pre_step = False
+        self._deferred_step_end: tuple[Any, ...] | None = None
         self._real_after_update = self._collector.after_update
         self._collector.after_update = self._defer_after_update  # type: ignore[method-assign]
 
@@ -52,12 +54,24 @@ class RunMedic(Medic):
             return
         super()._take_snapshot(t)
 
+    def _call(self, hook: str, *args: Any) -> None:
+        # Callbacks see the end of a step once the script's optimizer has taken it, so that a checkpoint
+        # written there holds the weights the step produced.
+        if hook == "on_step_end" and self._in_pre_step:
+            self._deferred_step_end = args
+            return
+        super()._call(hook, *args)
+
     def pre_step(self, loss: torch.Tensor, batch: Any = None) -> bool:
         """Run ``medic.step`` for a step the script is about to take; True if the step may proceed."""
         self._proceed = False
         self._deferred_after_update = False
         self._deferred_snapshot = None
-        self.step(loss, batch)
+        self._in_pre_step = True
+        try:
+            self.step(loss, batch)
+        finally:
+            self._in_pre_step = False
         return self._proceed
 
     def post_step(self) -> None:
@@ -72,6 +86,9 @@ class RunMedic(Medic):
             self._proceed = False
             super()._take_snapshot(t)
         self._proceed = False
+        if self._deferred_step_end is not None:
+            args, self._deferred_step_end = self._deferred_step_end, None
+            super()._call("on_step_end", *args)
 
 
 class ScriptScaler:

@@ -33,7 +33,8 @@ def resolve_script(script: str) -> Path:
 
 
 def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | None = None, heal: bool = False,
-               console: bool = True, summary: bool = True) -> int:
+               console: bool = True, summary: bool = True, checkpoint_dir: str | os.PathLike[str] | None = None,
+               checkpoint_every: int | None = None) -> int:
     """Run ``script`` with ``argv`` under a :class:`Session`; write the report; return the exit code.
 
     The script's output is untouched; its exit code is passed through (``sys.exit(n)`` -> n; an uncaught
@@ -41,7 +42,8 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
     """
     path = resolve_script(script)
     out_dir = Path(out) if out is not None else default_out(path)
-    session = Session("heal" if heal else "watch", console=console)
+    session = Session("heal" if heal else "watch", console=console, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=checkpoint_every)
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str((path if path.is_dir() else path.parent).resolve()))

@@ -34,6 +34,7 @@ import functools
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,8 +66,11 @@ class Session:
     """All instrumentation of one ``trainmedic run``: install(), let the script run, uninstall(), finish()."""
 
     def __init__(self, mode: str = "watch", *, console: bool = True,
-                 thresholds: Thresholds | None = None) -> None:
+                 thresholds: Thresholds | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+                 checkpoint_every: int | None = None) -> None:
         self.mode = mode
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.console = console
         self.thresholds = thresholds
         self.engines: list[RunMedic] = []
@@ -230,6 +234,13 @@ class Session:
         eng.scheduler = self._sched_of.get(key)
         self._engine_of[key] = eng
         self.engines.append(eng)
+        if self.checkpoint_dir is not None:
+            from trainmedic.heal.checkpoint import CheckpointCallback
+
+            where = Path(self.checkpoint_dir)
+            if len(self.engines) > 1:  # a second optimizer (a GAN's) keeps its own checkpoints
+                where = where / f"optimizer{len(self.engines) - 1}"
+            eng.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
         if len(self.engines) == 1:
             self._watch_inputs(model)
             self._act_names = {id(m): n for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU)}
