@@ -377,14 +377,15 @@ def training_outliers(X: FeatureFrame, y: np.ndarray, z: float, seed: int) -> np
     The residual of each row comes from a model that did not see it (5-fold inside the training rows),
     so a row is dropped only when the other rows cannot explain its target at all.
     """
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import Ridge, RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
 
     from trainmedic.tabular.preprocess import dense_preprocessor
 
     A = dense_preprocessor(X).fit_transform(X.X)
+    alpha = RidgeCV(alphas=np.logspace(-1, 3, 13)).fit(A, y).alpha_  # efficient leave-one-out choice
     cv = KFold(5, shuffle=True, random_state=seed)
-    pred = cross_val_predict(RidgeCV(alphas=np.logspace(-1, 3, 13)), A, y, cv=cv)
+    pred = cross_val_predict(Ridge(alpha=alpha), A, y, cv=cv)
     r = y - pred
     sigma = 1.4826 * np.median(np.abs(r - np.median(r)))
     if not np.isfinite(sigma) or sigma <= 0:
