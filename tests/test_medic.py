@@ -368,3 +368,26 @@ def test_gan_loop_with_two_optimizers_is_not_stale():
         g_loss.backward()  # reaches D's parameters too
         med_g.step(g_loss)
     assert "TM310" not in [f.code for f in med_d.findings + med_g.findings]
+
+
+def test_heal_budget_exhausted_sets_should_stop():
+    """A learning rate far past divergence: each rollback halves it, the budget runs out, TM316 stops."""
+    torch.manual_seed(0)
+    x, y = regression_data()
+    model = nn.Linear(16, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=500.0)
+    medic = Medic(model, opt, mode="heal", console=False, thresholds={"max_rollbacks": 2})
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        for xb, yb in batches(x, y, 256, g):
+            loss = nn.functional.mse_loss(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+        medic.end_epoch()
+        if medic.should_stop:
+            break
+    assert medic.should_stop
+    codes = [f.code for f in medic.findings]
+    assert "TM316" in codes
+    assert sum(e.get("action") == "rollback" for e in medic.events) == 2
