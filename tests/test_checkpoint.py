@@ -191,7 +191,7 @@ def test_resume_restores_weights_optimizer_rng_and_history(tmp_path):
     assert torch.equal(torch.get_rng_state(), rng30)
     assert medic2.history.rows == hist30
     assert opt2.state_dict()["state"][0]["step"] == 30  # Adam's moments came back too
-    assert len(medic2._snapshots) == len(medic._snapshots)
+    assert sorted(medic2.actuator.snapshots) == sorted(medic.actuator.snapshots)
     assert [e for e in medic2.events if e.get("action") == "resume"][0]["file"] == info.path.name
     # keep=2: only the two newest checkpoints (plus the best, which is one of them here) remain.
     assert [i.step for i in ck.list_checkpoints(tmp_path)] == [20, 30]
@@ -220,7 +220,7 @@ def test_checkpoint_is_plain_and_loads_weights_only(tmp_path):
     medic.end_epoch(val_loss=1.0)
     payload = ck.load_checkpoint(ck.latest_checkpoint(tmp_path))
     assert payload["format"] == ck.FORMAT and payload["step"] == 60
-    for key in ("model", "optimizer", "scheduler", "rng", "medic", "medic_extra"):
+    for key in ("model", "optimizer", "scheduler", "rng", "driver"):
         assert payload[key] is not None
     assert isinstance(payload["rng"]["numpy"][1], torch.Tensor)
     with pytest.raises(TypeError, match="weights-only"):
@@ -428,14 +428,14 @@ def test_checkpoints_without_snapshots_are_smaller_and_resume_with_a_fresh_snaps
         medic = Medic(model, opt, mode="heal", console=False, thresholds={"snapshot_every": 10},
                       callbacks=[ck.CheckpointCallback(d, every=40, snapshots=snaps)])
         _train(medic, model, opt, 40)
-        assert len(medic._snapshots) >= 3
+        assert len(medic.actuator.snapshots) >= 3
         sizes[snaps] = ck.latest_checkpoint(d).stat().st_size
         model2, opt2 = _model()
         medic2 = Medic(model2, opt2, mode="heal", console=False)
         ck.resume(medic2, d)
         if snaps:
-            assert [s.step for s in medic2._snapshots] == [s.step for s in medic._snapshots]
+            assert sorted(medic2.actuator.snapshots) == sorted(medic.actuator.snapshots)
         else:
-            assert [s.step for s in medic2._snapshots] == [40] and medic2._best_snapshot is not None
-            assert _same(medic2._snapshots[0].model, _weights(model))
+            assert sorted(medic2.actuator.snapshots) == [40]
+            assert _same(medic2.actuator.snapshots[40].model, _weights(model))
     assert sizes[False] < sizes[True]

@@ -233,7 +233,7 @@ def test_state_dict_round_trip_continues_the_same_history():
     other.load_state_dict(state)
     assert other.step_count == 40 and other.epoch == 1
     assert other.history.as_dicts() == medic.history.as_dicts()
-    assert np.array_equal(other.monitor.losses.values(), medic.monitor.losses.values())
+    assert np.array_equal(other.monitor.step_window.losses.values(), medic.monitor.step_window.losses.values())
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainmedic.driver import Driver
 from trainmedic.instrument import session as session_mod
-from trainmedic.instrument.engine import RunMedic
 from trainmedic.instrument.runner import run_script
 from trainmedic.zoo import CASES
 
@@ -128,7 +128,7 @@ def test_internal_error_is_recorded_and_the_script_goes_on(tmp_path, monkeypatch
     def broken(self, loss, batch=None):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(RunMedic, "pre_step", broken)
+    monkeypatch.setattr(Driver, "before_step", broken)
     code, out = run_quiet(PLAIN / "healthy_accumulation.py", ["--epochs", "1"], tmp_path)
     assert code == 0 and "epoch 0" in out
     found = findings(tmp_path)
@@ -196,7 +196,7 @@ def test_one_engine_per_optimizer(tmp_path):
     original = s.Session.finish
 
     def keep(self):
-        seen["engines"] = [(type(e.model).__name__, e.step_count) for e in self.engines]
+        seen["engines"] = [(type(e.model).__name__, e.step_count) for e in self.drivers]
         return original(self)
 
     s.Session.finish = keep
@@ -225,7 +225,7 @@ def test_checkpoint_dir_writes_checkpoints_holding_the_stepped_weights(tmp_path)
                "--checkpoint-every", "10", str(SCRIPTS / "save_final.py"), str(final))
     assert proc.returncode == 0, proc.stderr
     payload = load_checkpoint(latest_checkpoint(ckpt))
-    assert payload["medic"]["step_count"] == 30
+    assert payload["step"] == 30
     weights = torch.load(final, weights_only=True)
     for k, v in weights.items():
         assert torch.equal(payload["model"][k], v), k

@@ -57,6 +57,11 @@ class Thresholds:
     # --- TM310 grads never zeroed ----------------------------------------------------------------
     accumulate_min_repeats: int = 2  # steps in a row that find stale gradients before it is reported
 
+    # --- TM311 dead ReLUs during training (sampled forward passes) -------------------------------
+    activation_every: int = 100  # one training forward pass in this many steps is sampled
+    dead_relu_fraction: float = 0.9  # share of a ReLU layer's units never positive on the sampled batch ...
+    dead_relu_samples: int = 3  # ... on this many samples in a row
+
     # --- TM312 stalled updates / TM315 slow convergence -----------------------------------------
     ratio_every: int = 25  # update/weight ratio sampled every k steps
     stall_ratio: float = 1e-7

@@ -38,7 +38,6 @@ and skip the batches already done.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import errno
 import hashlib
@@ -59,19 +58,16 @@ import torch
 
 from trainmedic.callbacks import MedicCallback
 from trainmedic.errors import TrainmedicError
-from trainmedic.heal.snapshot import Snapshot, rng_state, set_rng_state
+from trainmedic.heal.snapshot import rng_from_plain, rng_state, rng_to_plain, set_rng_state
 from trainmedic.rules.checkpoints import CHECKPOINT_CORRUPT, CHECKPOINT_UNSAFE, CHECKPOINT_WRITE_FAILED
 
 if TYPE_CHECKING:
-    from trainmedic.medic import Medic
+    from trainmedic.driver import Driver
 
 FORMAT = "trainmedic-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{9,})-(\d{5,})\.pt$")
 _TMP_PREFIX = ".ckpt-"
-
-# Medic attributes that ``Medic.state_dict`` does not (yet) hold but an exact resume needs.
-_EXTRA_SCALARS = ("_epoch_loss_sum", "_epoch_loss_n", "_consecutive_nonfinite", "_stale_run", "_amp_skips")
 
 
 class CheckpointError(TrainmedicError):
@@ -243,35 +239,6 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True,
 # ----------------------------------------------------------------------------------------------------
 # capture and restore
 # ----------------------------------------------------------------------------------------------------
-def rng_to_plain(state: dict[str, Any]) -> dict[str, Any]:
-    """RNG states as tensors, tuples and numbers only (NumPy's and Python's key arrays become int64 tensors)."""
-    out = dict(state)
-    np_state = state.get("numpy")
-    if np_state is not None:
-        name, keys, pos, has_gauss, cached = np_state
-        out["numpy"] = (str(name), torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
-                        float(cached))
-    py = state.get("python")
-    if py is not None:
-        version, internal, gauss = py
-        out["python"] = (version, torch.tensor(internal, dtype=torch.int64), gauss)
-    return out
-
-
-def rng_from_plain(state: dict[str, Any]) -> dict[str, Any]:
-    out = dict(state)
-    np_state = state.get("numpy")
-    if np_state is not None:
-        name, keys, pos, has_gauss, cached = np_state
-        out["numpy"] = (name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached))
-    py = state.get("python")
-    if py is not None:
-        version, internal, gauss = py
-        internal = internal.tolist() if isinstance(internal, torch.Tensor) else internal
-        out["python"] = (version, tuple(int(v) for v in internal), gauss)
-    return out
-
-
 _SCALARS = (bool, int, float, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
 
 
@@ -302,120 +269,57 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
                     "checkpoint cannot store (only tensors, numbers, strings and containers of them)")
 
 
-def _snapshot_state(snap: Snapshot) -> dict[str, Any]:
-    from trainmedic.medic import _monitor_state
-
-    state = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap)}
-    state["monitor"] = _monitor_state(snap.monitor)
-    state["rng"] = rng_to_plain(snap.rng)
-    return state
-
-
-def _snapshot_from_state(state: dict[str, Any], medic: Medic) -> Snapshot:
-    from trainmedic.medic import _monitor_from_state
-
-    kwargs = dict(state)
-    kwargs["monitor"] = _monitor_from_state(state["monitor"], medic.cfg)
-    kwargs["rng"] = rng_from_plain(state["rng"])
-    names = {f.name for f in dataclasses.fields(Snapshot)}
-    return Snapshot(**{k: v for k, v in kwargs.items() if k in names})
-
-
-def _extra_state(medic: Medic, snapshots: bool = True) -> dict[str, Any]:
-    extra: dict[str, Any] = {k: getattr(medic, k) for k in _EXTRA_SCALARS if hasattr(medic, k)}
-    extra["disabled"] = sorted(getattr(medic, "_disabled", ()))
-    if snapshots:
-        snaps = list(getattr(medic, "_snapshots", ()))
-        extra["snapshots"] = [_snapshot_state(s) for s in snaps]
-        best = getattr(medic, "_best_snapshot", None)
-        index = next((i for i, s in enumerate(snaps) if s is best), None)
-        extra["best_snapshot_index"] = index
-        extra["best_snapshot"] = _snapshot_state(best) if best is not None and index is None else None
-    extra["best_weights"] = getattr(medic, "_best_weights", None)
-    pending = getattr(getattr(medic, "_collector", None), "_pending", None)
-    extra["collector_pending"] = list(pending) if pending is not None else None
-    return extra
-
-
-def _load_extra(medic: Medic, extra: dict[str, Any]) -> None:
-    for k in _EXTRA_SCALARS:
-        if k in extra and hasattr(medic, k):
-            setattr(medic, k, extra[k])
-    if "disabled" in extra:
-        medic._disabled = set(extra["disabled"])
-    if "snapshots" in extra and hasattr(medic, "_snapshots"):
-        snaps = [_snapshot_from_state(s, medic) for s in extra["snapshots"]]
-        medic._snapshots = deque(snaps, maxlen=medic._snapshots.maxlen)
-        idx = extra.get("best_snapshot_index")
-        if idx is not None and 0 <= idx < len(snaps):
-            medic._best_snapshot = snaps[idx]
-        elif extra.get("best_snapshot") is not None:
-            medic._best_snapshot = _snapshot_from_state(extra["best_snapshot"], medic)
-        else:
-            medic._best_snapshot = None
-    if "best_weights" in extra and hasattr(medic, "_best_weights"):
-        medic._best_weights = extra["best_weights"]
-    collector = getattr(medic, "_collector", None)
-    if collector is not None and "collector_pending" in extra:
-        pending = extra["collector_pending"]
-        collector._pending = tuple(pending) if pending is not None else None
-
-
 def _callback_key(cb: MedicCallback, i: int) -> str:
     return f"{i}:{getattr(cb, 'name', type(cb).__name__)}"
 
 
-def capture(medic: Medic, *, next_epoch: int | None = None, snapshots: bool = True) -> dict[str, Any]:
-    """Everything a resume needs, as plain data. ``next_epoch`` overrides the epoch the run continues with
-    (a checkpoint taken inside ``end_epoch``, before the Medic increments its epoch). ``snapshots=False``
-    leaves out heal mode's in-memory rollback snapshots (each a copy of model and optimizer state)."""
-    medic_state = medic.state_dict()
-    if next_epoch is not None:
-        medic_state["epoch"] = next_epoch
+def capture(medic: Driver, *, next_epoch: int | None = None, snapshots: bool = True) -> dict[str, Any]:
+    """Everything a resume needs, as plain data: the torch objects' states, the RNGs, the driver's whole
+    state (``Driver.state_dict``) and the callbacks' states. ``next_epoch`` overrides the epoch the run
+    continues with (a checkpoint taken inside ``end_epoch``, before the epoch counter advances).
+    ``snapshots=False`` leaves out heal mode's in-memory rollback snapshots (each a copy of model and
+    optimizer state)."""
+    from trainmedic import __version__
+
+    state = medic.state_dict(snapshots=snapshots)
+    epoch = medic.epoch if next_epoch is None else next_epoch
+    state["engine"]["epoch"] = epoch
     callbacks = {_callback_key(cb, i): cb.state_dict() for i, cb in enumerate(medic.callbacks)
                  if not isinstance(cb, CheckpointCallback)}
     payload = {
         "format": FORMAT,
         "version": VERSION,
+        "trainmedic": __version__,
         "step": medic.step_count,
-        "epoch": int(medic_state["epoch"]),
+        "epoch": int(epoch),
         "model": medic.model.state_dict(),
         "optimizer": medic.optimizer.state_dict(),
         "scheduler": medic.scheduler.state_dict() if medic.scheduler is not None else None,
         "scaler": medic.scaler.state_dict() if medic.scaler is not None else None,
         "rng": rng_to_plain(rng_state()),
-        "medic": medic_state,
-        "medic_extra": _extra_state(medic, snapshots),
+        "driver": state,
         "callbacks": callbacks,
     }
-    from trainmedic import __version__
-
-    payload["trainmedic"] = __version__
     return to_plain(payload)
 
 
-def restore(medic: Medic, payload: dict[str, Any]) -> None:
-    """Load a captured checkpoint into the live model, optimizer, scheduler, scaler, RNGs and Medic."""
+def restore(medic: Driver, payload: dict[str, Any]) -> None:
+    """Load a captured checkpoint into the live model, optimizer, scheduler, scaler, RNGs and driver."""
+    if "driver" not in payload:
+        raise CheckpointCorrupt("written by an earlier trainmedic (no driver state); it cannot resume this run")
     medic.model.load_state_dict(payload["model"])
     medic.optimizer.load_state_dict(payload["optimizer"])
     if medic.scheduler is not None and payload.get("scheduler") is not None:
         medic.scheduler.load_state_dict(payload["scheduler"])
     if medic.scaler is not None and payload.get("scaler") is not None:
         medic.scaler.load_state_dict(payload["scaler"])
-    medic.load_state_dict(payload["medic"])
-    _load_extra(medic, payload.get("medic_extra") or {})
     saved = payload.get("callbacks") or {}
     for i, cb in enumerate(medic.callbacks):
         state = saved.get(_callback_key(cb, i))
         if state is not None and not isinstance(cb, CheckpointCallback):
             cb.load_state_dict(state)
     set_rng_state(rng_from_plain(payload["rng"]))
-    extra = payload.get("medic_extra") or {}
-    if "snapshots" not in extra and medic.mode == "heal" and hasattr(medic, "_take_snapshot"):
-        # Written without the rollback snapshots: the restored state is where a rollback may return to.
-        medic._snapshots.clear()
-        medic._best_snapshot = None
-        medic._take_snapshot(medic.step_count)
+    medic.load_state_dict(payload["driver"])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -533,35 +437,30 @@ class CheckpointCallback(MedicCallback):
         self.last: CheckpointInfo | None = None
         self.seconds = 0.0  # total time spent writing checkpoints
         self._seq = 0
-        self._reattach_probe = False
 
     # hooks -----------------------------------------------------------------------------------------
-    def on_attach(self, medic: Medic) -> None:
+    def on_attach(self, medic: Driver) -> None:
         existing = list_checkpoints(self.directory)
         self._seq = max((i.seq for i in existing), default=-1) + 1
 
-    def on_before_step(self, medic: Medic, step: int, loss: Any, batch: Any) -> None:
-        if self._reattach_probe:
-            # The stale-gradient probe (TM310) is attached at step 0; a resumed run starts later.
-            self._reattach_probe = False
-            collector = getattr(medic, "_collector", None)
-            if collector is not None and hasattr(collector, "attach_probe"):
-                collector.attach_probe()
+    def resumed_from(self, info: CheckpointInfo) -> None:
+        """The run continues from ``info``: later checkpoints are numbered after it."""
+        self._seq = max(self._seq, info.seq + 1)
 
-    def on_step_end(self, medic: Medic, step: int, applied: bool) -> None:
+    def on_step_end(self, medic: Driver, step: int, applied: bool) -> None:
         if self.every is not None and medic.step_count % self.every == 0:
             self.save(medic, reason="step")
 
-    def on_epoch_end(self, medic: Medic, epoch: int, record: dict[str, Any]) -> None:
-        improved = getattr(medic, "_best_epoch", None) == epoch and record.get("epoch") == epoch
+    def on_epoch_end(self, medic: Driver, epoch: int, record: dict[str, Any]) -> None:
+        improved = medic.best_epoch == epoch and record.get("epoch") == epoch
         if self.every is None or (self.save_best and improved):
             self.save(medic, reason="best" if improved else "epoch", next_epoch=epoch + 1, improved=improved)
 
     # API -------------------------------------------------------------------------------------------
-    def save(self, medic: Medic, *, reason: str = "manual", next_epoch: int | None = None,
+    def save(self, medic: Driver, *, reason: str = "manual", next_epoch: int | None = None,
              improved: bool = False) -> CheckpointInfo | None:
         """Write a checkpoint now. A failure is reported (TM321) and returns None; it never raises."""
-        from trainmedic.medic import _rank
+        from trainmedic.driver import _rank
 
         if _rank() != 0:
             return None
@@ -571,7 +470,7 @@ class CheckpointCallback(MedicCallback):
         try:
             payload = capture(medic, next_epoch=next_epoch, snapshots=self.snapshots)
             info = write_checkpoint(self.directory, payload, seq=self._seq, reason=reason, improved=improved,
-                                    train_loss=_smoothed(medic))
+                                    train_loss=medic.smoothed_loss)
         except Exception as exc:
             self.failures += 1
             self.seconds += time.perf_counter() - t0
@@ -618,16 +517,11 @@ class CheckpointCallback(MedicCallback):
                     pass
 
 
-def _smoothed(medic: Medic) -> float | None:
-    v = getattr(getattr(medic, "monitor", None), "smoothed", None)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def find_callback(medic: Medic) -> CheckpointCallback | None:
+def find_callback(medic: Driver) -> CheckpointCallback | None:
     return next((cb for cb in medic.callbacks if isinstance(cb, CheckpointCallback)), None)
 
 
-def resume(medic: Medic, directory: str | os.PathLike[str] | None = None) -> CheckpointInfo | None:
+def resume(medic: Driver, directory: str | os.PathLike[str] | None = None) -> CheckpointInfo | None:
     """Continue a run from the newest good checkpoint in ``directory`` (default: the Medic's checkpoint_dir).
 
     Returns the checkpoint used, or None when there is none (a fresh start: nothing is changed). Damaged
@@ -661,8 +555,7 @@ def resume(medic: Medic, directory: str | os.PathLike[str] | None = None) -> Che
     if chosen is not None:
         medic.record_action("resume", "checkpoint", file=chosen.path.name)
         if cb is not None:
-            cb._reattach_probe = True
-            cb._seq = max(cb._seq, chosen.seq + 1)
+            cb.resumed_from(chosen)
     return chosen
 
 

@@ -1,8 +1,9 @@
-"""In-memory snapshots of everything a rollback must restore.
+"""In-memory snapshots of the torch state a rollback must restore, and the RNG states.
 
 A snapshot holds copies (not references) of the model's state, the optimizer's state (Adam's moments
-included), the scheduler, the GradScaler, every RNG the run draws from, and the Medic's detector state.
-They are taken only while the run is healthy, so a rollback always lands on a good state.
+included), the scheduler, the GradScaler and every RNG the run draws from. The engine's side of a snapshot
+(the step window, the learning-rate factor: plain data) is catalogued by the heal policy under the same
+step. Snapshots are taken only while the run is healthy, so a rollback always lands on a good state.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import numpy as np
 import torch
 
 
-def _clone_tree(obj: Any) -> Any:
+def clone_tree(obj: Any) -> Any:
     """Deep copy with tensors cloned (detached), so later in-place updates cannot reach the copy."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
     if isinstance(obj, dict):
-        return {k: _clone_tree(v) for k, v in obj.items()}
+        return {k: clone_tree(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_clone_tree(v) for v in obj]
+        return [clone_tree(v) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(_clone_tree(v) for v in obj)
+        return tuple(clone_tree(v) for v in obj)
     return copy.deepcopy(obj)
 
 
@@ -48,6 +49,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def rng_to_plain(state: dict[str, Any]) -> dict[str, Any]:
+    """RNG states as tensors, tuples and numbers only (NumPy's and Python's key arrays become int64 tensors),
+    so that a checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+    out = dict(state)
+    np_state = state.get("numpy")
+    if np_state is not None:
+        name, keys, pos, has_gauss, cached = np_state
+        out["numpy"] = (str(name), torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
+                        float(cached))
+    py = state.get("python")
+    if py is not None:
+        version, internal, gauss = py
+        out["python"] = (version, torch.tensor(internal, dtype=torch.int64), gauss)
+    return out
+
+
+def rng_from_plain(state: dict[str, Any]) -> dict[str, Any]:
+    out = dict(state)
+    np_state = state.get("numpy")
+    if np_state is not None:
+        name, keys, pos, has_gauss, cached = np_state
+        keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+        out["numpy"] = (name, keys.astype(np.uint32), int(pos), int(has_gauss), float(cached))
+    py = state.get("python")
+    if py is not None:
+        version, internal, gauss = py
+        internal = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+        out["python"] = (version, tuple(int(v) for v in internal), gauss)
+    return out
+
+
 @dataclass
 class Snapshot:
     step: int
@@ -56,36 +88,37 @@ class Snapshot:
     scheduler: dict[str, Any] | None
     scaler: dict[str, Any] | None
     rng: dict[str, Any]
-    monitor: Any  # the Medic's detector state at that step
-    lr_factor: float  # cumulative heal lr factor in force when the snapshot was taken
-    loss: float  # smoothed loss at that step
 
     @classmethod
-    def take(cls, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, scaler: Any, monitor: Any, lr_factor: float, loss: float) -> Snapshot:
+    def take(cls, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: Any) -> Snapshot:
         return cls(
             step=step,
-            model=_clone_tree(model.state_dict()),
-            optimizer=_clone_tree(optimizer.state_dict()),
-            scheduler=_clone_tree(scheduler.state_dict()) if scheduler is not None else None,
-            scaler=_clone_tree(scaler.state_dict()) if scaler is not None else None,
+            model=clone_tree(model.state_dict()),
+            optimizer=clone_tree(optimizer.state_dict()),
+            scheduler=clone_tree(scheduler.state_dict()) if scheduler is not None else None,
+            scaler=clone_tree(scaler.state_dict()) if scaler is not None else None,
             rng=rng_state(),
-            monitor=copy.deepcopy(monitor),
-            lr_factor=lr_factor,
-            loss=loss,
         )
 
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                scaler: Any) -> Any:
-        """Load the snapshot into the live objects; returns a fresh copy of the saved monitor.
-
-        Copies are loaded, never the snapshot's own tensors, so the snapshot can be used again.
-        """
+                scaler: Any) -> None:
+        """Load the snapshot into the live objects. Copies are loaded, never the snapshot's own tensors,
+        so the snapshot can be used again."""
         model.load_state_dict(self.model)
-        optimizer.load_state_dict(_clone_tree(self.optimizer))
+        optimizer.load_state_dict(clone_tree(self.optimizer))
         if scheduler is not None and self.scheduler is not None:
-            scheduler.load_state_dict(_clone_tree(self.scheduler))
+            scheduler.load_state_dict(clone_tree(self.scheduler))
         if scaler is not None and self.scaler is not None:
-            scaler.load_state_dict(_clone_tree(self.scaler))
+            scaler.load_state_dict(clone_tree(self.scaler))
         set_rng_state(self.rng)
-        return copy.deepcopy(self.monitor)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpoint-safe: tensors, numbers, strings and containers only."""
+        return {"step": self.step, "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "scaler": self.scaler, "rng": rng_to_plain(self.rng)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Snapshot:
+        return cls(step=int(state["step"]), model=state["model"], optimizer=state["optimizer"],
+                   scheduler=state.get("scheduler"), scaler=state.get("scaler"), rng=rng_from_plain(state["rng"]))

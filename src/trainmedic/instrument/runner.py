@@ -9,7 +9,6 @@ import runpy
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 from trainmedic import __version__
 from trainmedic.errors import UsageError
@@ -72,11 +71,10 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
     except Exception as exc:  # the report must never change the script's exit code
         print(f"trainmedic: could not write the report: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
-        for eng in session.engines:
-            try:
-                eng.close()
-            except Exception:
-                pass
+        try:
+            session.run.close()
+        except Exception:
+            pass
     return code
 
 
@@ -103,61 +101,31 @@ def print_script_traceback(exc: BaseException, path: Path) -> None:
 
 
 def write_outputs(session: Session, out: Path, script: Path, argv: list[str]) -> Path:
-    """findings.json, events.jsonl and report.html, from every engine of the session."""
-    out.mkdir(parents=True, exist_ok=True)
-    findings = session.findings()
-    if session.engines:
-        primary = session.engines[0]
-        # The primary engine writes (its callbacks see on_save); the other engines' findings and the
-        # instrumentation's own are added to its log first so every file shows all of them.
-        for i, eng in enumerate(session.engines[1:], start=1):
-            for f in eng.findings:
-                primary.log.add(f, key=f"optimizer{i}:{f.code}:{id(f)}")
-        for f in session._internal:
-            primary.log.add(f, key=f"internal:{f.evidence.get('part')}")
-        primary.save_report(out)
-        if len(session.engines) > 1 or session._internal:
-            write_findings(out / "findings.json", findings)
-            _rewrite_html(out)
-        _prepend_meta(out, script, argv, session)
-    else:
-        write_findings(out / "findings.json", findings)
-        meta = {"type": "meta", "version": 1, "trainmedic": __version__, "mode": session.mode, "steps": 0,
-                "epochs": 0, "script": str(script), "argv": argv,
-                "note": "no optimizer step was seen: nothing was trained"}
+    """findings.json, events.jsonl and report.html, from every driver of the session, written once."""
+    meta = {"script": str(script), "argv": argv, "entry": "run", "optimizers": len(session.drivers),
+            "loss_calls": session.loss_calls}
+    if not session.drivers:
+        meta.update({"type": "meta", "version": 1, "trainmedic": __version__, "mode": session.mode, "steps": 0,
+                     "epochs": 0, "note": "no optimizer step was seen: nothing was trained"})
+        out.mkdir(parents=True, exist_ok=True)
+        write_findings(out / "findings.json", session.findings())
         atomic_write_text(out / "events.jsonl", json.dumps(jsonable(meta)) + "\n")
-        _rewrite_html(out)
-    return out
+        try:
+            from trainmedic.report.html import write_report
 
-
-def _rewrite_html(out: Path) -> None:
-    try:
-        from trainmedic.report.html import write_report
-
-        write_report(out)
-    except Exception as exc:
-        print(f"trainmedic: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
-def _prepend_meta(out: Path, script: Path, argv: list[str], session: Session) -> None:
-    """Add what `run` knows to the meta line of events.jsonl (script, argv, optimizers, loss calls)."""
-    p = out / "events.jsonl"
-    lines = p.read_text(encoding="utf-8").splitlines()
-    if not lines:
-        return
-    meta: dict[str, Any] = json.loads(lines[0])
-    meta.update({"script": str(script), "argv": argv, "entry": "run", "optimizers": len(session.engines),
-                 "loss_calls": session.loss_calls})
-    lines[0] = json.dumps(jsonable(meta))
-    atomic_write_text(p, "\n".join(lines) + "\n")
+            write_report(out)
+        except Exception as exc:
+            print(f"trainmedic: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return out
+    return session.run.save(out, meta=meta, extra_findings=session.internal) or out
 
 
 def print_summary(session: Session, out: Path) -> None:
     findings = session.findings()
     sys.stdout.flush()
     w = sys.stderr.write
-    steps = sum(e.step_count for e in session.engines)
-    if not session.engines:
+    steps = sum(d.step_count for d in session.drivers)
+    if not session.drivers:
         w("trainmedic: no optimizer step was seen, nothing to check\n")
     elif not findings:
         w(f"trainmedic: no findings in {steps} steps ({session.mode} mode)\n")

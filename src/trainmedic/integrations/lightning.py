@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the installed flavour
         ) from exc
 
 from trainmedic.config import Thresholds
-from trainmedic.integrations._attached import Attached
+from trainmedic.instrument.hooked import HookedRun
 
 
 class MedicCallback(pl.Callback):
@@ -39,29 +39,33 @@ class MedicCallback(pl.Callback):
                  out: str | os.PathLike[str] | None = None,
                  thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True) -> None:
         super().__init__()
-        self.attached = Attached(mode, thresholds, console, name="lightning MedicCallback")
+        self.run = HookedRun(mode, thresholds, console, name="lightning MedicCallback")
         self.monitor = monitor
         self.higher_is_better = higher_is_better
         self.out = out
         self.report_dir: Path | None = None
         self._loss: Any = None
         self._batch: Any = None
+        self._handles: list[Any] = []
 
     @property
     def findings(self) -> list[Any]:
-        return self.attached.findings
+        return self.run.findings
 
     @property
     def medic(self):
-        """The engine of the first optimizer (a :class:`~trainmedic.Medic`)."""
-        return self.attached.primary
+        """The driver of the first optimizer (:class:`~trainmedic.driver.Driver`)."""
+        return self.run.primary
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         try:
             scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-            self.attached.attach(pl_module, list(trainer.optimizers), scaler=scaler)
+            for opt in trainer.optimizers:
+                opt = getattr(opt, "optimizer", opt)
+                self.run.add(pl_module, opt, scaler=scaler)
+                self._handles.append(opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o)))
         except Exception as exc:
-            self.attached.fail("on_fit_start", exc)
+            self.run.fail("on_fit_start", exc)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self._batch = batch
@@ -70,25 +74,28 @@ class MedicCallback(pl.Callback):
         self._loss = loss
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self.attached.before_step(getattr(optimizer, "optimizer", optimizer), self._loss, self._batch)
+        self.run.before_step(getattr(optimizer, "optimizer", optimizer), self._loss, self._batch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         # Lightning runs the epoch's validation before this hook: the monitored metric is fresh.
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and self.higher_is_better:
-            self.attached.end_epoch(val_metric=value)
+            self.run.end_epoch(val_metric=value)
         else:
-            self.attached.end_epoch(val_loss=value)
-        if self.attached.should_stop:
+            self.run.end_epoch(val_loss=value)
+        if self.run.should_stop:
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         try:
-            if trainer.is_global_zero and self.attached.primary is not None:
+            if trainer.is_global_zero and self.run.primary is not None:
                 out = self.out or Path(trainer.log_dir or os.getcwd()) / "trainmedic"
-                self.report_dir = self.attached.save(out)
+                self.report_dir = self.run.save(out, meta={"entry": "lightning"})
         finally:
-            self.attached.detach()
+            for h in self._handles:
+                h.remove()
+            self._handles.clear()
+            self.run.close()
 
 
 __all__ = ["MedicCallback"]

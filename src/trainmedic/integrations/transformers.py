@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover
     ) from exc
 
 from trainmedic.config import Thresholds
-from trainmedic.integrations._attached import Attached
+from trainmedic.instrument.hooked import HookedRun
 
 
 def _unwrap_optimizer(opt: Any) -> Any:
@@ -47,20 +47,22 @@ class MedicCallback(TrainerCallback):
 
     def __init__(self, mode: str = "watch", *, out: str | os.PathLike[str] | None = None,
                  thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True) -> None:
-        self.attached = Attached(mode, thresholds, console, name="transformers MedicCallback")
+        self.run = HookedRun(mode, thresholds, console, name="transformers MedicCallback")
         self.out = out
         self.report_dir: Path | None = None
         self._loss: Any = None
         self._handle: Any = None
         self._evaluates = False
+        self._post: Any = None
 
     @property
     def findings(self) -> list[Any]:
-        return self.attached.findings
+        return self.run.findings
 
     @property
     def medic(self):
-        return self.attached.primary
+        """The driver of the Trainer's optimizer (:class:`~trainmedic.driver.Driver`)."""
+        return self.run.primary
 
     def _capture(self, module: Any, args: Any, output: Any) -> None:
         if not torch.is_grad_enabled():
@@ -75,44 +77,46 @@ class MedicCallback(TrainerCallback):
                        **kwargs: Any) -> None:
         try:
             opt = _unwrap_optimizer(optimizer)
-            self.attached.attach(model, [opt])
+            self.run.add(model, opt)
+            self._post = opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o))
             self._handle = model.register_forward_hook(self._capture)
             strategy = getattr(args, "eval_strategy", None) or getattr(args, "evaluation_strategy", "no")
             self._evaluates = str(getattr(strategy, "value", strategy)) != "no"
         except Exception as exc:
-            self.attached.fail("on_train_begin", exc)
+            self.run.fail("on_train_begin", exc)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                               **kwargs: Any) -> None:
         if optimizer is not None:
-            self.attached.before_step(_unwrap_optimizer(optimizer), self._loss)
+            self.run.before_step(_unwrap_optimizer(optimizer), self._loss)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.attached.should_stop:
+        if self.run.should_stop:
             control.should_training_stop = True
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
                     **kwargs: Any) -> None:
-        self.attached.end_epoch(val_loss=(metrics or {}).get("eval_loss"))
-        if self.attached.should_stop:
+        self.run.end_epoch(val_loss=(metrics or {}).get("eval_loss"))
+        if self.run.should_stop:
             control.should_training_stop = True
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._evaluates:
-            self.attached.end_epoch()
-            if self.attached.should_stop:
+            self.run.end_epoch()
+            if self.run.should_stop:
                 control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         try:
-            if self._handle is not None:
-                self._handle.remove()
-                self._handle = None
-            if state.is_world_process_zero and self.attached.primary is not None:
+            for h in (self._handle, self._post):
+                if h is not None:
+                    h.remove()
+            self._handle = self._post = None
+            if state.is_world_process_zero and self.run.primary is not None:
                 out = self.out or Path(args.output_dir or os.getcwd()) / "trainmedic"
-                self.report_dir = self.attached.save(out)
+                self.report_dir = self.run.save(out, meta={"entry": "transformers"})
         finally:
-            self.attached.detach()
+            self.run.close()
 
 
 __all__ = ["MedicCallback"]

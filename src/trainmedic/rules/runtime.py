@@ -1,43 +1,24 @@
 """TM3xx: run-time rules, each documented beside its detector.
 
 Detectors are pure functions of signal history (numpy arrays and numbers in, a ``Detection`` or ``None``
-out), so they can be tested on recorded traces without training anything. The machinery that feeds
-them lives in ``trainmedic.medic`` and ``trainmedic.signals``.
+out), so they can be tested on recorded traces without training anything. Each is registered with its
+rule and cadence (``@detector``, :mod:`trainmedic.rules.detectors`) through a small adapter that reads the
+:class:`~trainmedic.rules.detectors.Observation` the engine builds; the engine runs whatever is registered.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from trainmedic.config import Thresholds
+from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
+from trainmedic.signals.monitor import Monitor, gradient_bounds, median
+from trainmedic.signals.monitor import robust_sigma as _robust_sigma
 
-
-@dataclass
-class Detection:
-    code: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    onset: int | None = None  # the step at which the problem began, when it is earlier than detection
-
-
-def median(x: np.ndarray) -> float:
-    """np.median without its wrapper overhead (these run on the training loop's hot path)."""
-    n = len(x)
-    k = n // 2
-    if n % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float(0.5 * (part[k - 1] + part[k]))
-
-
-def _robust_sigma(x: np.ndarray, med: float | None = None) -> float:
-    """1.4826 * MAD: the standard deviation of normal data, unmoved by a few outliers."""
-    return 1.4826 * median(np.abs(x - (median(x) if med is None else med)))
+__all__ = ["Detection", "gradient_bounds", "median"]
 
 
 def _fmt(x: float) -> str:
@@ -95,6 +76,23 @@ NONFINITE_GRAD = rule(
         """,
 )
 
+
+@detector(NONFINITE_LOSS, NONFINITE_GRAD, cadence=Cadence.NONFINITE, anomaly=True, needs_warmup=False)
+def _nonfinite(obs: Observation) -> Detection | None:
+    """TM301 when the loss is NaN/Inf; TM302 when only gradients are (naming the parameters). With a
+    GradScaler, a finite loss with overflowing gradients is the scaler's business (see TM314)."""
+    sig = obs.signals
+    if sig is None:
+        return None
+    if not sig.loss_finite:
+        return Detection(NONFINITE_LOSS.code, f"loss is {sig.loss}", {"loss": sig.loss})
+    if obs.has_scaler:
+        return None
+    bad = [n for n, v in zip(obs.layers, sig.norms) if not math.isfinite(v)]
+    return Detection(NONFINITE_GRAD.code, f"non-finite gradient in {len(bad)} parameter(s): {', '.join(bad[:5])}",
+                     {"parameters": bad[:20], "n_parameters": len(bad), "loss": sig.loss})
+
+
 EXPLODING_GRADIENTS = rule(
     "TM303",
     "exploding-gradients",
@@ -124,15 +122,6 @@ EXPLODING_GRADIENTS = rule(
 )
 
 
-def gradient_bounds(log_norms: np.ndarray, cfg: Thresholds) -> tuple[float, float, float]:
-    """(spike threshold, clip bound, running median) from recent log grad norms."""
-    med = median(log_norms)
-    sigma = max(_robust_sigma(log_norms, med), 0.05)
-    threshold = max(med + math.log(cfg.spike_factor), med + cfg.spike_z * sigma)
-    clip = med + cfg.clip_z * sigma
-    return math.exp(threshold), math.exp(clip), math.exp(med)
-
-
 def detect_exploding_gradients(grad_norm: float, threshold: float, median: float) -> Detection | None:
     if not (grad_norm > threshold):
         return None
@@ -142,6 +131,18 @@ def detect_exploding_gradients(grad_norm: float, threshold: float, median: float
         f"{_fmt(median)}",
         {"grad_norm": grad_norm, "running_median": median, "threshold": threshold},
     )
+
+
+@detector(EXPLODING_GRADIENTS, cadence=Cadence.STEP, anomaly=True)
+def _exploding_gradients(obs: Observation) -> Detection | None:
+    """O(1): the step's norm against the bound cached at the last window check."""
+    w = obs.monitor.step_window
+    if obs.signals is None or not obs.signals.grad_norm > 0:
+        return None
+    det = detect_exploding_gradients(obs.signals.grad_norm, w.spike_threshold, w.gnorm_median)
+    if det:
+        det.evidence["clip_bound"] = w.clip_bound
+    return det
 
 
 VANISHING_GRADIENTS = rule(
@@ -184,6 +185,12 @@ def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> De
              "ratio": float(np.median(ratio)), "steps": len(first)},
         )
     return None
+
+
+@detector(VANISHING_GRADIENTS, cadence=Cadence.SLOW, order=20)
+def _vanishing(obs: Observation) -> Detection | None:
+    w = obs.monitor.step_window
+    return detect_vanishing(w.first_norms.values(), w.last_norms.values(), obs.cfg)
 
 
 DIVERGENCE = rule(
@@ -294,6 +301,20 @@ def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, bes
     )
 
 
+def _rebase(monitor: Monitor, obs: Observation) -> None:
+    monitor.step_window.rebase(obs.step)
+
+
+@detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase)
+def _loss_curve(obs: Observation) -> Detection | None:
+    """A spike names its onset more precisely than divergence (the step of the best loss), so it is asked
+    first: a rollback then loses fewer good steps."""
+    w = obs.monitor.step_window
+    losses, steps = w.losses.values(), w.steps.values()
+    return (detect_loss_spike(losses, steps, w.initial, w.best, obs.cfg)
+            or detect_divergence(w.smoothed, w.best, w.best_step, w.initial, obs.cfg, losses, steps))
+
+
 OSCILLATION = rule(
     "TM307",
     "oscillation",
@@ -344,6 +365,11 @@ def detect_oscillation(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
     return None
 
 
+@detector(OSCILLATION, cadence=Cadence.SLOW, order=10, quiet=lambda cfg: cfg.osc_window)
+def _oscillation(obs: Observation) -> Detection | None:
+    return detect_oscillation(obs.monitor.step_window.losses.values(), obs.cfg)
+
+
 PLATEAU = rule(
     "TM308",
     "plateau",
@@ -386,6 +412,22 @@ def detect_plateau(values: np.ndarray, cfg: Thresholds) -> Detection | None:
              "last": float(values[-1])},
         )
     return None
+
+
+def _restart_plateau(monitor: Monitor, obs: Observation) -> None:
+    monitor.restart_plateau(obs.cfg.plateau_cooldown)
+
+
+@detector(PLATEAU, cadence=Cadence.EPOCH, order=20, exclusive=True, after_fire=_restart_plateau,
+          needs_warmup=False)
+def _plateau(obs: Observation) -> Detection | None:
+    m = obs.monitor
+    if obs.plateau_scheduler or m.plateau_cooldown > 0:
+        return None  # the user's ReduceLROnPlateau answers plateaus; or an lr change is settling
+    det = detect_plateau(np.asarray(m.val_hist[m.plateau_from:]), obs.cfg)
+    if det:
+        det.evidence["monitored"] = "val_loss" if obs.has_val else "train_loss"
+    return det
 
 
 OVERFITTING = rule(
@@ -435,6 +477,17 @@ def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> D
     return None
 
 
+@detector(OVERFITTING, cadence=Cadence.EPOCH, order=10, exclusive=True, needs_warmup=False)
+def _overfitting(obs: Observation) -> Detection | None:
+    m = obs.monitor
+    if not obs.has_val:
+        return None
+    det = detect_overfitting(np.asarray(m.val_hist), np.asarray(m.train_hist), obs.cfg)
+    if det:
+        det.evidence["best_epoch"] = m.best_epoch
+    return det
+
+
 GRADS_NEVER_ZEROED = rule(
     "TM310",
     "grads-never-zeroed",
@@ -473,6 +526,13 @@ def detect_stale_gradients(stale_steps: int, backwards: int, cfg: Thresholds) ->
     )
 
 
+@detector(GRADS_NEVER_ZEROED, cadence=Cadence.EVERY, needs_warmup=False)
+def _stale_gradients(obs: Observation) -> Detection | None:
+    if obs.signals is None or not (obs.signals.stale or 0) > 0:
+        return None
+    return detect_stale_gradients(obs.monitor.stale_run, obs.signals.backwards, obs.cfg)
+
+
 DEAD_RELU_TRAINING = rule(
     "TM311",
     "dead-relu-training",
@@ -486,6 +546,21 @@ DEAD_RELU_TRAINING = rule(
     fix="Lower the learning rate, use LeakyReLU/GELU, Kaiming init, normalize the inputs.",
     example="nn.ReLU()  ->  nn.LeakyReLU(0.01)",
 )
+
+@detector(DEAD_RELU_TRAINING, cadence=Cadence.ACTIVATIONS, needs_warmup=False)
+def _dead_relu_training(obs: Observation) -> list[Detection]:
+    """One finding per layer, when the layer was dead on ``dead_relu_samples`` sampled batches in a row."""
+    out = []
+    for layer, dead in obs.activations.items():
+        if obs.monitor.dead_runs.get(layer, 0) == obs.cfg.dead_relu_samples:
+            out.append(Detection(
+                DEAD_RELU_TRAINING.code,
+                f"{dead:.0%} of the units of ReLU layer '{layer}' were never positive on "
+                f"{obs.cfg.dead_relu_samples} sampled batches in a row",
+                {"layer": layer, "dead_fraction": dead, "samples": obs.cfg.dead_relu_samples,
+                 "sample_every": obs.cfg.activation_every}, key=f"TM311:{layer}"))
+    return out
+
 
 STALLED_UPDATES = rule(
     "TM312",
@@ -522,6 +597,11 @@ def detect_stalled(ratios: np.ndarray, cfg: Thresholds) -> Detection | None:
     return None
 
 
+@detector(STALLED_UPDATES, cadence=Cadence.SLOW, order=30)
+def _stalled(obs: Observation) -> Detection | None:
+    return detect_stalled(obs.monitor.ratios.values(), obs.cfg)
+
+
 AMP_SCALE_COLLAPSE = rule(
     "TM314",
     "amp-scale-collapse",
@@ -550,6 +630,15 @@ def detect_amp_collapse(consecutive_skips: int, scale: float, cfg: Thresholds) -
             {"consecutive_skips": consecutive_skips, "scale": scale},
         )
     return None
+
+
+@detector(AMP_SCALE_COLLAPSE, cadence=Cadence.NONFINITE, order=10, needs_warmup=False)
+def _amp_collapse(obs: Observation) -> Detection | None:
+    """Only a long run of GradScaler skips is a problem; an occasional overflow is how the scaler works."""
+    m = obs.monitor
+    if not obs.has_scaler or m.amp_skips < obs.cfg.amp_max_consecutive_skips:
+        return None
+    return detect_amp_collapse(m.amp_skips, float(obs.scale or 0.0), obs.cfg)
 
 
 SLOW_CONVERGENCE = rule(
@@ -590,6 +679,16 @@ def detect_slow_convergence(early: np.ndarray, recent: np.ndarray, ratios: np.nd
              "steps": cfg.slow_window},
         )
     return None
+
+
+@detector(SLOW_CONVERGENCE, cadence=Cadence.SLOW, order=40, once=True)
+def _slow_convergence(obs: Observation) -> Detection | None | list[Detection]:
+    w = obs.monitor.step_window
+    if w.finite_steps < obs.cfg.slow_window:
+        return None
+    det = detect_slow_convergence(np.asarray(w.initial_parts), w.losses.values()[-obs.cfg.smooth:],
+                                  obs.monitor.ratios.values(), obs.cfg)
+    return det if det else []  # [] (not None): it has run, and does not run again
 
 
 HEAL_EXHAUSTED = rule(

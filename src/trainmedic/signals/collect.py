@@ -7,28 +7,11 @@ sampled update norm are stacked on the device and copied to the host in a single
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-
-@dataclass
-class StepSignals:
-    loss: float
-    grad_norm: float  # global L2 norm over the parameters that have a gradient
-    norms: list[float]  # per-parameter gradient norms, aligned with ``Collector.params``
-    stale: float | None  # |previous grad| seen by the first backward since the last step (None: zeroed)
-    update_norm: float | None  # ||w_t - w_{t-1}|| when sampled at the previous step
-    weight_norm: float | None
-
-    @property
-    def loss_finite(self) -> bool:
-        return math.isfinite(self.loss)
-
-    @property
-    def grads_finite(self) -> bool:
-        return math.isfinite(self.grad_norm)
-
+from trainmedic.signals.step import StepSignals
 
 _DIST_AVAILABLE = torch.distributed.is_available()
 
@@ -85,6 +68,10 @@ class Collector:
             self._stale = size if self._stale is None else torch.minimum(self._stale, size)
 
         self._probe_handle = probe.register_hook(hook)
+
+    @property
+    def probing(self) -> bool:
+        return self._probe_handle is not None
 
     def detach(self) -> None:
         if self._probe_handle is not None:
@@ -156,7 +143,16 @@ class Collector:
         grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
         if present_norms and not math.isfinite(grad_norm):
             grad_norm = math.nan if any(math.isnan(v) for v in present_norms) else math.inf
-        return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm)
+        return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm, self.backwards)
 
     def reset_backwards(self) -> None:
         self.backwards = 0
+
+    # -- state (checkpoints) --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The update norm sampled at the last step, which the next step reports (exact resume)."""
+        return {"pending": list(self._pending) if self._pending is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pending = state.get("pending")
+        self._pending = tuple(pending) if pending is not None else None  # type: ignore[assignment]
