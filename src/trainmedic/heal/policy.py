@@ -113,6 +113,8 @@ class Policy:
     def _rollback(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
         v.proceed = v.applied = False
         v.zero_grads = True
+        v.clip_to = None  # the step is not applied: nothing to clip
+        v.actions = [a for a in v.actions if a["action"] != "clip"]
         cfg = self.cfg
         if self.rollbacks >= cfg.max_rollbacks:
             v.exhausted = f"{self.rollbacks} rollbacks used (max_rollbacks={cfg.max_rollbacks})"
