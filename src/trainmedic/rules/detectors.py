@@ -109,6 +109,7 @@ class Detector:
 
 
 DETECTORS: list[Detector] = []
+_BY_CADENCE: dict[Cadence, list[Detector]] = {}  # filled once every rule module is imported
 
 
 def detector(*rules: Rule, cadence: Cadence, order: int = 0, **flags: Any) -> Callable[[Callable], Callable]:
@@ -119,16 +120,21 @@ def detector(*rules: Rule, cadence: Cadence, order: int = 0, **flags: Any) -> Ca
         if any(d.name == name for d in DETECTORS):
             raise ValueError(f"detector {name} registered twice")
         DETECTORS.append(Detector(name, tuple(rules), cadence, fn, order, **flags))
+        _BY_CADENCE.clear()
         return fn
 
     return register
 
 
 def detectors_for(cadence: Cadence) -> list[Detector]:
-    from trainmedic.rules.registry import all_rules
+    """The detectors of a cadence in their order (the engine asks at every step: cached)."""
+    if not _BY_CADENCE:
+        from trainmedic.rules.registry import all_rules
 
-    all_rules()  # importing the rule modules registers their detectors
-    return sorted((d for d in DETECTORS if d.cadence is cadence), key=lambda d: d.order)
+        all_rules()  # importing the rule modules registers their detectors
+        for c in Cadence:
+            _BY_CADENCE[c] = sorted((d for d in DETECTORS if d.cadence is c), key=lambda d: d.order)
+    return _BY_CADENCE[cadence]
 
 
 def cadence_of(code: str) -> list[Cadence]:
