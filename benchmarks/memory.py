@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 import tracemalloc
@@ -32,6 +33,7 @@ def run(steps: int, report_every: int) -> list[tuple[int, int]]:
         if t % 1000 == 999:
             medic.end_epoch(val_loss=loss.item())
         if (t + 1) % report_every == 0:
+            gc.collect()  # measure what is retained, not the interpreter's free lists
             points.append((t + 1, tracemalloc.get_traced_memory()[0]))
     tracemalloc.stop()
     return points

@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "trainmedic"
 #: Private attributes of third-party objects with no public equivalent, and why they are read.
 THIRD_PARTY = {
     "_orig_mod": "torch.compile's OptimizedModule exposes the compiled module only as _orig_mod",
+    "_input_metadata": "an autograd node's output shapes (observe/graph.py); no public accessor exists",
 }
 #: The deciding half of the flow: plain data in, plain data out, no torch.
 TORCH_FREE = ["engine.py", "verdict.py", "heal/policy.py", "signals/monitor.py", "signals/step.py",

@@ -287,7 +287,10 @@ def test_a_failing_callback_is_disabled_and_recorded_not_raised():
 
 
 def test_one_device_to_host_sync_per_step(monkeypatch):
-    """The per-step path copies to the host once: count Tensor.tolist/item calls inside medic.step."""
+    """The per-step path copies to the host once: count Tensor.tolist/item calls inside medic.step. The live
+    wiring and data checks of the first steps (and every EVERY-th) may copy a little more, never in between."""
+    from trainmedic.observe.live import due
+
     torch.manual_seed(0)
     x, y = regression_data(n=256)
     model = mlp(16, 1)
@@ -308,7 +311,10 @@ def test_one_device_to_host_sync_per_step(monkeypatch):
         loss.backward()
         calls["n"] = 0
         medic.step(loss)
-        assert calls["n"] == 1, f"step {t}: {calls['n']} syncs"
+        if due(t):
+            assert 1 <= calls["n"] <= 4, f"step {t}: {calls['n']} syncs"
+        else:
+            assert calls["n"] == 1, f"step {t}: {calls['n']} syncs"
 
 
 # ----- detectors on recorded traces (pure functions) ---------------------------------------------------

@@ -104,7 +104,9 @@ def test_heal_under_run_takes_the_medic_api_actions(module, tmp_path):
 def test_heal_skips_a_nan_step_of_a_custom_optimizer(tmp_path):
     code, out = run_quiet(SCRIPTS / "custom_opt.py", [], tmp_path, heal=True)
     assert code == 0 and "finite=True" in out
-    assert [f["code"] for f in findings(tmp_path)] == ["TM301"]
+    found = findings(tmp_path)
+    assert [f["code"] for f in found] == ["TM301", "TM101"]  # the NaN loss, and the input row that caused it
+    assert found[1]["evidence"]["rows"] == [0] and found[1]["step"] == 30
     code, out = run_quiet(SCRIPTS / "custom_opt.py", ["--expect-nan"], tmp_path / "watch")
     assert code == 0 and "finite=False" in out  # watch mode changes nothing
 
@@ -125,7 +127,7 @@ def test_validation_from_plateau_scheduler_and_log(tmp_path):
 
 
 def test_internal_error_is_recorded_and_the_script_goes_on(tmp_path, monkeypatch):
-    def broken(self, loss, batch=None):
+    def broken(self, loss, batch=None, observed=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Driver, "before_step", broken)

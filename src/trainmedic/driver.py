@@ -35,6 +35,7 @@ from trainmedic.config import Thresholds
 from trainmedic.engine import Engine
 from trainmedic.findings import Finding
 from trainmedic.heal.actions import Actuator, first_lr
+from trainmedic.observe.live import LiveChecks, Observed, due
 from trainmedic.report.console import MedicConsole
 from trainmedic.report.live import ConsoleSink
 from trainmedic.signals.activations import ActivationSampler
@@ -72,7 +73,7 @@ class Driver:
                  thresholds: Thresholds | dict[str, Any] | None = None, scheduler: Any = None, scaler: Any = None,
                  console: bool = True, status: bool = True, restore_best: bool | None = None,
                  callbacks: Iterable[MedicCallback] = (), loss_fn: Any = None, preflight: bool = True,
-                 forensics: bool = True, name: str | None = None) -> None:
+                 forensics: bool = True, name: str | None = None, observes_itself: bool = True) -> None:
         if isinstance(thresholds, dict):
             thresholds = Thresholds().replace(**thresholds)
         self.cfg: Thresholds = thresholds or Thresholds()
@@ -86,6 +87,8 @@ class Driver:
         self.collector = Collector(params, names)
         self.actuator = Actuator(model, optimizer, scheduler, scaler)
         self.activations = ActivationSampler(model)
+        self.live = LiveChecks(model, optimizer)
+        self.observes_itself = observes_itself  # no front end hands over what it saw of a step (Medic)
         self.console = MedicConsole(enabled=console)
         self.status_line = status
         self.engine.subscribe(ConsoleSink(self.console))
@@ -104,6 +107,8 @@ class Driver:
                     self.add_callback(cb)
         for cb in callbacks:
             self.add_callback(cb)
+        if observes_itself:
+            self.guard("live-checks", self.live.arm)
 
     # -- the objects --------------------------------------------------------------------------------
     model = property(lambda self: self.actuator.model)
@@ -163,13 +168,22 @@ class Driver:
         self.callbacks.append(callback)
 
     # -- the step protocol ----------------------------------------------------------------------------
-    def before_step(self, loss: torch.Tensor, batch: Any = None) -> StepVerdict:
+    @property
+    def observing_next(self) -> bool:
+        """The next step is one the live checks look at: a front end reads the loss graph before backward."""
+        return due(self.step_count)
+
+    def before_step(self, loss: torch.Tensor, batch: Any = None, observed: Observed | None = None) -> StepVerdict:
         """Judge the step whose gradients are ready and do what must precede it; ``.proceed`` says whether
-        the optimizer step may run."""
+        the optimizer step may run. ``observed``: what a front end saw of the step before its backward."""
         t = self.step_count
         self.last_batch = batch
         loss = self._loss_hooks(t, loss, batch)  # e.g. forensics recomputes a batch without quarantined rows
         self.call("on_before_step", self, t, loss, batch)
+        if due(t):
+            replayed = self.loss_fn is not None and batch is not None  # pre-flight judged the loss itself
+            self.guard("live-checks", lambda: self.live.check(t, loss, batch, observed, self.report,
+                                                              wiring=not replayed))
         if self.activations.armed:
             self.guard("activations", lambda: self.engine.observe_activations(self.activations.collect()))
         verdict = None
@@ -195,6 +209,7 @@ class Driver:
         if v.snapshot_now is not None:
             self.snapshot(v.snapshot_now)
         if v.nonfinite is not None:
+            self.guard("live-checks", lambda: self.live.nonfinite(v.step, batch, None, self.report))
             self.call("on_nonfinite", self, v.step, v.signals, v.nonfinite, batch)
         if v.zero_grads:
             act.drop_gradients()
@@ -222,6 +237,8 @@ class Driver:
             self.snapshot(v.snapshot_after)
         if v.sample_activations:
             self.guard("activations", self.activations.arm)
+        if self.observes_itself and due(self.step_count):
+            self.guard("live-checks", self.live.arm)
         self.call("on_step_end", self, v.step, v.applied)
         if v.finite and self.status_line:
             self.console.status(v.step, v.loss, v.grad_norm, self.lr, self.mode)
@@ -329,6 +346,7 @@ class Driver:
     def close(self) -> None:
         self.collector.detach()
         self.activations.disarm()
+        self.live.close()
         self.console.close()
 
     def state_dict(self, snapshots: bool = True) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class Engine:
         self.best_saved = False  # the actuator holds the best evaluation's weights
         self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._subscribers: list[Subscriber] = []
-        self._pending_windows: dict[int, dict[str, Any]] = {}  # snapshot step -> window when it was decided
+        self._initial_window: StepWindow | None = None  # the window before step 0, for the initial snapshot
 
     # ------------------------------------------------------------------------------------------------
     # a training step
@@ -86,7 +86,7 @@ class Engine:
         if "snapshots" not in self.disabled:
             v.snapshot_now = self.policy.initial_snapshot(t)
             if v.snapshot_now is not None:
-                self._pending_windows[v.snapshot_now] = window.state_dict()  # the state before this step
+                self._initial_window = window.copy()  # the state before this step
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
         obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler)
         mon.observe_update(sig.update_norm, sig.weight_norm)
@@ -120,15 +120,13 @@ class Engine:
         self._record_sample(t, sig, lr)
         if v.proceed and "snapshots" not in self.disabled:
             v.snapshot_after = self.policy.snapshot_due(t, window)
-            if v.snapshot_after is not None:
-                self._pending_windows[v.snapshot_after] = window.state_dict()
         return self._settle(v)
 
     def _settle(self, v: StepVerdict) -> StepVerdict:
         """Publish the verdict's actions, restore the window of a rollback, report an exhausted budget."""
         if v.rollback is not None:
             entry = next(s for s in [*self.policy.recent, self.policy.best] if s and s.step == v.rollback.to_step)
-            self.monitor.step_window.load_state_dict(entry.window)
+            self.monitor.step_window.restore(entry.window)
             self.monitor.step_window.last_anomaly = v.step
         for action in v.actions:
             self._event({"type": "action", "step": v.step, "epoch": self.epoch, **action})
@@ -146,9 +144,8 @@ class Engine:
 
     def snapshot_taken(self, step: int, lr: float) -> frozenset[int]:
         """The actuator took the snapshot labelled ``step``; returns the snapshot steps to keep."""
-        window = self._pending_windows.pop(step, None) or self.monitor.step_window.state_dict()
-        self._pending_windows.clear()
-        return self.policy.snapshot_taken(step, window, lr)
+        window, self._initial_window = self._initial_window, None
+        return self.policy.snapshot_taken(step, window or self.monitor.step_window.copy(), lr)
 
     def observe_activations(self, dead: dict[str, float]) -> None:
         """Shares of never-positive units per ReLU layer, from a sampled training forward pass (TM311)."""

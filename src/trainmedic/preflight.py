@@ -136,6 +136,7 @@ class PreflightWatcher(OpWatcher):
         self._calls: dict[str, int] = {}
         self.traps: dict[int, dict[str, Any]] = {}
         self.meets: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        self.where_hint: str | None = None  # the call's location when it was seen earlier (live checks)
 
     # -- tagging ------------------------------------------------------------------------------------
     def tag(self, t: torch.Tensor, lab: frozenset[str]) -> None:
@@ -177,7 +178,7 @@ class PreflightWatcher(OpWatcher):
             self._pair_loss(name, inp, tgt)
 
     def _pair_loss(self, name: str, inp: torch.Tensor, tgt: torch.Tensor) -> None:
-        where = user_location()
+        where = self.where_hint or user_location()
         try:
             shape = torch.broadcast_shapes(inp.shape, tgt.shape)
         except RuntimeError:
@@ -210,6 +211,14 @@ class PreflightWatcher(OpWatcher):
                 raise Abort
             self._target_01(name, tgt)
         elif name == "binary_cross_entropy":
+            origin = self.origin.get(id(inp))
+            if origin in ("log_softmax", "log_sigmoid") or (origin == "softmax" and inp.dim() >= 1
+                                                              and inp.shape[-1] == 1):
+                what = ("log-probabilities from a log_softmax/log_sigmoid" if origin != "softmax" else
+                        "a softmax over a single unit, which is always 1")
+                self.issue("TM202", f"`F.{name}` (BCELoss) expects probabilities but got {what}: end the model "
+                           "with one logit and use BCEWithLogitsLoss", key="TM202:bce", op=name, origin=origin)
+                raise Abort
             if inp.is_floating_point() and (float(inp.min()) < 0 or float(inp.max()) > 1):
                 self.issue("TM202", f"`F.{name}` (BCELoss) expects probabilities but got values in "
                            f"[{fmt_num(float(inp.min()))}, {fmt_num(float(inp.max()))}]: raw logits; use "
@@ -454,6 +463,24 @@ class PreflightWatcher(OpWatcher):
                                   "target_min": float(t.min()), "target_max": float(t.max())}, "TM211"))
             break
         return out
+
+
+def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torch.Tensor, kwargs: dict[str, Any],
+                    origin: str | None = None, where: str | None = None) -> None:
+    """The loss-input checks for a loss seen outside a replay (live checks): ``origin`` is the op that
+    produced the input (from the autograd graph), ``where`` the user's line when the call was seen."""
+    w.origin[id(inp)] = origin
+    w.keep.append(inp)
+    rng = HEAD_RANGES.get(origin or "")
+    if rng is not None:
+        w.range_of[id(inp)] = (*rng, origin)
+    w.where_hint = where
+    try:
+        w.before(name, None, (inp, tgt), kwargs)
+    except Abort:
+        pass
+    finally:
+        w.where_hint = None
 
 
 def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:

@@ -37,7 +37,7 @@ MODES = ("watch", "heal")
 @dataclass
 class SnapshotEntry:
     step: int
-    window: dict[str, Any]  # StepWindow.state_dict() when the snapshot was taken
+    window: StepWindow  # a copy of the step window when the snapshot was taken
     lr_factor: float  # cumulative heal lr factor in force then
     loss: float  # smoothed loss then
     lr: float | None = None  # the first group's lr held in the snapshot (reported by the actuator)
@@ -170,9 +170,9 @@ class Policy:
             return step + 1
         return None
 
-    def snapshot_taken(self, step: int, window: dict[str, Any], lr: float) -> frozenset[int]:
-        """Catalogue a snapshot the actuator took; ``window`` is the StepWindow state it goes with."""
-        entry = SnapshotEntry(step, window, self.lr_factor, float(window["smoothed"]), lr)
+    def snapshot_taken(self, step: int, window: StepWindow, lr: float) -> frozenset[int]:
+        """Catalogue a snapshot the actuator took; ``window`` is the step window that goes with it."""
+        entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr)
         self.recent.append(entry)
         if self.best is None or not (entry.loss >= self.best.loss):
             self.best = entry
@@ -204,16 +204,26 @@ class Policy:
     # -- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"rollbacks": self.rollbacks, "lr_factor": self.lr_factor, "zero_after_step": self.zero_after_step,
-                "recent": [asdict(s) for s in self.recent], "best": asdict(self.best) if self.best else None}
+                "recent": [_entry_state(s) for s in self.recent],
+                "best": _entry_state(self.best) if self.best else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks = int(state["rollbacks"])
         self.lr_factor = float(state["lr_factor"])
         self.zero_after_step = bool(state["zero_after_step"])
-        self.recent = deque((SnapshotEntry(**copy.deepcopy(s)) for s in state["recent"]), maxlen=self.recent.maxlen)
+        self.recent = deque((_entry_from(s) for s in state["recent"]), maxlen=self.recent.maxlen)
         best = state.get("best")
-        self.best = SnapshotEntry(**copy.deepcopy(best)) if best else None
+        self.best = _entry_from(best) if best else None
         # the best is the same object as a recent entry of the same step
         for s in self.recent:
             if self.best is not None and s.step == self.best.step:
                 self.best = s
+
+
+def _entry_state(entry: SnapshotEntry) -> dict[str, Any]:
+    return {**{k: v for k, v in asdict(entry).items() if k != "window"}, "window": entry.window.state_dict()}
+
+
+def _entry_from(state: dict[str, Any]) -> SnapshotEntry:
+    state = copy.deepcopy(state)
+    return SnapshotEntry(**{**state, "window": StepWindow.from_state(state["window"])})

@@ -7,6 +7,8 @@ optimizers stepping. :func:`model_for` pairs them up.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -75,3 +77,49 @@ def model_for(optimizer: torch.optim.Optimizer, seen: list[torch.nn.Module]) -> 
     if best is not None and best_key is not None and best_key[0] == len(ids):
         return best
     return ParamHolder(wanted, [names.get(id(p), f"param{i}") for i, p in enumerate(wanted)])
+
+
+class ModelDiscovery:
+    """The modules called in training forward passes until the first optimizer step (a global forward
+    pre-hook, removed then), and afterwards the latest training input of the model that was found."""
+
+    def __init__(self, busy: Callable[[], bool]) -> None:
+        self.busy = busy  # trainmedic's own forward passes are not the script's
+        self.last_input: Any = None
+        self._seen: dict[int, torch.nn.Module] = {}
+        self._discover: Any = None
+        self._inputs: Any = None
+
+    def start(self) -> None:
+        from torch.nn.modules.module import register_module_forward_pre_hook
+
+        def seen(module: torch.nn.Module, args: Any) -> None:
+            if torch.is_grad_enabled() and not self.busy() and len(self._seen) < 10_000:
+                self._seen.setdefault(id(module), module)
+
+        self._discover = register_module_forward_pre_hook(seen)
+
+    def modules(self) -> list[torch.nn.Module]:
+        return list(self._seen.values())
+
+    def stop(self) -> None:
+        if self._discover is not None:
+            self._discover.remove()
+            self._discover = None
+
+    def watch_inputs(self, model: torch.nn.Module) -> None:
+        """Keep a reference to the model's latest training input (no copy), for the checks of a step."""
+        outer = [m for m in self._seen.values() if unwrap(m) is model] or [model]
+
+        def keep(module: torch.nn.Module, args: Any) -> None:
+            if torch.is_grad_enabled():
+                self.last_input = args
+
+        if isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
+            self._inputs = outer[0].register_forward_pre_hook(keep)
+
+    def remove(self) -> None:
+        self.stop()
+        if self._inputs is not None:
+            self._inputs.remove()
+            self._inputs = None

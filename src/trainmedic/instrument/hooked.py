@@ -27,6 +27,7 @@ import torch
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
+from trainmedic.observe.live import Observed
 from trainmedic.report.files import merged_findings, write_run
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
 
@@ -66,7 +67,8 @@ class HookedRun:
         if driver is None:
             driver = Driver(model, optimizer, mode=self.mode, thresholds=self.thresholds, scheduler=scheduler,
                             scaler=scaler, console=self.console if console is None else console, status=False,
-                            name=f"{type(model).__name__}/{type(optimizer).__name__}#{len(self.drivers)}")
+                            name=f"{type(model).__name__}/{type(optimizer).__name__}#{len(self.drivers)}",
+                            observes_itself=False)
             self._by_optimizer[id(optimizer)] = driver
             self.drivers.append(driver)
         return driver
@@ -79,6 +81,11 @@ class HookedRun:
         return self.drivers[0] if self.drivers else None
 
     @property
+    def observing_next(self) -> bool:
+        """Whether the coming step is one the live checks look at (read the loss graph before backward)."""
+        return not self.drivers or any(d.observing_next for d in self.drivers)
+
+    @property
     def should_stop(self) -> bool:
         return any(d.should_stop for d in self.drivers)
 
@@ -87,14 +94,16 @@ class HookedRun:
         return merged_findings(self.drivers, self.internal) if self.drivers else list(self.internal)
 
     # -- the step protocol, around someone else's optimizer step ---------------------------------------
-    def before_step(self, optimizer: torch.optim.Optimizer, loss: Any, batch: Any = None) -> None:
-        """Gradients are ready and ``optimizer.step()`` is about to run: judge it, maybe make it a no-op."""
+    def before_step(self, optimizer: torch.optim.Optimizer, loss: Any, batch: Any = None,
+                    observed: Observed | None = None) -> None:
+        """Gradients are ready and ``optimizer.step()`` is about to run: judge it, maybe make it a no-op.
+        ``observed``: what the front end saw of this step before its backward (the live checks read it)."""
         driver = self.driver_of(optimizer)
         if self.failed or driver is None or not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             return
         try:
             gate = StepGate(optimizer)
-            if not driver.before_step(loss, batch).proceed:
+            if not driver.before_step(loss, batch, observed).proceed:
                 gate.close()
             self._gates[id(optimizer)] = gate
         except Exception as exc:
@@ -112,9 +121,10 @@ class HookedRun:
         except Exception as exc:
             self.fail("after the optimizer step", exc)
 
-    def step_without_optimizer(self, optimizer: torch.optim.Optimizer, loss: Any, batch: Any = None) -> None:
+    def step_without_optimizer(self, optimizer: torch.optim.Optimizer, loss: Any, batch: Any = None,
+                               observed: Observed | None = None) -> None:
         """A step that never reached the optimizer (a GradScaler that found inf/NaN skips ``step()``)."""
-        self.before_step(optimizer, loss, batch)
+        self.before_step(optimizer, loss, batch, observed)
         self._gates.pop(id(optimizer), None)
         driver = self.driver_of(optimizer)
         if driver is not None and not self.failed:

@@ -36,10 +36,13 @@ import torch
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
-from trainmedic.instrument.discovery import model_for, unwrap
+from trainmedic.instrument.discovery import ModelDiscovery, model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.patches import Patches
+from trainmedic.observe.graph import LossCall, read_loss_graph
+from trainmedic.observe.live import Observed
+from trainmedic.replay import user_location
 from trainmedic.report.files import merged_findings
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
 
@@ -52,6 +55,24 @@ LOSS_FUNCTIONS = (
 WIRING_STEPS = 3  # training loss calls recorded for the wiring checks
 
 _active: Session | None = None
+
+
+def coming_step(observed: Observed | None, run: HookedRun, graph_of: torch.Tensor | None = None,
+                call: tuple[str, Any, Any, dict[str, Any]] | None = None) -> Observed | None:
+    """Add to what the coming step showed, when the live checks will look at it: the loss graph, read at
+    ``backward()`` before it frees the loss nodes' tensors, and the functional loss calls with their line."""
+    if observed is None:
+        if not run.observing_next:
+            return None
+        observed = Observed()
+    if graph_of is not None and observed.graph is None and graph_of.grad_fn is not None:
+        observed.graph = read_loss_graph(graph_of)
+    if call is not None and isinstance(call[2], torch.Tensor) and len(observed.calls) < 8:
+        name, inp, target, kwargs = call
+        kw = {k: v for k, v in kwargs.items() if k in ("ignore_index", "reduction")}
+        observed.calls.append(LossCall(name, inp, target, tuple(inp.shape), tuple(target.shape), kwargs=kw,
+                                       where=user_location(), source="call"))
+    return observed
 
 
 def active_session() -> Session | None:
@@ -83,11 +104,9 @@ class Session:
         self._scaler_of: dict[int, Any] = {}
         self._sched_of: dict[int, Any] = {}
         self._sched_depth = 0
-        self._seen: dict[int, torch.nn.Module] = {}  # modules of training forward passes (model discovery)
-        self._discover_handle: Any = None
-        self._input_handle: Any = None
-        self._last_input: Any = None
+        self._discovery = ModelDiscovery(lambda: self._busy)
         self._last_target: Any = None
+        self._observed: Observed | None = None  # what the coming step showed before its backward
 
     @property
     def drivers(self) -> list[Driver]:
@@ -117,7 +136,7 @@ class Session:
         attach("optimizer step hooks", lambda: self._patches.handles.extend([
             opt_mod.register_optimizer_step_pre_hook(self._pre_step),
             opt_mod.register_optimizer_step_post_hook(self._post_step)]))
-        attach("module forward hook", self._start_discovery)
+        attach("module forward hook", self._discovery.start)
         attach("Tensor.backward", lambda: wrap(torch.Tensor, "backward", self._wrap_backward))
         attach("torch.autograd.backward", lambda: wrap(torch.autograd, "backward", self._wrap_backward))
         for name in LOSS_FUNCTIONS:
@@ -134,10 +153,7 @@ class Session:
     def uninstall(self) -> None:
         global _active
         self._patches.remove()
-        for h in (self._discover_handle, self._input_handle):
-            if h is not None:
-                h.remove()
-        self._discover_handle = self._input_handle = None
+        self._discovery.remove()
         self._installed = False
         if _active is self:
             _active = None
@@ -187,7 +203,7 @@ class Session:
         if self.rank is None and dist.is_available() and dist.is_initialized():
             self.rank = dist.get_rank()
         try:
-            model = model_for(optimizer, list(self._seen.values()))
+            model = model_for(optimizer, self._discovery.modules())
             driver = self.run.add(model, optimizer, scheduler=self._sched_of.get(id(optimizer)),
                                   scaler=self._scaler_of.get(id(optimizer)),
                                   console=self.run.console and (self.rank or 0) == 0)
@@ -203,24 +219,32 @@ class Session:
                 where = where / f"optimizer{len(self.drivers) - 1}"
             driver.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
         if len(self.drivers) == 1:
-            self._watch_inputs(model)
-        self._stop_discovery()
+            self._discovery.watch_inputs(model)
+        self._discovery.stop()
         return driver
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.epochs.training_step()
         driver = self._driver(optimizer)
+        observed, self._observed = self._observed, None
         if driver is None or self._last_loss is None:
             return
-        self.run.before_step(optimizer, self._last_loss, self._batch())
+        self.run.before_step(optimizer, self._last_loss, self._batch(driver), self._complete(observed, driver))
 
-    def _batch(self) -> Any:
-        x, y = self._last_input, self._last_target
-        if x is None:
+    def _batch(self, driver: Driver) -> Any:
+        """The latest training input and target, for the driver whose model the input was captured for."""
+        x, y = self._discovery.last_input, self._last_target
+        if x is None or driver is not self.drivers[0]:
             return None
         if isinstance(x, tuple) and len(x) == 1:
             x = x[0]
         return (x, y) if y is not None else x
+
+    def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
+        if observed is not None and driver is self.drivers[0]:
+            observed.inputs = self._discovery.last_input
+            observed.target = self._last_target
+        return observed
 
     # ------------------------------------------------------------------------------------------------
     # backward, losses, AMP, schedulers, loaders
@@ -232,6 +256,7 @@ class Session:
                     if isinstance(tensor, torch.Tensor) and tensor.numel() == 1:
                         scaled = self._scaled
                         self._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
+                        self._observed = coming_step(self._observed, self.run, graph_of=tensor)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return original(tensor, *args, **kwargs)
@@ -254,6 +279,7 @@ class Session:
             return
         if out.requires_grad and torch.is_grad_enabled():
             self._last_target = target
+            self._observed = coming_step(self._observed, self.run, call=(name, inp, target, kwargs))
             if len(self.loss_calls) < WIRING_STEPS:
                 self.loss_calls.append({
                     "loss": name, "input_shape": tuple(inp.shape), "input_dtype": str(inp.dtype),
@@ -296,7 +322,9 @@ class Session:
         if driver is None or self._last_loss is None:
             return
         driver.scaler = scaler
-        self.run.step_without_optimizer(optimizer, self._last_loss, self._batch())
+        observed, self._observed = self._observed, None
+        self.run.step_without_optimizer(optimizer, self._last_loss, self._batch(driver),
+                                        self._complete(observed, driver))
 
     def _wrap_sched_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
@@ -353,34 +381,6 @@ class Session:
 
         self._guarded("trainmedic.log", lambda: self.epochs.explicit_value(
             val_loss=to_float(val_loss), val_metric=to_float(val_metric), higher_is_better=higher_is_better))
-
-    # ------------------------------------------------------------------------------------------------
-    # forward hooks: model discovery, inputs
-    # ------------------------------------------------------------------------------------------------
-    def _start_discovery(self) -> None:
-        from torch.nn.modules.module import register_module_forward_pre_hook
-
-        def seen(module: torch.nn.Module, args: Any) -> None:
-            if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
-                self._seen.setdefault(id(module), module)
-
-        self._discover_handle = register_module_forward_pre_hook(seen)
-
-    def _stop_discovery(self) -> None:
-        if self._discover_handle is not None:
-            self._discover_handle.remove()
-            self._discover_handle = None
-
-    def _watch_inputs(self, model: torch.nn.Module) -> None:
-        """Keep a reference to the model's latest training input (no copy), for forensics on a bad step."""
-        outer = [m for m in self._seen.values() if unwrap(m) is model] or [model]
-
-        def keep(module: torch.nn.Module, args: Any) -> None:
-            if torch.is_grad_enabled():
-                self._last_input = args
-
-        if isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
-            self._input_handle = outer[0].register_forward_pre_hook(keep)
 
     # ------------------------------------------------------------------------------------------------
     # the end

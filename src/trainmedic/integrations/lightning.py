@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - depends on the installed flavour
 
 from trainmedic.config import Thresholds
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.observe.graph import read_loss_graph
+from trainmedic.observe.live import Observed
 
 
 class MedicCallback(pl.Callback):
@@ -47,6 +49,7 @@ class MedicCallback(pl.Callback):
         self._loss: Any = None
         self._batch: Any = None
         self._handles: list[Any] = []
+        self._observed: Observed | None = None
 
     @property
     def findings(self) -> list[Any]:
@@ -72,9 +75,15 @@ class MedicCallback(pl.Callback):
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
         self._loss = loss
+        if self.run.observing_next and not self.run.failed:
+            try:  # the loss's graph still holds the loss functions' inputs and targets before backward
+                self._observed = Observed(graph=read_loss_graph(loss))
+            except Exception as exc:
+                self.run.fail("reading the loss graph", exc)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self.run.before_step(getattr(optimizer, "optimizer", optimizer), self._loss, self._batch)
+        observed, self._observed = self._observed, None
+        self.run.before_step(getattr(optimizer, "optimizer", optimizer), self._loss, self._batch, observed)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         # Lightning runs the epoch's validation before this hook: the monitored metric is fresh.

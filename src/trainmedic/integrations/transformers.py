@@ -31,6 +31,8 @@ except ImportError as exc:  # pragma: no cover
 
 from trainmedic.config import Thresholds
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.observe.graph import read_loss_graph
+from trainmedic.observe.live import Observed, first_tensor
 
 
 def _unwrap_optimizer(opt: Any) -> Any:
@@ -54,6 +56,7 @@ class MedicCallback(TrainerCallback):
         self._handle: Any = None
         self._evaluates = False
         self._post: Any = None
+        self._observed: Observed | None = None
 
     @property
     def findings(self) -> list[Any]:
@@ -64,7 +67,7 @@ class MedicCallback(TrainerCallback):
         """The driver of the Trainer's optimizer (:class:`~trainmedic.driver.Driver`)."""
         return self.run.primary
 
-    def _capture(self, module: Any, args: Any, output: Any) -> None:
+    def _capture(self, module: Any, args: Any, kwargs: Any, output: Any) -> None:
         if not torch.is_grad_enabled():
             return
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
@@ -72,6 +75,14 @@ class MedicCallback(TrainerCallback):
             loss = output[0] if output[0].numel() == 1 else None
         if isinstance(loss, torch.Tensor):
             self._loss = loss
+            if self.run.observing_next and not self.run.failed and loss.grad_fn is not None:
+                try:  # before backward: the loss nodes still hold their inputs and targets
+                    inputs = kwargs.get("input_ids", kwargs.get("x")) if kwargs else None
+                    self._observed = Observed(graph=read_loss_graph(loss),
+                                              inputs=inputs if inputs is not None else first_tensor(args or kwargs),
+                                              target=(kwargs or {}).get("labels"))
+                except Exception as exc:
+                    self.run.fail("reading the loss graph", exc)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
                        **kwargs: Any) -> None:
@@ -79,7 +90,7 @@ class MedicCallback(TrainerCallback):
             opt = _unwrap_optimizer(optimizer)
             self.run.add(model, opt)
             self._post = opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o))
-            self._handle = model.register_forward_hook(self._capture)
+            self._handle = model.register_forward_hook(self._capture, with_kwargs=True)
             strategy = getattr(args, "eval_strategy", None) or getattr(args, "evaluation_strategy", "no")
             self._evaluates = str(getattr(strategy, "value", strategy)) != "no"
         except Exception as exc:
@@ -88,7 +99,8 @@ class MedicCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                               **kwargs: Any) -> None:
         if optimizer is not None:
-            self.run.before_step(_unwrap_optimizer(optimizer), self._loss)
+            observed, self._observed = self._observed, None
+            self.run.before_step(_unwrap_optimizer(optimizer), self._loss, None, observed)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run.should_stop:

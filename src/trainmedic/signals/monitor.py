@@ -139,6 +139,15 @@ class StepWindow:
                 return False
         return True
 
+    def copy(self) -> StepWindow:
+        """An independent copy (the rings' buffers copied): what a heal snapshot keeps of the window."""
+        return copy.deepcopy(self)
+
+    def restore(self, other: StepWindow) -> None:
+        """Become a copy of ``other`` (a rollback returns to the window saved with its snapshot)."""
+        for f in fields(self):
+            setattr(self, f.name, copy.deepcopy(getattr(other, f.name)))
+
     def state_dict(self) -> dict[str, Any]:
         return _state(self)
 
@@ -147,6 +156,12 @@ class StepWindow:
             self.window = int(state["window"])
             self.__post_init__()
         _load(self, state)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> StepWindow:
+        w = cls(int(state.get("window", 128)))
+        w.load_state_dict(state)
+        return w
 
 
 @dataclass

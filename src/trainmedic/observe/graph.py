@@ -1,0 +1,211 @@
+"""Reading the loss's autograd graph: which loss, fed by what, and whether prediction and target broadcast.
+
+Every front end has the loss tensor; not every one has the loss function or the batch. The graph behind
+the loss records what was done to the prediction on the way to the loss, so the wiring checks can run
+from it alone:
+
+* the loss nodes PyTorch's losses leave (``MseLossBackward0``, ``NllLossBackward0`` behind
+  ``cross_entropy``, ``BinaryCrossEntropyBackward0``...), with the op that produced their input
+  (``softmax``, ``sigmoid``, ``log_softmax``, ``relu``... looking through reshapes) — TM202, TM211;
+* broadcasts of the prediction to a larger shape, then reduced: an elementwise op (a hand-written
+  ``((pred - y) ** 2).mean()``) or the ``expand`` a loss function does itself, whose output is ``B`` times
+  larger than the prediction with the batch size repeated — the ``(B,1) - (B,)`` trap (TM201).
+
+Read before ``backward()`` (``trainmedic run``'s backward hook, Lightning's ``on_before_backward``, the
+Hugging Face model's output) the loss nodes still hold their input and target (``_saved_self``,
+``_saved_target``: PyTorch documents these saved-tensor attributes in its autograd notes), so the value
+checks can run too. Read after ``backward()`` (``medic.step(loss)``) the saved tensors are freed and only
+shapes and op names are left: enough for TM201 and the provenance of the input.
+
+The walk stops at the model: a node that takes a parameter directly (its children include an
+``AccumulateGrad``) is model territory. It visits at most ``MAX_NODES`` nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+MAX_NODES = 400
+
+#: loss node -> the torch.nn.functional loss it comes from
+LOSS_NODES = {
+    "MseLossBackward0": "mse_loss", "NllLossBackward0": "nll_loss", "NllLoss2DBackward0": "nll_loss",
+    "BinaryCrossEntropyBackward0": "binary_cross_entropy",
+    "BinaryCrossEntropyWithLogitsBackward0": "binary_cross_entropy_with_logits",
+    "SmoothL1LossBackward0": "smooth_l1_loss", "HuberLossBackward0": "huber_loss", "KlDivBackward0": "kl_div",
+    "SoftMarginLossBackward0": "soft_margin_loss", "MultilabelMarginLossBackward0": "multilabel_margin_loss",
+}
+#: reshapes that keep the values: provenance looks through them
+VIEWS = frozenset({"view", "unsafe_view", "reshape_alias", "squeeze", "unsqueeze", "slice", "select", "t",
+                   "transpose", "permute", "clone", "to_copy", "alias", "expand", "contiguous", "as_strided",
+                   "index", "flatten", "split", "unbind", "narrow"})
+#: reshapes that add an axis on purpose: a broadcast right after one is intended (``pred[:, None] - y``)
+EXPLICIT_AXES = frozenset({"unsqueeze", "view", "reshape_alias", "unsafe_view", "select", "as_strided", "expand"})
+ELEMENTWISE = frozenset({"sub", "rsub", "add", "mul", "div", "pow", "maximum", "minimum", "fmax", "fmin",
+                         "atan2", "hypot", "xlogy", "where", "smooth_l1_loss", "huber_loss"})
+REDUCTIONS = frozenset({"mean", "sum", "nansum", "nanmean", "norm", "linalg_vector_norm", "logsumexp"})
+
+
+def op_of(node: Any) -> str:
+    """``SigmoidBackward0`` -> ``sigmoid``; ``torch::autograd::AccumulateGrad`` -> ``accumulate_grad``."""
+    name = node.name().split("::")[-1]
+    for suffix in ("Backward0", "Backward1", "Backward2", "Backward"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return out.replace("log_softmax", "log_softmax")
+
+
+def shape_of(node: Any, index: int = 0) -> tuple[int, ...] | None:
+    """The shape of a node's forward output ``index`` (what the node's gradient input looks like)."""
+    try:
+        return tuple(int(s) for s in node._input_metadata[index].shape)
+    except (AttributeError, IndexError, RuntimeError, TypeError):
+        return None
+
+
+def _saved(node: Any, name: str) -> Any:
+    try:
+        return getattr(node, f"_saved_{name}")
+    except (AttributeError, RuntimeError):  # freed by backward, or not saved by this node
+        return None
+
+
+def _takes_parameter(node: Any) -> bool:
+    return any(child is not None and op_of(child) == "accumulate_grad" for child, _ in node.next_functions)
+
+
+@dataclass
+class LossCall:
+    """One loss seen with its input and target (from a call, or from a loss node of the graph)."""
+
+    name: str  # the torch.nn.functional name: mse_loss, cross_entropy, nll_loss, binary_cross_entropy...
+    input: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    input_shape: tuple[int, ...] | None = None
+    target_shape: tuple[int, ...] | None = None
+    origin: str | None = None  # the op that produced the input, looking through reshapes
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    where: str | None = None  # the user's file:line, when the call was seen
+    source: str = "graph"  # "call" (seen at the function), "module" (an nn loss module), "graph"
+
+
+@dataclass
+class Broadcast:
+    """The prediction broadcast by a target-side operand to ``result_shape``, then reduced."""
+
+    op: str
+    prediction_shape: tuple[int, ...]
+    result_shape: tuple[int, ...]
+    then: str | None = None  # the op applied to the result (pow, abs, mean...)
+    loss: str | None = None  # the loss function that broadcast, when it was one (mse_loss...)
+
+
+@dataclass
+class LossGraph:
+    calls: list[LossCall] = field(default_factory=list)
+    broadcasts: list[Broadcast] = field(default_factory=list)
+    saved: bool = False  # the loss nodes' tensors were still there (read before backward)
+    nodes: int = 0
+
+
+def provenance(node: Any) -> str | None:
+    """The op that produced a node's output, looking through reshapes."""
+    seen = 0
+    while node is not None and seen < 20:
+        op = op_of(node)
+        if op not in VIEWS:
+            return op
+        children = [c for c, _ in node.next_functions if c is not None]
+        node = children[0] if children else None
+        seen += 1
+    return None
+
+
+def pairwise_signature(pred: tuple[int, ...], result: tuple[int, ...]) -> bool:
+    """``(B,1) -> (B,B)`` or ``(B,) -> (B,B)``: the batch size appears once more, and the result is ``B`` times
+    larger. Broadcasting a per-row value against a per-feature vector (``(B,1) * (F,)``) does not match."""
+    if not pred or not result or len(result) < 2:
+        return False
+    b = pred[0]
+    if b <= 1:
+        return False
+    return (math.prod(result) == b * math.prod(pred) and result.count(b) == pred.count(b) + 1)
+
+
+def read_loss_graph(loss: torch.Tensor, model_output: Any = None) -> LossGraph:
+    """Walk the graph behind ``loss`` down to the model (see the module docstring)."""
+    graph = LossGraph()
+    root = loss.grad_fn
+    if root is None:
+        return graph
+    stack: list[tuple[Any, Any]] = [(root, None)]
+    seen: set[int] = set()
+    while stack and graph.nodes < MAX_NODES:
+        node, parent = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        graph.nodes += 1
+        name = node.name()
+        if name in LOSS_NODES:
+            graph.calls.append(_loss_call(node, graph))
+        elif op_of(node) in ELEMENTWISE or (op_of(node) == "expand" and parent is not None
+                                           and parent.name() in LOSS_NODES):
+            b = _broadcast(node, parent, model_output)
+            if b is not None:
+                graph.broadcasts.append(b)
+        if _takes_parameter(node) or node is model_output:
+            continue  # the model: its own broadcasts are its business
+        for child, _ in node.next_functions:
+            if child is not None and op_of(child) != "accumulate_grad":
+                stack.append((child, node))
+    return graph
+
+
+def _loss_call(node: Any, graph: LossGraph) -> LossCall:
+    name = LOSS_NODES[node.name()]
+    children = [c for c, _ in node.next_functions]
+    first = children[0] if children else None
+    origin = provenance(first) if first is not None else None
+    if name == "nll_loss" and origin == "log_softmax":
+        name = "cross_entropy"  # F.cross_entropy = log_softmax + nll_loss: judge it as the user wrote it
+        inner = [c for c, _ in first.next_functions if c is not None]
+        origin = provenance(inner[0]) if inner else None
+    inp, tgt = _saved(node, "self"), _saved(node, "target")
+    if isinstance(inp, torch.Tensor):
+        graph.saved = True
+    kwargs: dict[str, Any] = {}
+    ignore = _saved(node, "ignore_index")
+    if isinstance(ignore, int):
+        kwargs["ignore_index"] = ignore if ignore < 2**63 else ignore - 2**64  # stored unsigned
+    if name == "cross_entropy" and isinstance(inp, torch.Tensor):
+        inp = None  # the saved input is log_softmax's output, not the logits the user passed
+    return LossCall(name=name, input=inp if isinstance(inp, torch.Tensor) else None,
+                    target=tgt if isinstance(tgt, torch.Tensor) else None,
+                    input_shape=shape_of(first) if first is not None else None,
+                    target_shape=tuple(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
+                    origin=origin, kwargs=kwargs, source="graph")
+
+
+def _broadcast(node: Any, parent: Any, model_output: Any) -> Broadcast | None:
+    result = shape_of(node)
+    grad_children = [(c, i) for c, i in node.next_functions if c is not None and op_of(c) != "accumulate_grad"]
+    params = [c for c, _ in node.next_functions if c is not None and op_of(c) == "accumulate_grad"]
+    missing = len(node.next_functions) - len(grad_children) - len(params)
+    if result is None or len(grad_children) != 1 or (missing == 0 and op_of(node) != "expand"):
+        return None  # both sides carry gradient (pairwise terms of the prediction), or none is a constant
+    child, index = grad_children[0]
+    pred = shape_of(child, index)
+    if pred is None or not pairwise_signature(pred, result):
+        return None
+    if op_of(child) in EXPLICIT_AXES and child is not model_output and op_of(node) != "expand":
+        return None  # the axis was added on purpose just before: an intended all-pairs comparison
+    loss = LOSS_NODES.get(parent.name()) if parent is not None else None
+    then = op_of(parent) if parent is not None and loss is None else None
+    return Broadcast(op=loss or op_of(node), prediction_shape=pred, result_shape=result, then=then, loss=loss)
