@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -381,3 +382,190 @@ def test_activation_samples_are_plotted_when_present(tmp_path, run_dir):
     write_report(tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert 'id="plot-activations"' in html and len(_imgs(html)) == 6
+
+
+# ----------------------------------------------------------------------------------------------------
+# what the run report draws: read back from the figures' own axes
+# ----------------------------------------------------------------------------------------------------
+def _events(out: Path, records: list[dict]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return out
+
+
+def _plots_of(out: Path) -> dict:
+    from trainmedic.report.figures import RUN_FIGURES, rc_context
+
+    run = read_events(out / "events.jsonl")
+    with rc_context():
+        return {key: p for key, fn in RUN_FIGURES if (p := fn(run)) is not None}
+
+
+def _visible_tick_labels(ax, axis: str = "x") -> list[str]:
+    ax.figure.canvas.draw()
+    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    return [t.get_text() for t in target.get_ticklabels() if t.get_text() and lo <= t.get_position()[
+        0 if axis == "x" else 1] <= hi]
+
+
+def test_short_runs_get_integer_step_ticks_and_log_axes_keep_two_labels(tmp_path):
+    """An 8-step run: no "2.5" step; gradient norms within one decade: still >= 2 labelled ticks."""
+    records = [{"type": "meta", "version": 1, "mode": "watch", "steps": 8}]
+    records += [{"type": "sample", "step": s, "loss": 0.9 - 0.05 * s, "grad_norm": 0.6 + 0.3 * s, "lr": 0.01}
+                for s in range(8)]
+    plots = _plots_of(_events(tmp_path, records))
+    for key in ("loss", "lr", "grad"):
+        ax = plots[key].figure.axes[0]
+        labels = _visible_tick_labels(ax, "x")
+        assert len(labels) >= 2 and all(re.fullmatch(r"−?\d+", t) for t in labels), (key, labels)
+    grad = plots["grad"].figure.axes[0]
+    assert grad.get_yscale() == "log"
+    ylabels = _visible_tick_labels(grad, "y")
+    assert len(ylabels) >= 2 and not any("$" in t for t in ylabels), ylabels
+
+
+def test_log_axes_have_several_labelled_ticks_whatever_the_span():
+    from trainmedic.report.figures import figure, log_axis
+
+    fig = figure(4, 6)
+    for i, values in enumerate(([0.15, 1.2, 7.4], [0.501, 0.503, 0.502], [3e-4, 2e-2, 5.0])):
+        ax = fig.add_subplot(3, 1, i + 1)
+        ax.plot(range(len(values)), values)
+        log_axis(ax)
+        labels = _visible_tick_labels(ax, "y")
+        assert len(labels) >= 2 and not any("$" in t for t in labels), (values, labels)
+        if i == 0:
+            assert ax.get_yscale() == "log" and {"0.2", "0.5", "1", "2", "5"} <= set(labels), labels
+
+
+def _legend_markers(ax) -> dict[str, str]:
+    return {h.get_label(): getattr(h, "get_marker", lambda: None)() for h in ax.get_legend().legend_handles}
+
+
+def test_each_event_type_has_its_own_marker(run_dir):
+    plots = _plots_of(run_dir)
+    markers = _legend_markers(plots["loss"].figure.axes[0])
+    events = {label: m for label, m in markers.items()
+              if not label.startswith(("training loss", "validation loss", "non-finite", "epoch mean"))}
+    kinds = {label.split(" (")[0] for label in events}
+    assert {"step skipped", "gradient clipped", "rollback", "quarantine"} <= kinds, markers
+    actions = {label: m for label, m in events.items() if "finding" not in label}
+    assert len(set(actions.values())) == len(actions), f"two event types share a marker: {actions}"
+
+
+def test_epoch_mean_leaves_out_the_steps_a_rollback_undid(tmp_path):
+    """Loss 1 everywhere, 100 on steps 11-15, which a rollback at step 15 undid (back to the snapshot of
+    step 10). The run's own epoch mean counts them (25.75); the plotted one must not."""
+    samples = [{"type": "sample", "step": s, "loss": 100.0 if 11 <= s <= 15 else 1.0, "grad_norm": 1.0, "lr": 0.1}
+               for s in range(40)]
+    records = [{"type": "meta", "version": 1, "mode": "heal", "steps": 40},
+               {"type": "action", "step": 15, "epoch": 0, "action": "rollback", "reason": "TM306", "to_step": 10,
+                "lr_before": 0.1, "lr_after": 0.05},
+               {"type": "epoch", "epoch": 0, "step": 20, "train_loss": (15 * 1.0 + 5 * 100.0) / 20, "val_loss": None},
+               {"type": "epoch", "epoch": 1, "step": 40, "train_loss": 1.0, "val_loss": None}, *samples]
+    out = _events(tmp_path, records)
+    ax = _plots_of(out)["loss"].figure.axes[0]
+    mean_line = next(line for line in ax.get_lines() if line.get_label() == "epoch mean, kept steps")
+    assert list(mean_line.get_xdata()) == [20, 40]
+    assert list(mean_line.get_ydata()) == pytest.approx([1.0, 1.0])
+    write_report(out)
+    html = (out / "report.html").read_text()
+    assert "train loss, kept steps" in html and "<td>25.75</td><td>1</td>" in html
+
+
+def test_best_weights_restored_is_drawn_at_the_best_epoch_and_title_says_loss(tmp_path):
+    val = [1.0, 0.6, 0.4, 0.5, 0.7, 0.9]  # best at epoch 2 (step 30); overfitting stops at epoch 5 (step 60)
+    records = [{"type": "meta", "version": 1, "mode": "heal", "steps": 60}]
+    records += [{"type": "epoch", "epoch": e, "step": 10 * (e + 1), "train_loss": 1.0 / (e + 1), "val_loss": v}
+                for e, v in enumerate(val)]
+    records += [{"type": "action", "step": 60, "epoch": 5, "action": "stop", "reason": "TM309", "best_epoch": 2},
+                {"type": "action", "step": 60, "action": "restore-best", "reason": "TM309", "epoch": 2}]
+    records += [{"type": "sample", "step": s, "loss": 1.0 / (1 + s / 10), "grad_norm": 1.0, "lr": 0.1}
+                for s in range(60)]
+    plots = _plots_of(_events(tmp_path / "val", records))
+    ax = plots["loss"].figure.axes[0]
+    assert plots["loss"].title == "Loss and validation, with every event"
+    from matplotlib.collections import LineCollection, PathCollection
+
+    stars = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_sizes()[0] >= 100]
+    assert len(stars) == 1 and stars[0].get_offsets().tolist() == [[30.0, 0.4]]
+    assert any("best weights restored: epoch 2" == label for label in _legend_markers(ax))
+    stop_x = [seg[0][0] for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()
+              if c.get_color().tolist()[0][:3] == [0.0, 0.0, 0.0]]
+    assert 60 in stop_x  # the early stop stays where it happened
+    no_val = [dict(r, val_loss=None) if r["type"] == "epoch" else r for r in records]
+    assert _plots_of(_events(tmp_path / "noval", no_val))["loss"].title == "Loss, with every event"
+
+
+RUN_META = {"model_parameters": 1234567, "trainable_parameters": 1200000,
+            "optimizer": {"name": "AdamW", "hyperparameters": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08,
+                                                               "weight_decay": 0.01, "foreach": None,
+                                                               "maximize": False, "amsgrad": False}},
+            "torch": "2.13.0+cpu", "device": "cpu", "wall_time_s": 754.2, "steps_per_s": 41.7}
+
+
+def test_run_metadata_is_shown_and_partial_or_odd_metadata_never_breaks_the_report(tmp_path):
+    base = [{"type": "sample", "step": s, "loss": 1.0 / (s + 1), "grad_norm": 1.0, "lr": 0.001} for s in range(20)]
+    out = _events(tmp_path / "full", [{"type": "meta", "version": 1, "mode": "watch", "steps": 20,
+                                       "run": RUN_META}, *base])
+    write_report(out)
+    html = (out / "report.html").read_text()
+    for text in ("1,234,567 (1.23 M) parameters, 1,200,000 (1.2 M) trainable",
+                 "AdamW(lr=0.001, betas=(0.9, 0.999), weight_decay=0.01, eps=1e-08, amsgrad=False)",
+                 "torch 2.13.0+cpu, cpu", "12 min 34 s, 41.7 steps/s"):
+        assert text in html, text
+    for i, run in enumerate([{"torch": "2.5.1"}, {"optimizer": "SGD", "wall_time_s": "soon"},
+                             {"model_parameters": None, "optimizer": {"hyperparameters": [1, 2]}}, "not a dict",
+                             {"optimizer": {"name": EVIL, "hyperparameters": {EVIL: EVIL}}}]):
+        out = _events(tmp_path / f"odd{i}", [{"type": "meta", "version": 1, "run": run}, *base])
+        write_report(out)
+        html = (out / "report.html").read_text()
+        assert 'id="plot-loss"' in html and EVIL not in html
+    assert "torch 2.5.1" in (tmp_path / "odd0" / "report.html").read_text()
+
+
+def gan_records() -> list[dict]:
+    """A two-optimizer run as ``trainmedic run`` writes it: ``engine`` on every record, the engines listed."""
+    meta = {"type": "meta", "version": 1, "mode": "heal", "steps": 60, "run": RUN_META,
+            "engines": [{"index": 0, "name": "netG", "layers": ["g.0.weight", "g.0.bias"], "steps": 60,
+                         "run": dict(RUN_META, model_parameters=5000)},
+                        {"index": 1, "name": "netD", "layers": ["d.0.weight"], "steps": 60,
+                         "run": dict(RUN_META, model_parameters=3000, optimizer={"name": "SGD",
+                                                                                 "hyperparameters": {"lr": 0.01}})}]}
+    out = [meta]
+    for eng in (0, 1):
+        out += [{"type": "finding", "step": 30, "epoch": 1, "code": "TM303", "severity": "warning",
+                 "message": "spike", "engine": 1}] if eng else []
+        out += [{"type": "action", "step": 30, "epoch": 1, "action": "clip", "reason": "TM303", "grad_norm": 50.0,
+                 "clipped_to": 3.0, "engine": 1}] if eng else []
+        out += [{"type": "epoch", "epoch": e, "step": 20 * (e + 1), "train_loss": 0.7 + 0.3 * eng, "val_loss": None,
+                 "lr": 0.001, "engine": eng} for e in range(3)]
+        out += [{"type": "sample", "step": s, "loss": (0.7 if eng == 0 else 1.3) + 0.1 * math.sin(s), "grad_norm":
+                 1.0 + eng + (49.0 if eng and s == 30 else 0.0), "lr": 0.001 if eng == 0 else 0.01, "engine": eng}
+                for s in range(60)]
+        out += [{"type": "layer_sample", "step": s, "norms": [1.0] * (2 - eng), "engine": eng} for s in range(0, 60, 5)]
+    return out
+
+
+def test_each_optimizer_of_a_gan_gets_its_own_curves(tmp_path):
+    out = _events(tmp_path, gan_records())
+    (out / "findings.json").write_text(json.dumps({"version": 1, "findings": [
+        {"code": "TM303", "name": "exploding-gradients", "severity": "warning", "step": 30, "epoch": 1,
+         "message": "spike", "evidence": {"optimizer": 1, "model": "netD", "count": 1}, "action": "clipped"}]}))
+    plots = _plots_of(out)
+    loss_axes = [ax for ax in plots["loss"].figure.axes if ax.get_title(loc="left")]
+    assert [ax.get_title(loc="left") for ax in loss_axes] == ["netG (optimizer 0)", "netD (optimizer 1)"]
+    assert plots["loss"].title == "Loss per optimizer, with every event"
+    g_loss = next(line for line in loss_axes[0].get_lines() if line.get_label() == "training loss (per step)")
+    assert max(g_loss.get_ydata()) < 1.0  # netG's own samples only
+    assert "gradient clipped (1)" in _legend_markers(loss_axes[1]) and \
+        "gradient clipped (1)" not in _legend_markers(loss_axes[0])
+    assert {line.get_label() for line in plots["grad"].figure.axes[0].get_lines()} >= {
+        "gradient norm: netG (optimizer 0)", "gradient norm: netD (optimizer 1)"}
+    assert len([ax for ax in plots["heatmap"].figure.axes if ax.get_title(loc="left")]) == 2
+    write_report(out)
+    html = (out / "report.html").read_text()
+    assert 'id="run-engines"' in html and "<th>netD (optimizer 1)</th>" in html
+    assert "5,000 parameters" in html and "SGD(lr=0.01)" in html
+    assert "netD (optimizer 1)</span>" in html  # the finding says which optimizer
