@@ -1,8 +1,8 @@
 """Open a local HTML file in headless Chromium through the DevTools protocol (over a pipe, no port).
 
 ``render(path)`` loads the page, collects console errors, uncaught exceptions, failed loads and every
-network request that is not ``file:``/``data:``, reads the size of every ``<img>`` and its position, and
-takes a full-page PNG screenshot. Used by tests/test_report.py.
+network request that is not ``file:``/``data:``, reads the size of every ``<img>`` and its position and
+every link's target, and takes a full-page PNG screenshot. Used by tests/test_report.py.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class PageResult:
     console_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # URLs other than file: and data:
     images: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # every <a href>, resolved against the page
     text: str = ""
     screenshot: bytes = b""
     width: int = 0
@@ -152,11 +153,12 @@ def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageResult:
       images: Array.from(document.images).map(i => {const r = i.getBoundingClientRect();
         return {alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,
                 x: r.left + window.scrollX, y: r.top + window.scrollY, cw: r.width, ch: r.height};}),
+      links: Array.from(document.links).map(a => a.href),
       text: document.body.innerText,
       height: Math.ceil(document.documentElement.scrollHeight)})"""
     info = json.loads(pipe.send("Runtime.evaluate", {"expression": js, "returnByValue": True},
                                 session=session)["result"]["value"])
-    res.images, res.text = info["images"], info["text"]
+    res.images, res.links, res.text = info["images"], info["links"], info["text"]
     res.width, res.height = width, min(int(info["height"]), 16000)
     pipe.send("Emulation.setDeviceMetricsOverride",
               {"width": width, "height": res.height, "deviceScaleFactor": 1, "mobile": False}, session=session)

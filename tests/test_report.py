@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 import torch
@@ -240,37 +241,6 @@ def _not_blank(png: bytes, box: tuple[int, int, int, int] | None = None) -> tupl
         im = im.crop(box)
     colours = im.getcolors(maxcolors=1 << 20)
     return (len(colours) if colours else 1 << 20), ImageStat.Stat(im.convert("L")).stddev[0]
-
-
-@pytest.mark.parametrize("kind", ["run", "fit", "partial"])
-def test_report_renders_in_headless_chromium(kind, run_dir, fit_dir, tmp_path):
-    browser = _chromium_or_skip()
-    if kind == "run":
-        d = run_dir
-    elif kind == "fit":
-        d = fit_dir
-    else:
-        d = tmp_path / "partial"
-        damage_events(run_dir, d)
-        write_report(d)
-    page = browser.render(d / "report.html")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"report-{kind}.png").write_bytes(page.screenshot)
-
-    assert page.console_errors == [], page.console_errors
-    assert page.requests == [], f"the report fetched from the network: {page.requests}"
-    expected = {"run": 5, "fit": 1, "partial": 5}[kind]
-    assert len(page.images) == expected
-    colours, std = _not_blank(page.screenshot)
-    assert colours > 50 and std > 5, "the screenshot is blank"
-    for img in page.images:
-        assert img["complete"] and img["w"] > 300 and img["h"] > 100, img
-        box = (int(img["x"]) + 2, int(img["y"]) + 2, int(img["x"] + img["cw"]) - 2, int(img["y"] + img["ch"]) - 2)
-        colours, std = _not_blank(page.screenshot, box)
-        assert colours > 20 and std > 3, f"plot {img['alt']!r} looks blank ({colours} colours, std {std:.1f})"
-    assert "Findings" in page.text
-    if kind == "partial":
-        assert "could not be read" in page.text
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -569,3 +539,103 @@ def test_each_optimizer_of_a_gan_gets_its_own_curves(tmp_path):
     assert 'id="run-engines"' in html and "<th>netD (optimizer 1)</th>" in html
     assert "5,000 parameters" in html and "SGD(lr=0.01)" in html
     assert "netD (optimizer 1)</span>" in html  # the finding says which optimizer
+
+
+# ----------------------------------------------------------------------------------------------------
+# the demo's dashboard, and every page of a demo output in a real browser
+# ----------------------------------------------------------------------------------------------------
+DEMO_CASES = ("overfitting", "healthy_plain")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """`trainmedic demo --json` on two zoo cases, plus a fit directory as `trainmedic fit` leaves it
+    (the real fit takes a minute), and the dashboard rebuilt with that fit as the demo would."""
+    import contextlib
+    import io
+
+    from trainmedic.report.dashboard import write_dashboard
+
+    out = tmp_path_factory.mktemp("demo")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["demo", "--no-fit", "--cases", *DEMO_CASES, "--out", str(out), "--json"]) == 0
+    doc = json.loads(buf.getvalue())
+    make_fit(out / "house-prices")
+    write_dashboard(out, doc["cases"], json.loads((out / "house-prices" / "cv.json").read_text()),
+                    seconds=doc["seconds"])
+    return out, doc
+
+
+def test_demo_json_holds_the_table(demo_dir):
+    out, doc = demo_dir
+    assert doc["index"] == str((out / "index.html").resolve()) and doc["fit"] is None
+    rows = {r["case"]: r for r in doc["cases"]}
+    assert set(rows) == set(DEMO_CASES)
+    over = rows["overfitting"]
+    assert over["detected"] is True and over["first_code"] == "TM309" and over["actions"]["restore-best"] == 1
+    assert any(f.startswith("TM309@") for f in over["found"])
+    assert rows["healthy_plain"]["control"] is True and rows["healthy_plain"]["false_alarms"] == []
+    for r in rows.values():
+        assert (out / r["report"]).is_file()
+
+
+def test_dashboard_has_a_row_per_case_with_findings_heal_curve_and_the_fit(demo_dir):
+    out, doc = demo_dir
+    html = (out / "index.html").read_text()
+    _self_contained(html)
+    over = next(r for r in doc["cases"] if r["case"] == "overfitting")
+    assert 'id="case-overfitting"' in html and 'id="case-healthy_plain"' in html
+    assert f'<span class="code expected">TM309@{over["first_step"]}</span>' in html
+    assert "restore-best &times;1" in html and "stopped early with the best epoch" in html
+    assert html.count('class="plot spark"') == len(DEMO_CASES)  # a loss curve per case
+    assert "<b>1/1</b>faults found" in html and "<b>0</b>false alarms on 3 healthy runs" in html
+    # The fit against note 001's pipeline, with its own report linked.
+    assert 'id="house-prices"' in html and "0.171" in html and "0.1210" in html
+    assert 'href="house-prices/report.html"' in html
+    for href in re.findall(r'<a href="([^"#]+)"', html):
+        assert (out / href).is_file(), href
+    assert EVIL not in html  # the fit's model name is escaped here too
+
+
+@pytest.mark.parametrize("kind", ["run", "fit", "partial", "demo"])
+def test_report_renders_in_headless_chromium(kind, run_dir, fit_dir, demo_dir, tmp_path):
+    """Every page: no console error, no request off the machine, every plot present and not blank, and
+    (for the demo) every local link leads to a file that exists."""
+    browser = _chromium_or_skip()
+    if kind == "run":
+        pages = [run_dir / "report.html"]
+    elif kind == "fit":
+        pages = [fit_dir / "report.html"]
+    elif kind == "partial":
+        damage_events(run_dir, tmp_path / "partial")
+        pages = [write_report(tmp_path / "partial")]
+    else:
+        out = demo_dir[0]
+        pages = [out / "index.html", *sorted(out.glob("*/**/report.html"))]
+        assert len(pages) == 1 + len(DEMO_CASES) + 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    for page_path in pages:
+        page = browser.render(page_path)
+        name = kind if kind != "demo" else "demo-" + "-".join(page_path.relative_to(demo_dir[0]).with_suffix("").parts)
+        (ARTIFACTS / f"report-{name}.png").write_bytes(page.screenshot)
+        assert page.console_errors == [], (page_path, page.console_errors)
+        assert page.requests == [], f"{page_path} fetched from the network: {page.requests}"
+        expected = {"run": 5, "fit": 1, "partial": 5}.get(kind)
+        if expected is not None:
+            assert len(page.images) == expected
+        assert page.images, f"{page_path} shows no plot"
+        colours, std = _not_blank(page.screenshot)
+        assert colours > 50 and std > 5, f"{page_path}: the screenshot is blank"
+        for img in page.images:
+            assert img["complete"] and img["w"] > 300 and img["h"] > 100, (page_path, img)
+            box = (int(img["x"]) + 2, int(img["y"]) + 2, int(img["x"] + img["cw"]) - 2,
+                   int(img["y"] + img["ch"]) - 2)
+            colours, std = _not_blank(page.screenshot, box)
+            assert colours > 20 and std > 3, f"{page_path}: plot {img['alt']!r} looks blank ({colours}, {std:.1f})"
+        for link in page.links:
+            if link.startswith("file:"):
+                assert Path(unquote(urlparse(link).path)).is_file(), f"{page_path}: broken link {link}"
+        assert "Findings" in page.text or page_path.name == "index.html"
+        if kind == "partial":
+            assert "could not be read" in page.text
