@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from trainmedic.errors import TrainmedicError
 
@@ -21,10 +22,17 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what went wrong, and where the help is), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"trainmedic: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainmedic import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trainmedic",
         description="A medic for PyTorch training: finds what goes wrong, explains it, repairs what it can.",
     )
