@@ -40,6 +40,7 @@ class PageResult:
     requests: list[str] = field(default_factory=list)  # URLs other than file: and data:
     images: list[dict[str, Any]] = field(default_factory=list)
     links: list[str] = field(default_factory=list)  # every <a href>, resolved against the page
+    hover: list[str] = field(default_factory=list)  # the text of #hover-tip after each mouse move asked for
     text: str = ""
     screenshot: bytes = b""
     width: int = 0
@@ -96,7 +97,10 @@ class _Pipe:
         return json.loads(raw)
 
 
-def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: float = 60.0) -> PageResult:
+def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: float = 60.0,
+           hover: list[tuple[int, float, float]] = ()) -> PageResult:
+    """Load the page and report on it; ``hover`` moves the mouse to (image index, x fraction, y fraction)
+    of the page's images, one after the other, and records the hover readout's text after each move."""
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium not found")
@@ -118,7 +122,7 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
         os.close(from_child_w)
         pipe = _Pipe(proc, to_child_w, from_child_r)
         try:
-            return _drive(pipe, url, width, timeout)
+            return _drive(pipe, url, width, timeout, list(hover))
         finally:
             try:
                 pipe.send("Browser.close", timeout=5)
@@ -135,7 +139,7 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
             os.close(from_child_r)
 
 
-def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageResult:
+def _drive(pipe: _Pipe, url: str, width: int, timeout: float, hover: list[tuple[int, float, float]]) -> PageResult:
     target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
@@ -162,6 +166,14 @@ def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageResult:
     res.width, res.height = width, min(int(info["height"]), 16000)
     pipe.send("Emulation.setDeviceMetricsOverride",
               {"width": width, "height": res.height, "deviceScaleFactor": 1, "mobile": False}, session=session)
+    for index, fx, fy in hover:
+        img = res.images[index]
+        pipe.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": img["x"] + fx * img["cw"],
+                                               "y": img["y"] + fy * img["ch"]}, session=session)
+        tip = pipe.send("Runtime.evaluate", {"expression": "(t => t && t.style.display !== 'none' ? t.innerText : '')"
+                                                           "(document.getElementById('hover-tip'))",
+                                             "returnByValue": True}, session=session)["result"].get("value")
+        res.hover.append(tip or "")  # "" when no readout is shown
     shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session,
                      timeout=timeout)
     res.screenshot = base64.b64decode(shot["data"])

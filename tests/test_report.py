@@ -108,9 +108,20 @@ def _imgs(html: str) -> list[str]:
 
 
 def _self_contained(html: str) -> None:
-    assert "<script" not in html.lower()
+    """No fetch of anything, and no script but the hover readout's, allowed by its hash and nothing else."""
+    import base64
+    import hashlib
+
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
-    assert "Content-Security-Policy" in html
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "default-src 'none'" in csp
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S | re.I)
+    assert len(scripts) <= 1 and all(attrs.strip() == "" for attrs, _ in scripts)
+    if scripts:
+        digest = base64.b64encode(hashlib.sha256(scripts[0][1].encode()).digest()).decode()
+        assert f"script-src 'sha256-{digest}'" in csp
+    else:
+        assert "script-src" not in csp
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -633,9 +644,36 @@ def test_report_renders_in_headless_chromium(kind, run_dir, fit_dir, demo_dir, t
                    int(img["y"] + img["ch"]) - 2)
             colours, std = _not_blank(page.screenshot, box)
             assert colours > 20 and std > 3, f"{page_path}: plot {img['alt']!r} looks blank ({colours}, {std:.1f})"
+        if kind == "run":
+            _check_hover(browser, page_path)
         for link in page.links:
             if link.startswith("file:"):
                 assert Path(unquote(urlparse(link).path)).is_file(), f"{page_path}: broken link {link}"
         assert "Findings" in page.text or page_path.name == "index.html"
         if kind == "partial":
             assert "could not be read" in page.text
+
+
+def _check_hover(browser, page_path: Path) -> None:
+    """Move the mouse over the loss plot at step 50 (the NaN step) and to a plain step: the readout names
+    the step, the loss there and the events at that step; off the axes it disappears."""
+    import html as html_mod
+
+    html = page_path.read_text()
+    readouts = re.findall(r"data-hover='([^']+)'", html)
+    assert len(readouts) >= 3  # loss, metric, lr, grad
+    loss = json.loads(html_mod.unescape(readouts[0]))[0]
+    (x0, y0, x1, y1), (lo, hi) = loss["box"], loss["x"]
+
+    def fx(step):
+        return x0 + (step - lo) / (hi - lo) * (x1 - x0)
+
+    page = browser.render(page_path, hover=[(0, fx(50), (y0 + y1) / 2), (0, 0.99, 0.5), (0, fx(200), (y0 + y1) / 2)])
+    at_nan, outside, plain = page.hover  # the screenshot shows the last one
+    assert at_nan.splitlines()[:2] == ["step 50", "loss: not finite"], at_nan
+    assert "step 50: step skipped (TM301)" in at_nan, at_nan
+    assert "step 50: TM301 (error): loss is nan" in at_nan, at_nan
+    assert plain.splitlines()[0] == "step 200" and re.search(r"^loss: [0-9.e-]+$", plain, re.M), plain
+    assert outside == ""  # hidden off the axes
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-run-hover.png").write_bytes(page.screenshot)

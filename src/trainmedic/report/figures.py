@@ -76,10 +76,11 @@ class Plot:
     png: str  # base64
     caption: str = ""
     figure: Any = None  # the matplotlib Figure it was drawn from (tests read its axes)
+    hover: list[dict[str, Any]] | None = None  # the readout of each axes (trainmedic.report.hover)
 
     @classmethod
-    def of(cls, key: str, title: str, fig: Any, caption: str = "") -> Plot:
-        return cls(key, title, png(fig), caption, fig)
+    def of(cls, key: str, title: str, fig: Any, caption: str = "", hover: list[dict[str, Any]] | None = None) -> Plot:
+        return cls(key, title, png(fig), caption, fig, hover)
 
 
 def event_style(action: str) -> EventStyle:
@@ -287,6 +288,35 @@ def _mark_findings(ax, run: RunData) -> list[Any]:
     return handles
 
 
+def _g(v: Any) -> str:
+    x = num(v)
+    return f"{x:.3g}" if math.isfinite(x) else str(v)
+
+
+def event_text(ev: dict[str, Any]) -> str:
+    """What the hover readout says about an action or a finding."""
+    if ev.get("type") == "finding":
+        return f"{ev.get('code')} ({ev.get('severity', 'info')}): {short(ev.get('message', ''), 120)}"
+    action, reason = str(ev.get("action")), ev.get("reason")
+    why = f" ({reason})" if reason else ""
+    if action == "rollback":
+        return f"rollback to step {ev.get('to_step')}, lr {_g(ev.get('lr_before'))} -> {_g(ev.get('lr_after'))}{why}"
+    if action == "lr-change":
+        return f"lr {_g(ev.get('lr_before'))} -> {_g(ev.get('lr_after'))}{why}"
+    if action == "clip":
+        return f"gradient norm {_g(ev.get('grad_norm'))} clipped to {_g(ev.get('clipped_to'))}{why}"
+    if action == "restore-best":
+        return f"weights of epoch {ev.get('epoch')} restored{why}"
+    return event_style(action).label + why
+
+
+def _hover_events(run: RunData, only: tuple[str, ...] | None = None, findings: bool = True) -> list[tuple[float, str]]:
+    out = [(step_of(a), event_text(a)) for a in run.actions if only is None or a.get("action") in only]
+    if findings:
+        out += [(step_of(f), event_text(f)) for f in run.findings]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # the run's figures
 # ----------------------------------------------------------------------------------------------------
@@ -294,7 +324,8 @@ def _has_val(run: RunData) -> bool:
     return any(math.isfinite(num(e.get("val_loss"))) for e in run.epochs)
 
 
-def _loss_panel(ax, run: RunData, engine: Engine | None) -> None:
+def _loss_panel(ax, run: RunData, engine: Engine | None) -> tuple[list[Any], list[tuple[float, str]]]:
+    """Draw one loss panel; returns its curves and events for the hover readout."""
     xs, ys = series(run.samples, "loss")
     finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
     if finite:
@@ -324,6 +355,8 @@ def _loss_panel(ax, run: RunData, engine: Engine | None) -> None:
     if engine is not None:
         ax.set_title(text(engine.name), loc="left", fontsize=9)
     _legend(ax, handles)
+    curves = [("loss", list(zip(xs, ys))), ("epoch mean", means), ("validation", [(v[0], v[1]) for v in val])]
+    return curves, _hover_events(run)
 
 
 def _epoch_train(run: RunData) -> dict[Any, float]:
@@ -337,15 +370,22 @@ def fig_loss(run: RunData) -> Plot | None:
     n = len(parts)
     fig = figure(10, 3.6 if n == 1 else 2.7 * n + 0.5)
     first = None
+    axes = []
     for i, (engine, part) in enumerate(parts):
         ax = fig.add_subplot(n, 1, i + 1, sharex=first)
         first = first or ax
-        _loss_panel(ax, part, engine)
-        step_axis(ax)
+        axes.append((ax, part, engine))
         if i == n - 1:
             ax.set_xlabel("step")
     if n > 1:
         fig.subplots_adjust(hspace=0.45)
+    readouts = []
+    for ax, part, engine in axes:
+        step_axis(ax)
+        readouts.append((ax, *_loss_panel(ax, part, engine)))
+    from trainmedic.report.hover import panel
+
+    hover = [panel(ax, curves, events) for ax, curves, events in readouts]  # once every panel is drawn
     has_val = any(_has_val(p) for _, p in parts)
     title = ("Loss and validation" if has_val else "Loss") + (" per optimizer" if n > 1 else "") + \
         ", with every event"
@@ -355,7 +395,7 @@ def fig_loss(run: RunData) -> Plot | None:
                "early stop and resumes, each with its own marker on the bottom edge; a star for the best "
                "weights restored, at the epoch they come from; markers on the curve for skipped, clipped and "
                "replayed steps; triangles on the top edge for findings. Dotted grey lines: epoch ends.")
-    return Plot.of("loss", title, fig, caption)
+    return Plot.of("loss", title, fig, caption, hover)
 
 
 def fig_metric(run: RunData) -> Plot | None:
@@ -375,13 +415,17 @@ def fig_metric(run: RunData) -> Plot | None:
     ax.set_xlabel("step")
     ax.set_ylabel("metric")
     _legend(ax, handles)
-    return Plot.of("metric", "Validation metric", fig)
+    from trainmedic.report.hover import panel
+
+    hover = [panel(ax, [("validation metric", [(p[0], p[1]) for p in pts])], _hover_events(run, lines, False))]
+    return Plot.of("metric", "Validation metric", fig, hover=hover)
 
 
 def fig_lr(run: RunData) -> Plot | None:
     fig = figure(10, 2.4)
     ax = fig.add_subplot(1, 1, 1)
     drawn = []
+    curves = []
     parts = _parts(run)
     for i, (engine, part) in enumerate(parts):
         xs, ys = series(part.samples, "lr")
@@ -394,6 +438,7 @@ def fig_lr(run: RunData) -> Plot | None:
                     color=ENGINE_COLORS[i % len(ENGINE_COLORS)],
                     label=text(f"learning rate: {engine.name}") if engine else "learning rate")
             drawn += pts
+            curves.append((f"lr: {engine.name}" if engine else "lr", pts))
     if not drawn:
         return None
     xs = [p[0] for p in drawn]
@@ -406,24 +451,27 @@ def fig_lr(run: RunData) -> Plot | None:
     ax.set_xlabel("step")
     ax.set_ylabel("lr")
     _legend(ax, handles)
-    return Plot.of("lr", "Learning rate", fig)
+    from trainmedic.report.hover import panel
+
+    hover = [panel(ax, curves, _hover_events(run, ("lr-change", "rollback", "resume"), False))]
+    return Plot.of("lr", "Learning rate", fig, hover=hover)
 
 
 def fig_grad(run: RunData) -> Plot | None:
     fig = figure(10, 2.8)
     ax = fig.add_subplot(1, 1, 1)
     parts = _parts(run)
-    drawn = False
+    curves = []
     for i, (engine, part) in enumerate(parts):
         xs, ys = series(part.samples, "grad_norm")
         pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and y > 0]
         if not pts:
             continue
-        drawn = True
+        curves.append((f"gradient norm: {engine.name}" if engine else "gradient norm", pts))
         color = "#555555" if engine is None else ENGINE_COLORS[i % len(ENGINE_COLORS)]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linewidth=0.9,
                 label=text(f"gradient norm: {engine.name}") if engine else "global gradient norm")
-    if not drawn:
+    if not curves:
         return None
     clips = [a for a in run.actions if a.get("action") == "clip" and math.isfinite(num(a.get("clipped_to")))]
     if clips:
@@ -439,7 +487,11 @@ def fig_grad(run: RunData) -> Plot | None:
     ax.set_xlabel("step")
     ax.set_ylabel("gradient norm")
     _legend(ax, handles)
-    return Plot.of("grad", "Gradient norm (global)" if len(parts) == 1 else "Gradient norm per optimizer", fig)
+    from trainmedic.report.hover import panel
+
+    hover = [panel(ax, curves, _hover_events(run, ("clip", "skip-step", "rollback"), False))]
+    title = "Gradient norm (global)" if len(parts) == 1 else "Gradient norm per optimizer"
+    return Plot.of("grad", title, fig, hover=hover)
 
 
 def _cmap():

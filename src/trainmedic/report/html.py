@@ -1,7 +1,8 @@
 """The self-contained HTML report: ``report.html`` beside ``events.jsonl``, ``findings.json``, ``cv.json``.
 
-One page, no network: no scripts, no CDN, the plots embedded as base64 PNG (:mod:`trainmedic.report.figures`),
-a Content-Security-Policy that forbids any fetch. Every string from the user (messages, module and column
+One page, no network: no CDN, the plots embedded as base64 PNG (:mod:`trainmedic.report.figures`), one
+inline script of our own for the hover readout (:mod:`trainmedic.report.hover`), a Content-Security-Policy
+that forbids any fetch and any other script. Every string from the user (messages, module and column
 names, model names) goes through Jinja2's autoescape; text drawn into the plots is kept out of mathtext.
 
 What it shows, depending on what the directory holds:
@@ -30,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 
 from trainmedic.findings import atomic_write_text
 from trainmedic.report.cv import fig_models, fit_tables, fmt
 from trainmedic.report.events import RunData, engines, for_engine, kept_epoch_means, num, read_events, step_of
 from trainmedic.report.figures import RUN_FIGURES, SEVERITY_COLOR, Plot, rc_context, short
+from trainmedic.report.hover import HOVER_CSS, HOVER_JS, csp_source
 
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_EVENT_ROWS = 1000
@@ -386,6 +389,7 @@ def render(data: ReportData, *, title: str | None = None) -> str:
         "fit": fit_tables(data.cv) if data.cv is not None else None,
         "files": sorted(p.name for p in data.directory.iterdir() if p.is_file()) if data.directory.is_dir() else [],
     }
+    ctx.update(hover_js=Markup(HOVER_JS), hover_css=Markup(HOVER_CSS), script_hash=Markup(csp_source()))
     return template_env().get_template("report.html.j2").render(**ctx)
 
 
