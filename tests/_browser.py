@@ -117,7 +117,9 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
         proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
                                  f"--window-size={width},900", "about:blank"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=fds, pass_fds=(3, 4))  # kept open after preexec_fn
+                                # dup2 leaves 3 and 4 inheritable; every other fd of ours is close-on-exec.
+                                # (pass_fds=(3, 4) would fail with EBADF where the parent has no fd 3 or 4.)
+                                preexec_fn=fds, close_fds=False)
         os.close(to_child_r)
         os.close(from_child_w)
         pipe = _Pipe(proc, to_child_w, from_child_r)
