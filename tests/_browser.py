@@ -1,8 +1,8 @@
 """Open a local HTML file in headless Chromium through the DevTools protocol (over a pipe, no port).
 
 ``render(path)`` loads the page, collects console errors, uncaught exceptions, failed loads and every
-network request that is not ``file:``/``data:``, reads the size of every ``<img>`` and its position, and
-takes a full-page PNG screenshot. Used by tests/test_report.py.
+network request that is not ``file:``/``data:``, reads the size of every ``<img>`` and its position and
+every link's target, and takes a full-page PNG screenshot. Used by tests/test_report.py.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class PageResult:
     console_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # URLs other than file: and data:
     images: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # every <a href>, resolved against the page
+    hover: list[str] = field(default_factory=list)  # the text of #hover-tip after each mouse move asked for
     text: str = ""
     screenshot: bytes = b""
     width: int = 0
@@ -95,7 +97,10 @@ class _Pipe:
         return json.loads(raw)
 
 
-def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: float = 60.0) -> PageResult:
+def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: float = 60.0,
+           hover: list[tuple[int, float, float]] = ()) -> PageResult:
+    """Load the page and report on it; ``hover`` moves the mouse to (image index, x fraction, y fraction)
+    of the page's images, one after the other, and records the hover readout's text after each move."""
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium not found")
@@ -112,12 +117,14 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
         proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
                                  f"--window-size={width},900", "about:blank"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=fds, pass_fds=(3, 4))  # kept open after preexec_fn
+                                # dup2 leaves 3 and 4 inheritable; every other fd of ours is close-on-exec.
+                                # (pass_fds=(3, 4) would fail with EBADF where the parent has no fd 3 or 4.)
+                                preexec_fn=fds, close_fds=False)
         os.close(to_child_r)
         os.close(from_child_w)
         pipe = _Pipe(proc, to_child_w, from_child_r)
         try:
-            return _drive(pipe, url, width, timeout)
+            return _drive(pipe, url, width, timeout, list(hover))
         finally:
             try:
                 pipe.send("Browser.close", timeout=5)
@@ -134,7 +141,7 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
             os.close(from_child_r)
 
 
-def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageResult:
+def _drive(pipe: _Pipe, url: str, width: int, timeout: float, hover: list[tuple[int, float, float]]) -> PageResult:
     target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
@@ -152,14 +159,23 @@ def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageResult:
       images: Array.from(document.images).map(i => {const r = i.getBoundingClientRect();
         return {alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,
                 x: r.left + window.scrollX, y: r.top + window.scrollY, cw: r.width, ch: r.height};}),
+      links: Array.from(document.links).map(a => a.href),
       text: document.body.innerText,
       height: Math.ceil(document.documentElement.scrollHeight)})"""
     info = json.loads(pipe.send("Runtime.evaluate", {"expression": js, "returnByValue": True},
                                 session=session)["result"]["value"])
-    res.images, res.text = info["images"], info["text"]
+    res.images, res.links, res.text = info["images"], info["links"], info["text"]
     res.width, res.height = width, min(int(info["height"]), 16000)
     pipe.send("Emulation.setDeviceMetricsOverride",
               {"width": width, "height": res.height, "deviceScaleFactor": 1, "mobile": False}, session=session)
+    for index, fx, fy in hover:
+        img = res.images[index]
+        pipe.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": img["x"] + fx * img["cw"],
+                                               "y": img["y"] + fy * img["ch"]}, session=session)
+        tip = pipe.send("Runtime.evaluate", {"expression": "(t => t && t.style.display !== 'none' ? t.innerText : '')"
+                                                           "(document.getElementById('hover-tip'))",
+                                             "returnByValue": True}, session=session)["result"].get("value")
+        res.hover.append(tip or "")  # "" when no readout is shown
     shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session,
                      timeout=timeout)
     res.screenshot = base64.b64decode(shot["data"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from trainmedic.errors import UsageError
@@ -18,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "events.jsonl gives a report of what is readable, with a note.")
     p.add_argument("dir", metavar="DIR", help="the output directory of `trainmedic run`, `fit` or Medic.save_report")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of DIR/report.html")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON on stdout: the report's path, notes on what could not be read, and the "
+                        "findings (as in findings.json)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} is a file, not a directory; give the directory that holds events.jsonl")
     if not any((out / name).is_file() for name in INPUTS):
         raise UsageError(f"{out} holds none of {', '.join(INPUTS)}; is it a trainmedic output directory?")
-    from trainmedic.findings import atomic_write_text
+    from trainmedic.findings import atomic_write_text, jsonable
     from trainmedic.report.html import load_report_data, render
 
     data = load_report_data(out)
@@ -39,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(target, html)
     except OSError as exc:
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}; choose another --output") from None
+    if args.json:
+        print(json.dumps({"version": 1, "report": str(target), "notes": data.notes,
+                          "findings": [jsonable(f) for f in data.findings]}, indent=1))
+        return 0
     for note in data.notes:
         print(f"trainmedic: note: {note}")
     print(target)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
+from trainmedic.rules.notes import Note, cited_notes
+
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -47,9 +49,26 @@ class Rule:
             parts.append(block("Example", self.example))
         if self.references:
             parts.append(block("References", "\n".join(self.references)))
+        notes = self.notes()
+        if notes:
+            parts.append(block("Practitioner notes", "\n".join(
+                f"note {n.id}: {n.title}\n" + textwrap.fill(n.gist, 96, initial_indent="  ", subsequent_indent="  ")
+                for n in notes)))
         if seen:
             parts.append(block("Seen in this run", seen))
         return "\n".join(parts)
+
+    def notes(self) -> list[Note]:
+        """The practitioner notes this rule's text cites ("practitioner note 004", "notes 000 and 002")."""
+        return cited_notes((self.summary, self.what, self.why, self.fix, self.example, *self.references))
+
+    def to_dict(self) -> dict[str, object]:
+        """The documentation as data (``trainmedic explain CODE --json``)."""
+        return {"code": self.code, "name": self.name, "severity": self.severity, "family": self.family,
+                "summary": self.summary, "what": textwrap.dedent(self.what).strip(),
+                "why": textwrap.dedent(self.why).strip(), "fix": textwrap.dedent(self.fix).strip(),
+                "example": textwrap.dedent(self.example).strip(), "references": list(self.references),
+                "notes": [{"id": n.id, "title": n.title, "gist": n.gist} for n in self.notes()]}
 
 
 RULES: dict[str, Rule] = {}
