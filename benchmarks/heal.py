@@ -32,7 +32,7 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,32 +135,53 @@ def train(task: Task, lr: float, seed: int, driver: str, jump: float | None = No
 
 
 def _compact(event: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in event.items():
-        if k == "type":
-            continue
-        if isinstance(v, float):
-            v = float(f"{v:.4g}")
-        elif isinstance(v, (list, tuple)) and len(v) > 8:
-            continue  # probe traces are kept in the prototype's own event as a summary
-        out[k] = v
-    return out
+    return {k: _round(v) for k, v in event.items() if k != "type"}
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.4g}") if math.isfinite(v) else v
+    if isinstance(v, (list, tuple)):
+        return [_round(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    return v
 
 
 # ------------------------------------------------------------------------------------------------
 # the benchmark
 # ------------------------------------------------------------------------------------------------
 class Cache:
-    """Plain runs are shared: the 10x and 100x starts are points of the half-decade grid."""
+    """Plain runs are shared: the 10x and 100x starts are points of the half-decade grid.
 
-    def __init__(self) -> None:
+    ``keep`` (``--cache DIR``, for development): runs of the drivers named in ``frozen`` are also kept on
+    disk and reused by later invocations, so iterating on the prototype does not retrain the grid.
+    """
+
+    def __init__(self, keep: Path | None = None, frozen: tuple[str, ...] = ("plain", "heal")) -> None:
         self.runs: dict[tuple[str, str, str, int, str], Run] = {}
+        self.keep = keep
+        self.frozen = frozen
+        if keep is not None and (keep / "runs.json").exists():
+            for r in json.loads((keep / "runs.json").read_text()):
+                run = Run(**r)
+                self.runs[self._key(run.task, run.driver, run.lr, run.seed, run.jump)] = run
+
+    @staticmethod
+    def _key(task: str, driver: str, lr: float, seed: int, jump: float | None) -> tuple[str, str, str, int, str]:
+        return (task, driver, f"{lr:.5g}", seed, f"{jump}")
 
     def get(self, task: Task, lr: float, seed: int, driver: str, jump: float | None = None) -> Run:
-        key = (task.name, driver, f"{lr:.5g}", seed, f"{jump}")
+        key = self._key(task.name, driver, lr, seed, jump)
         if key not in self.runs:
             self.runs[key] = train(task, lr, seed, driver, jump)
         return self.runs[key]
+
+    def save(self) -> None:
+        if self.keep is not None:
+            self.keep.mkdir(parents=True, exist_ok=True)
+            runs = [asdict(r) for r in self.runs.values() if r.driver in self.frozen]
+            (self.keep / "runs.json").write_text(json.dumps(runs, default=float))
 
 
 def tune(task: Task, seeds: list[int], cache: Cache) -> tuple[float, dict[str, float]]:
@@ -293,14 +314,18 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", help="task names (default: all)")
     ap.add_argument("--drivers", nargs="+", default=list(DRIVERS), choices=DRIVERS)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--cache", type=Path, help="development: keep plain and heal runs here and reuse them")
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [0] if args.quick else args.seeds
     drivers = ["plain", *[d for d in args.drivers if d != "plain"]]
     tasks = [t for t in TASKS if not args.tasks or t.name in args.tasks]
-    cache = Cache()
+    cache = Cache(args.cache)
     t0 = time.perf_counter()
-    results = [bench_task(t, seeds, drivers, cache) for t in tasks]
+    results = []
+    for t in tasks:
+        results.append(bench_task(t, seeds, drivers, cache))
+        cache.save()
     summary = summarize(results, drivers)
     print_summary(results, summary, drivers)
     print(f"\n{time.perf_counter() - t0:.0f} s")
