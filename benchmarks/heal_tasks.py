@@ -43,6 +43,7 @@ class Task:
     epochs: int
     batch_size: int
     grid: tuple[float, ...]  # the plain grid the tuned rate is chosen from (half-decade steps)
+    held_out: bool = False  # added after the prototype's policy was frozen
 
     def batches(self, data: Data, epoch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -144,6 +145,18 @@ def chars() -> Data:
     return Data(x, y, xv, yv, _entropy(ids[:32000], vocab))
 
 
+@cache
+def digit_pixels() -> Data:
+    """The digits as 64 standardized pixels, input and target alike (an autoencoder)."""
+    from sklearn.datasets import load_digits
+
+    x = torch.tensor(load_digits().data, dtype=torch.float32)
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-3)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    x = x[order]
+    return Data(x[:1280], x[:1280], x[1280:], x[1280:], float(x[:1280].var(0, unbiased=False).mean()))
+
+
 # ------------------------------------------------------------------------------------------------
 # models
 # ------------------------------------------------------------------------------------------------
@@ -171,6 +184,33 @@ def char_gru() -> nn.Module:
     return CharGRU(_text()[1])
 
 
+class CharTransformer(nn.Module):
+    """A two-layer pre-norm causal transformer over character windows."""
+
+    def __init__(self, vocab: int, d: int = 64, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(0.02 * torch.randn(1, SEQ, d))
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(SEQ), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        h = self.enc(self.emb(x) + self.pos[:, :t], mask=self.mask[:t, :t], is_causal=True)
+        return self.head(h)
+
+
+def char_transformer() -> nn.Module:
+    return CharTransformer(_text()[1])
+
+
+def autoencoder() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 12), nn.ReLU(), nn.Linear(12, 48), nn.ReLU(),
+                         nn.Linear(48, 64))
+
+
 def seq_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
@@ -194,6 +234,12 @@ def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
 
 
+def rmsprop(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr)
+
+
+# The first four informed every choice of the prototype's policy (seeds 0 and 1); the held-out tasks were
+# added after it was frozen, to judge it on problems it was not tuned on.
 TASKS = [
     Task("regression-mlp-sgd", "MLP regression, plain SGD, MSE", regression, lambda: mlp(16, 1, hidden=64), sgd,
          F.mse_loss, epochs=10, batch_size=32, grid=half_decades(1e-3, 3.0)),
@@ -204,4 +250,8 @@ TASKS = [
          F.cross_entropy, epochs=8, batch_size=32, grid=half_decades(1e-3, 1.0)),
     Task("charlm-gru-adamw", "char-level GRU LM, tiny Shakespeare, AdamW", chars, char_gru, adamw,
          seq_cross_entropy, epochs=5, batch_size=32, grid=half_decades(1e-4, 0.1)),
+    Task("held-out: autoencoder-rmsprop", "MLP autoencoder on digit pixels, RMSprop, MSE", digit_pixels,
+         autoencoder, rmsprop, F.mse_loss, epochs=10, batch_size=32, grid=half_decades(1e-4, 0.1), held_out=True),
+    Task("held-out: charlm-transformer-adam", "2-layer causal transformer char LM, Adam", chars, char_transformer,
+         adam, seq_cross_entropy, epochs=3, batch_size=32, grid=half_decades(1e-4, 0.1), held_out=True),
 ]
