@@ -101,14 +101,14 @@ class LRProbe:
         ceiling: the rate that failed (or was judged not to learn); the probe ends at it.
         decades: the probe starts ``decades`` decades below the ceiling.
         steps: the most steps the probe takes (the probe's budget).
-        diverge: stop once the running mean of the loss exceeds this multiple of its best (as ``lr_find``).
+        diverge: stop once the last three losses exceed this multiple of the best running mean.
         known_good: a rate the run trained at healthily from the same snapshot, if any.
         min_z: a valley shallower than this many standard errors is not trusted (as ``lr_find``).
     """
 
     def __init__(self, ceiling: float, *, decades: float = DEFAULT_DECADES, steps: int = DEFAULT_STEPS,
                  diverge: float = 4.0, known_good: float | None = None, min_z: float = 5.0,
-                 beta: float = 0.8) -> None:
+                 beta: float = 0.9) -> None:
         if not (ceiling > 0 and math.isfinite(ceiling)):
             raise ValueError(f"the probe needs a positive finite ceiling, got {ceiling!r}")
         if steps < 8:
@@ -148,10 +148,13 @@ class LRProbe:
             stop = "non-finite loss"
         else:
             self._avg = self.beta * self._avg + (1 - self.beta) * loss
-            corrected = self._avg / (1 - self.beta ** (i + 1))
-            self._best = min(self._best, corrected)
-            if i >= 5 and corrected > self.diverge * self._best:
-                stop = f"running loss {corrected:.4g} > {self.diverge:g}x its best {self._best:.4g}"
+            self._best = min(self._best, self._avg / (1 - self.beta ** (i + 1)))
+            # Diverged: the last three losses all above `diverge` times the best running mean. Three in a
+            # row, not the running mean alone: from trained weights the loss is small and a single noisy
+            # batch can be several times the mean without anything having gone wrong.
+            last = self.losses[-3:]
+            if i >= 5 and all(v > self.diverge * self._best for v in last):
+                stop = f"the last 3 losses exceed {self.diverge:g}x the best running mean {self._best:.4g}"
         if stop is None and i + 1 < self.steps:
             return ProbeStep(lr)
         self.choice = choose_lr(self.lrs, self.losses, ceiling=self.ceiling, known_good=self.known_good,
