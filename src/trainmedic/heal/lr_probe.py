@@ -174,7 +174,7 @@ def choose_lr(lrs: list[float], losses: list[float], *, ceiling: float, known_go
     trace = (tuple(lrs), tuple(losses))
 
     def done(lr: float, rule: str, reason: str) -> ProbeChoice:
-        lr = min(max(lr, floor), cap)
+        lr = min(max(lr, floor / 10 if rule == "no-evidence" else floor), cap)
         return ProbeChoice(lr, rule, reason, *trace, evidence=ev)
 
     if n_ok < 5:
@@ -219,9 +219,11 @@ def rise_point(lrs: list[float], losses: list[float], smoothed: list[float], *, 
     i_min = int(np.argmin(sm))
     per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
     half = max(1, int(round(0.4 * per_decade / 2)))  # the window suggest() smooths over
-    resid = raw - sm
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))  # robust to the rise itself
-    se = sigma / math.sqrt(2 * half + 1)
+    # Per-step noise from first differences (robust to the rise itself, not shrunk by the smoothing), and
+    # the standard error of the noisiest smoothed point: the ends of the curve average only half+1 losses.
+    d = np.diff(raw)
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    se = sigma / math.sqrt(half + 1)
     start = float(np.median(sm[: max(2, len(sm) // 3)]))
     threshold = max(start + z * se, sm[i_min] + 0.5 * (start - sm[i_min]))
     up = np.nonzero(sm[i_min:] > threshold)[0]
