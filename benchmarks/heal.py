@@ -20,6 +20,7 @@ over the tuned run's, same seed. Goal (issue 12): within 1.1x in >= 90 % of the 
     nice -n 10 .venv/bin/python benchmarks/heal.py                 # 4 tasks x seeds 0 1 (~15 min, 1 thread)
     nice -n 10 .venv/bin/python benchmarks/heal.py --quick         # seed 0, grid reused from a previous run
     .venv/bin/python benchmarks/heal.py --seeds 2 3 --tasks digits-cnn-sgdm --drivers plain heal
+    .venv/bin/python benchmarks/heal.py --explain heal          # step by step, every case heal missed
 
 Writes ``benchmarks/results/heal.json`` (every run: per-epoch validation, findings, actions).
 """
@@ -234,7 +235,9 @@ def _row(task: Task, case: str, seed: int, tuned: Run, runs: dict[str, Run]) -> 
 
 
 def _fmt_ratio(x: float) -> str:
-    return f"{x:.2f}" if math.isfinite(x) else "inf"
+    if not math.isfinite(x):
+        return "inf"
+    return f"{x:.2f}" if x < 1000 else f"{x:.1e}"
 
 
 def _format_row(r: dict[str, Any]) -> str:
@@ -307,6 +310,37 @@ def print_summary(results: list[dict[str, Any]], summary: dict[str, Any], driver
         print(line)
 
 
+def explain(path: Path, driver: str, only_misses: bool = True) -> None:
+    """Print, for each case (the misses by default), what the driver did step by step: findings, actions
+    (rollbacks and probes with the rate before and after), skipped and clipped steps counted."""
+    data = json.loads(path.read_text())
+    for t in data["tasks"]:
+        for r in t["rows"]:
+            x = r.get(driver)
+            if x is None:
+                continue
+            healthy = r["case"].startswith("healthy")
+            if only_misses and (x["identical_to_plain"] if healthy else x["ratio"] <= GOAL):
+                continue
+            print(f"--- {t['task']} | {r['case']} | seed {r['seed']}: {driver} {_fmt_ratio(x['ratio'])}x the tuned "
+                  f"run (lr {x['lr']:.3g}, tuned {t['tuned_lr']:.3g})")
+            print(f"    validation per epoch, tuned: {' '.join(f'{v:.3g}' for v in r['tuned_vals'])}")
+            print(f"    validation per epoch, {driver}: {' '.join(f'{v:.3g}' for v in x['vals'])}")
+            lines = [(f["step"], 0, f"finding {f['code']}: {f['message']}") for f in x["findings_detail"]]
+            counted = Counter(a["action"] for a in x["actions"] if a["action"] in ("skip-step", "clip"))
+            firsts = {}
+            for a in x["actions"]:
+                if a["action"] in ("skip-step", "clip"):
+                    firsts.setdefault(a["action"], a["step"])
+                    continue
+                detail = {k: v for k, v in a.items() if k not in ("step", "epoch", "action", "reason", "trace")}
+                lines.append((a["step"], 1, f"{a['action']} ({a['reason']}): {detail}"))
+            for action, n in counted.items():
+                lines.append((firsts[action], 1, f"{action} x{n} (first at this step)"))
+            for step, _, text in sorted(lines):
+                print(f"    step {step}: {text}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -315,7 +349,12 @@ def main() -> None:
     ap.add_argument("--drivers", nargs="+", default=list(DRIVERS), choices=DRIVERS)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--cache", type=Path, help="development: keep plain and heal runs here and reuse them")
+    ap.add_argument("--explain", metavar="DRIVER", choices=DRIVERS[1:],
+                    help="print what DRIVER did in each missed case of the JSON at --out, then exit")
     args = ap.parse_args()
+    if args.explain:
+        explain(Path(args.out), args.explain)
+        return
     torch.set_num_threads(1)
     seeds = [0] if args.quick else args.seeds
     drivers = ["plain", *[d for d in args.drivers if d != "plain"]]
