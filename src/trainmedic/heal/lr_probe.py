@@ -29,19 +29,23 @@ The trace is smoothed and read by :func:`trainmedic.lr_find.suggest` (centered m
 decades, slopes against log10(lr), the dip measured in standard errors of the residual noise). Then, in
 this order:
 
-* ``minimum/3`` - the curve has a clear valley (``valley_z >= min_z``): a third of a decade below its
-  lowest point, the rule ``lr_find`` was calibrated on (it trained within 10 % of the best grid rate on 9/9
-  problems). This is the typical trace from the initial weights.
-* ``rise/10`` - no clear valley, but the loss turned up (or the probe stopped on divergence) at some rate:
-  a decade below it. This is the typical trace from trained weights: flat at small rates (every small step
-  changes little), then a rise.
+* ``known-good`` - the engine knows a rate the run trained at healthily from this snapshot (the rate in
+  force when the snapshot was taken, after at least a snapshot interval at it), below the failing rate,
+  and the probe saw no significant rise at or below it: that rate is kept, the probe only confirms it.
+  This is the mid-run case (a rate jump, a schedule restart).
+* ``minimum/10`` - the curve has a clear valley (``valley_z >= min_z``): a decade below its lowest point.
+  Not ``lr_find``'s ``minimum/3``: that rule was calibrated on 100-step tests over 8 decades; in a 36-step
+  probe from the initial weights the lowest point sits 2-3x above the best constant rate for plain SGD
+  but 5-17x above it for Adam, SGD with momentum and a GRU, and ``minimum/3`` lands 3-8x too high on a CNN
+  (``benchmarks/heal_probe_rules.py``; ``benchmarks/HEAL_BASELINE.md``). A decade below is the rule whose
+  worst case stays bounded; its cost is a rate 3-5x below the best for plain SGD.
+* ``rise/10`` - no clear valley, but the loss rose significantly (:func:`rise_point`, or the probe stopped
+  on divergence) at some rate: a decade below it. Typical of trained weights: flat, then a rise.
 * ``ceiling/10`` - neither a valley nor a rise: no evidence either way; a decade below the rate that failed.
+* ``no-evidence`` - the loss diverged within the first probe steps: a decade below the lowest rate probed.
 
 Whatever the rule, the chosen rate stays at most ``ceiling / 3`` (the ceiling is the rate that failed, so
-a rate near it has already been tried) and at least the lowest rate probed. When the engine knows a rate
-the run was healthy at from the same snapshot (``known_good``: the rate in force when the snapshot was
-taken, after it had trained there for a while), and the probe saw no rise up to 3x that rate, the known
-rate is kept: the probe only confirms that it is still safe.
+a rate near it has already been tried).
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ import numpy as np
 
 from trainmedic.lr_find import suggest
 
-#: Steps per probe and decades below the ceiling: 12 rates per decade, the density ``lr_find`` was
-#: calibrated with (100 rates over 8 decades), over the 3 decades below the rate that failed.
+#: Steps per probe and decades below the ceiling: 12 rates per decade (close to the density ``lr_find``
+#: was calibrated with, 100 rates over 8 decades), over the 3 decades below the rate that failed.
 DEFAULT_STEPS = 36
 DEFAULT_DECADES = 3.0
 
