@@ -1,0 +1,237 @@
+"""An online learning-rate probe: choose the rate to continue at from evidence, not by halving.
+
+Why online. The same engine serves ``Medic`` (the loop calls ``medic.step(loss)``), ``trainmedic run`` and
+the Lightning / Hugging Face callbacks. In the last three trainmedic owns neither the loop nor the data: it
+sees each step's loss and gradients before the optimizer step, and it can set the learning rate, skip the
+step, or restore a snapshot. So the probe that works everywhere is a range test on the run's *own next
+steps*: from a restored snapshot, the rate grows exponentially for at most ``steps`` steps, the loss seen at
+each rate is recorded, the test stops early once the loss diverges, and a rate is chosen from the trace. The
+engine then restores the snapshot again and continues at the chosen rate (with a linear warmup when the
+instability was in the first steps).
+
+This module holds no torch object. :class:`LRProbe` is a small state machine fed one loss per step; it
+answers :class:`ProbeStep` (apply this step at this rate) until it answers :class:`ProbeDone` (do not apply
+this step: restore the snapshot and continue at ``choice.lr``). :func:`choose_lr` is the decision, a pure
+function of the recorded trace, unit-tested on recorded traces.
+
+The engine's part, per step while a probe runs::
+
+    answer = probe.observe(loss_value)        # the loss of this step, before the optimizer step
+    if isinstance(answer, ProbeStep):
+        set every param group's lr to answer.lr (keeping the groups' ratios); apply the step
+    else:                                     # ProbeDone
+        do not apply the step; restore the snapshot the probe started from;
+        set the lr to answer.choice.lr (with warmup if asked); record answer.choice as the event's reason
+
+The decision
+------------
+The trace is smoothed and read by :func:`trainmedic.lr_find.suggest` (centered moving average over 0.4
+decades, slopes against log10(lr), the dip measured in standard errors of the residual noise). Then, in
+this order:
+
+* ``known-good`` - the engine knows a rate the run trained at healthily from this snapshot (the rate in
+  force when the snapshot was taken, after at least a snapshot interval at it), below the failing rate,
+  and the probe saw no significant rise at or below it: that rate is kept, the probe only confirms it.
+  This is the mid-run case (a rate jump, a schedule restart).
+* ``minimum/10`` - the curve has a clear valley (``valley_z >= min_z``): a decade below its lowest point.
+  Not ``lr_find``'s ``minimum/3``: that rule was calibrated on 100-step tests over 8 decades; in a 36-step
+  probe from the initial weights the lowest point sits 2-3x above the best constant rate for plain SGD
+  but 5-17x above it for Adam, SGD with momentum and a GRU, and ``minimum/3`` lands 3-8x too high on a CNN
+  (``benchmarks/heal_probe_rules.py``; ``benchmarks/HEAL_BASELINE.md``). A decade below is the rule whose
+  worst case stays bounded; its cost is a rate 3-5x below the best for plain SGD.
+* ``rise/10`` - no clear valley, but the loss rose significantly (:func:`rise_point`, or the probe stopped
+  on divergence) at some rate: a decade below it. Typical of trained weights: flat, then a rise.
+* ``ceiling/10`` - neither a valley nor a rise: no evidence either way; a decade below the rate that failed.
+* ``no-evidence`` - the loss diverged within the first probe steps: a decade below the lowest rate probed.
+
+Whatever the rule, the chosen rate stays at most ``ceiling / 3`` (the ceiling is the rate that failed, so
+a rate near it has already been tried).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainmedic.lr_find import suggest
+
+#: Steps per probe and decades below the ceiling: 12 rates per decade (close to the density ``lr_find``
+#: was calibrated with, 100 rates over 8 decades), over the 3 decades below the rate that failed.
+DEFAULT_STEPS = 36
+DEFAULT_DECADES = 3.0
+
+
+@dataclass(frozen=True)
+class ProbeChoice:
+    """The probe's answer: the rate to continue at, the rule that chose it and the evidence."""
+
+    lr: float
+    rule: str  # "minimum/3", "rise/10", "ceiling/10", "known-good", "no-evidence"
+    reason: str  # one sentence for the event and the report
+    lrs: tuple[float, ...]  # the trace: rate of each probe step ...
+    losses: tuple[float, ...]  # ... and the loss seen at it (before the step taken at that rate)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return len(self.lrs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "rule": self.rule, "reason": self.reason, "steps": self.steps,
+                "lrs": list(self.lrs), "losses": list(self.losses), **self.evidence}
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    """Apply this step at ``lr``."""
+
+    lr: float
+
+
+@dataclass(frozen=True)
+class ProbeDone:
+    """Do not apply this step; restore the snapshot the probe started from and continue at ``choice.lr``."""
+
+    choice: ProbeChoice
+
+
+class LRProbe:
+    """Online exponential range test below a rate that failed (no torch inside).
+
+    Args:
+        ceiling: the rate that failed (or was judged not to learn); the probe ends at it.
+        decades: the probe starts ``decades`` decades below the ceiling.
+        steps: the most steps the probe takes (the probe's budget).
+        diverge: stop once the last three losses exceed this multiple of the best running mean.
+        known_good: a rate the run trained at healthily from the same snapshot, if any.
+        min_z: a valley shallower than this many standard errors is not trusted (as ``lr_find``).
+    """
+
+    def __init__(self, ceiling: float, *, decades: float = DEFAULT_DECADES, steps: int = DEFAULT_STEPS,
+                 diverge: float = 4.0, known_good: float | None = None, min_z: float = 5.0,
+                 beta: float = 0.9) -> None:
+        if not (ceiling > 0 and math.isfinite(ceiling)):
+            raise ValueError(f"the probe needs a positive finite ceiling, got {ceiling!r}")
+        if steps < 8:
+            raise ValueError("a probe needs at least 8 steps to read a curve")
+        self.ceiling = float(ceiling)
+        self.floor = self.ceiling / 10**decades
+        self.steps = int(steps)
+        self.diverge = diverge
+        self.known_good = known_good
+        self.min_z = min_z
+        self.beta = beta
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self._avg = 0.0
+        self._best = math.inf
+        self.choice: ProbeChoice | None = None
+
+    def rate(self, i: int) -> float:
+        """The rate of probe step ``i`` (exponential from ``floor`` to ``ceiling``)."""
+        return self.floor * (self.ceiling / self.floor) ** (i / (self.steps - 1))
+
+    @property
+    def done(self) -> bool:
+        return self.choice is not None
+
+    def observe(self, loss: float) -> ProbeStep | ProbeDone:
+        """Record the loss of the current step; answer what to do with this step."""
+        if self.choice is not None:
+            return ProbeDone(self.choice)
+        i = len(self.lrs)
+        lr = self.rate(i)
+        loss = float(loss)
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        stop = None
+        if not math.isfinite(loss):
+            stop = "non-finite loss"
+        else:
+            self._avg = self.beta * self._avg + (1 - self.beta) * loss
+            self._best = min(self._best, self._avg / (1 - self.beta ** (i + 1)))
+            # Diverged: the last three losses all above `diverge` times the best running mean. Three in a
+            # row, not the running mean alone: from trained weights the loss is small and a single noisy
+            # batch can be several times the mean without anything having gone wrong.
+            last = self.losses[-3:]
+            if i >= 5 and all(v > self.diverge * self._best for v in last):
+                stop = f"the last 3 losses exceed {self.diverge:g}x the best running mean {self._best:.4g}"
+        if stop is None and i + 1 < self.steps:
+            return ProbeStep(lr)
+        self.choice = choose_lr(self.lrs, self.losses, ceiling=self.ceiling, known_good=self.known_good,
+                                min_z=self.min_z, stopped=stop)
+        return ProbeDone(self.choice)
+
+
+def choose_lr(lrs: list[float], losses: list[float], *, ceiling: float, known_good: float | None = None,
+              min_z: float = 5.0, rise_z: float = 4.0, stopped: str | None = None) -> ProbeChoice:
+    """The rate to continue at, from a probe trace (see the module docs for the rules)."""
+    lrs = [float(x) for x in lrs]
+    losses = [float(x) for x in losses]
+    floor = min(lrs) if lrs else ceiling / 10**DEFAULT_DECADES
+    cap = ceiling / 3
+    n_ok = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    ev: dict[str, Any] = {"ceiling": ceiling, "stopped": stopped, "known_good": known_good}
+    trace = (tuple(lrs), tuple(losses))
+
+    def done(lr: float, rule: str, reason: str) -> ProbeChoice:
+        lr = min(max(lr, floor / 10 if rule == "no-evidence" else floor), cap)
+        return ProbeChoice(lr, rule, reason, *trace, evidence=ev)
+
+    if n_ok < 5:
+        # Diverged at once, even at the lowest rates: the probe range was not low enough.
+        return done(floor / 10, "no-evidence",
+                    f"the loss diverged within {len(lrs)} probe steps from {floor:.3g}; continuing a decade "
+                    f"below the lowest rate probed")
+    s = suggest(lrs[:n_ok], losses[:n_ok])
+    lr_min = s["lr_min_loss"]
+    rise = rise_point(lrs[:n_ok], losses[:n_ok], s["smoothed"], z=rise_z)
+    if stopped is not None:
+        rise = min(rise, lrs[-1]) if rise is not None else lrs[-1]  # the probe stopped on divergence there
+    ev.update(valley_z=s["valley_z"], lr_min_loss=lr_min, lr_rise=rise)
+    if known_good is not None and known_good < ceiling and (rise is None or rise > known_good):
+        where = f"no significant rise up to {lrs[n_ok - 1]:.3g}" if rise is None else f"the loss rose only from {rise:.3g}"
+        return done(known_good, "known-good",
+                    f"the run trained healthily at {known_good:.3g} from this snapshot, and the probe saw {where}")
+    if s["valley_z"] >= min_z and lr_min is not None:
+        return done(lr_min / 10, "minimum/10",
+                    f"the loss was lowest at {lr_min:.3g} (a dip of {s['valley_z']:.0f} standard errors); "
+                    "a decade below it")
+    if rise is not None:
+        return done(rise / 10, "rise/10", f"no clear valley; the loss rose from {rise:.3g}; a decade below it")
+    return done(ceiling / 10, "ceiling/10",
+                f"no clear valley and no rise up to {lrs[n_ok - 1]:.3g}; a decade below the rate that failed")
+
+
+def rise_point(lrs: list[float], losses: list[float], smoothed: list[float], *, z: float = 4.0) -> float | None:
+    """The first rate after the curve's lowest point where the smoothed loss is significantly worse than
+    where the probe started: above the starting level (the median of the first third of the smoothed
+    curve) by ``z`` standard errors of the smoothed curve, and above the lowest point by half the progress
+    made down to it. None when the curve never rose that far.
+
+    Judging against the starting level rather than the lowest point matters on the flat traces that trained
+    weights give: the lowest point of a flat noisy curve is itself a downward excursion of the noise, and
+    a rise measured from it would be noise too.
+    """
+    raw = np.asarray(losses, dtype=float)
+    sm = np.asarray(smoothed[: len(raw)], dtype=float)
+    if len(raw) < 6 or not np.isfinite(sm).all():
+        return None
+    i_min = int(np.argmin(sm))
+    per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
+    half = max(1, int(round(0.4 * per_decade / 2)))  # the window suggest() smooths over
+    # Per-step noise from first differences (robust to the rise itself, not shrunk by the smoothing), and
+    # the standard error of the noisiest smoothed point: the ends of the curve average only half+1 losses.
+    d = np.diff(raw)
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    se = sigma / math.sqrt(half + 1)
+    start = float(np.median(sm[: max(2, len(sm) // 3)]))
+    threshold = max(start + z * se, sm[i_min] + 0.5 * (start - sm[i_min]))
+    up = np.nonzero(sm[i_min:] > threshold)[0]
+    return float(lrs[i_min + int(up[0])]) if len(up) else None
+
+
+__all__ = ["DEFAULT_DECADES", "DEFAULT_STEPS", "LRProbe", "ProbeChoice", "ProbeDone", "ProbeStep", "choose_lr", "rise_point"]
