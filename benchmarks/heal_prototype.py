@@ -252,7 +252,7 @@ class PrototypeHeal:
         return True
 
     def _save(self, step: int) -> Saved:
-        snap = Snapshot.take(step, self.model, self.optimizer, None, None, None, 1.0, self.smoothed)
+        snap = Snapshot.take(step, self.model, self.optimizer, None, None)
         learning = math.isfinite(self.smoothed) and self.smoothed < self.reference * 0.95
         return Saved(snap, self.lr, self.stable_steps, learning)
 

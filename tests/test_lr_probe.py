@@ -142,7 +142,7 @@ def test_a_real_loop_driven_by_hand_recovers_from_a_rate_that_diverges():
     torch.manual_seed(0)
     model = mlp(16, 1)
     opt = torch.optim.SGD(model.parameters(), lr=10.0)  # ~100x too high: non-finite within a few steps
-    snap = Snapshot.take(0, model, opt, None, None, None, 1.0, math.nan)
+    snap = Snapshot.take(0, model, opt, None, None)
     stream = iter([b for epoch in range(20) for b in _batches(x, y, epoch)])
 
     failed_at = None

@@ -340,7 +340,7 @@ class Driver:
 
         write_run(out, [self], html=html)
         self.call("on_save", self, out)
-        self.console.close()
+        self.console.summary(self.findings, self.step_count, self.mode, out)  # as `trainmedic run` prints it
         return out
 
     def close(self) -> None:

@@ -469,6 +469,7 @@ def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torc
                     origin: str | None = None, where: str | None = None) -> None:
     """The loss-input checks for a loss seen outside a replay (live checks): ``origin`` is the op that
     produced the input (from the autograd graph), ``where`` the user's line when the call was seen."""
+    inp, tgt = inp.detach(), tgt.detach()
     w.origin[id(inp)] = origin
     w.keep.append(inp)
     rng = HEAD_RANGES.get(origin or "")
@@ -754,10 +755,17 @@ class PreflightCallback(MedicCallback):
         b = split_batch(batch) if batch is not None else None
         if b is not None:
             self.replay_done = True
-            with isolated(model):
-                w, _ = replay(model, loss_fn, b, self.cfg)
-            issues += w.finalize()
-            issues += [i for i in grad_issues(model, w.layers, self.cfg) if i.code == "TM205"]
+            try:
+                with isolated(model):
+                    w, _ = replay(model, loss_fn, b, self.cfg)
+            except Exception:
+                # The batch does not replay through this module (a LightningModule without forward, a
+                # module stitched from parts): its wiring is read from the live step instead
+                # (trainmedic.observe.live), so there is nothing to report here.
+                w = None
+            if w is not None:
+                issues += w.finalize()
+                issues += [i for i in grad_issues(model, w.layers, self.cfg) if i.code == "TM205"]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
         for iss in _dedupe(issues):

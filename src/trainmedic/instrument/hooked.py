@@ -38,13 +38,13 @@ class HookedRun:
     Args:
         mode: ``"watch"`` or ``"heal"``.
         thresholds: a :class:`Thresholds` or a dict of overrides.
-        console: print findings and actions on stderr (the live status line stays off: it would share the
-            terminal with the script's own output).
+        console: print findings and actions on stderr.
+        status: also the live status line (stderr's last row, on a terminal only; see report/console.py).
         name: how this front end names itself in a TM901 finding.
     """
 
     def __init__(self, mode: str = "watch", thresholds: Thresholds | dict[str, Any] | None = None,
-                 console: bool = True, name: str = "trainmedic") -> None:
+                 console: bool = True, name: str = "trainmedic", status: bool = False) -> None:
         if mode not in ("watch", "heal"):
             raise ValueError(f"mode must be 'watch' or 'heal', got {mode!r}")
         if isinstance(thresholds, dict):
@@ -53,6 +53,7 @@ class HookedRun:
         self.thresholds = thresholds
         self.console = console
         self.name = name
+        self.status = status
         self.drivers: list[Driver] = []
         self.failed: str | None = None
         self.internal: list[Finding] = []  # failures of the front end itself (TM902)
@@ -66,7 +67,7 @@ class HookedRun:
         driver = self._by_optimizer.get(id(optimizer))
         if driver is None:
             driver = Driver(model, optimizer, mode=self.mode, thresholds=self.thresholds, scheduler=scheduler,
-                            scaler=scaler, console=self.console if console is None else console, status=False,
+                            scaler=scaler, console=self.console if console is None else console, status=self.status,
                             name=f"{type(model).__name__}/{type(optimizer).__name__}#{len(self.drivers)}",
                             observes_itself=False)
             self._by_optimizer[id(optimizer)] = driver

@@ -14,7 +14,7 @@ from trainmedic import __version__
 from trainmedic.errors import UsageError
 from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
 from trainmedic.instrument.session import Session
-from trainmedic.rules.registry import get_rule
+from trainmedic.report.console import print_summary
 
 
 def default_out(script: Path) -> Path:
@@ -67,7 +67,8 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
         if session.writes_files():
             write_outputs(session, out_dir, path, argv)
             if summary:
-                print_summary(session, out_dir)
+                print_summary(session.findings(), sum(d.step_count for d in session.drivers), session.mode,
+                              out_dir)
     except Exception as exc:  # the report must never change the script's exit code
         print(f"trainmedic: could not write the report: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
@@ -118,37 +119,6 @@ def write_outputs(session: Session, out: Path, script: Path, argv: list[str]) ->
             print(f"trainmedic: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
         return out
     return session.run.save(out, meta=meta, extra_findings=session.internal) or out
-
-
-def print_summary(session: Session, out: Path) -> None:
-    findings = session.findings()
-    sys.stdout.flush()
-    w = sys.stderr.write
-    steps = sum(d.step_count for d in session.drivers)
-    if not session.drivers:
-        w("trainmedic: no optimizer step was seen, nothing to check\n")
-    elif not findings:
-        w(f"trainmedic: no findings in {steps} steps ({session.mode} mode)\n")
-    else:
-        w(f"trainmedic: {len(findings)} finding(s) in {steps} steps ({session.mode} mode)\n")
-        for f in findings:
-            where = f"step {f.step}" if f.step is not None else "before training"
-            w(f"  {f.code} {f.name} [{f.severity}] first at {where}: {f.message}\n")
-            if f.action:
-                w(f"      action: {f.action}\n")
-            w(f"      fix: {_first_sentence(f.code)}\n")
-    w(f"trainmedic: report {out / 'report.html'}\n")
-    sys.stderr.flush()
-
-
-def _first_sentence(code: str) -> str:
-    try:
-        text = " ".join(get_rule(code).fix.split())
-    except Exception:
-        return f"see `trainmedic explain {code}`"
-    cut = text.find(". ")
-    text = text if cut < 0 else text[: cut + 1]
-    return (text if len(text) <= 160 else text[:157] + "...") + f"  (trainmedic explain {code})"
 
 
 __all__ = ["Finding", "run_script"]

@@ -88,7 +88,7 @@ class Session:
         self.mode = mode
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
-        self.run = HookedRun(mode, thresholds, console, name="trainmedic run")
+        self.run = HookedRun(mode, thresholds, console, name="trainmedic run", status=console)
         self.epochs = EpochTracker(self.run.end_epoch)
         self.internal: list[Finding] = []  # the instrumentation's own failures (TM902)
         self.loss_calls: list[dict[str, Any]] = []  # the first training loss calls (wiring checks)

@@ -184,13 +184,25 @@ def _loss_call(node: Any, graph: LossGraph) -> LossCall:
     ignore = _saved(node, "ignore_index")
     if isinstance(ignore, int):
         kwargs["ignore_index"] = ignore if ignore < 2**63 else ignore - 2**64  # stored unsigned
-    if name == "cross_entropy" and isinstance(inp, torch.Tensor):
-        inp = None  # the saved input is log_softmax's output, not the logits the user passed
+    # For cross_entropy the saved input is log_softmax's output: logits up to a per-row constant, which
+    # cross_entropy ignores, so it stands for the logits the user passed.
+    if first is not None and op_of(first) == "expand":  # the loss broadcast them itself: undo it
+        inp, tgt = _unexpand(inp), _unexpand(tgt)
     return LossCall(name=name, input=inp if isinstance(inp, torch.Tensor) else None,
                     target=tgt if isinstance(tgt, torch.Tensor) else None,
                     input_shape=shape_of(first) if first is not None else None,
                     target_shape=tuple(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                     origin=origin, kwargs=kwargs, source="graph")
+
+
+def _unexpand(t: Any) -> Any:
+    """The tensor before ``expand``: along the dimensions of stride 0, one element is enough."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    for d, st in enumerate(t.stride()):
+        if st == 0 and t.shape[d] > 1:
+            t = t.narrow(d, 0, 1)
+    return t
 
 
 def _broadcast(node: Any, parent: Any, model_output: Any) -> Broadcast | None:

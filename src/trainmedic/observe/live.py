@@ -22,6 +22,7 @@ observed steps only.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,12 @@ class LiveChecks:
     def check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
               wiring: bool = True) -> None:
         """Run the checks due at ``step`` on what was observed (or on the loss and batch alone)."""
+        with warnings.catch_warnings():  # nothing of trainmedic's reaches the script's stderr
+            warnings.simplefilter("ignore")
+            self._check(step, loss, batch, observed, report, wiring)
+
+    def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
+               wiring: bool) -> None:
         seen = observed if observed is not None else self.disarm()
         seen = seen or Observed()
         if seen.graph is None and isinstance(loss, torch.Tensor):
@@ -217,7 +224,8 @@ def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:
     for c in calls:
         if c.input is not None and c.target is not None:
             judge_loss_call(w, c.name, c.input, c.target, c.kwargs, c.origin, c.where)
-            judged.add(c.name)
+            if c.source != "graph":  # seen at the call: its own shapes and line; the graph adds nothing
+                judged.add(c.name)
     issues = [i for i in w.finalize()]
     for b in graph.broadcasts if graph is not None else ():
         if b.loss is not None and b.loss in judged:

@@ -60,6 +60,9 @@ def _region(top: int, bottom: int) -> str:
     return f"\x1b[{top};{bottom}r"
 
 
+_TERMINALS: dict[int, _Terminal] = {}  # one per stream for the whole process
+
+
 class _Terminal:
     """The terminal behind one stream: its bottom row (the status) and the scroll region above it.
 
@@ -67,7 +70,6 @@ class _Terminal:
     share one status row). All writes go out as one ``write`` + ``flush`` each, under a lock.
     """
 
-    _instances: dict[int, _Terminal] = {}
     _lock = threading.Lock()
 
     def __init__(self, stream: TextIO) -> None:
@@ -79,9 +81,9 @@ class _Terminal:
     @classmethod
     def of(cls, stream: TextIO) -> _Terminal:
         with cls._lock:
-            term = cls._instances.get(id(stream))
+            term = _TERMINALS.get(id(stream))
             if term is None or term.stream is not stream:
-                term = cls._instances[id(stream)] = cls(stream)
+                term = _TERMINALS[id(stream)] = cls(stream)
             return term
 
     def size(self) -> tuple[int, int]:
@@ -153,7 +155,7 @@ class _Terminal:
 @atexit.register
 def _restore_terminals() -> None:
     """At exit, whatever the script did or did not call: clear every status row, restore every region."""
-    for term in list(_Terminal._instances.values()):
+    for term in list(_TERMINALS.values()):
         term.restore()
 
 

@@ -1,0 +1,148 @@
+"""Wiring and data faults are found from what each front end sees (issue 10), healthy twins stay quiet.
+
+Each case of ``run_scripts/wiring_cases.py`` is trained three ways: as an ordinary script under
+``trainmedic run`` (no trainmedic import), in a hand-written loop with a plain ``medic.step(loss)`` (no
+``loss_fn``, no ``batch``), and inside a LightningModule whose ``training_step`` calls a submodule and
+defines no ``forward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainmedic import Medic
+from trainmedic.instrument.runner import run_script
+
+SCRIPTS = Path(__file__).resolve().parent / "run_scripts"
+sys.path.insert(0, str(SCRIPTS))
+from wiring_cases import EXPECT, build  # noqa: E402
+
+CASES = sorted(EXPECT)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def loud(codes: list[tuple[str, str]]) -> list[str]:
+    return [c for c, severity in codes if severity in ("warning", "error")]
+
+
+def check(case: str, fault: bool, found: list[tuple[str, str]]) -> None:
+    codes = {c for c, _ in found}
+    if fault:
+        assert codes & EXPECT[case], f"{case}: expected {EXPECT[case]}, got {sorted(codes)}"
+    else:
+        assert not codes & EXPECT[case] and loud(found) == [], f"{case} healthy: {found}"
+
+
+def under_run(case: str, fault: bool, out: Path) -> list[tuple[str, str]]:
+    argv = [case] if fault else [case, "--healthy"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_script(str(SCRIPTS / "wiring.py"), argv, out=out, console=False, summary=False) == 0
+    doc = json.loads((out / "findings.json").read_text())
+    return [(f["code"], f["severity"]) for f in doc["findings"]]
+
+
+def under_medic(case: str, fault: bool) -> list[tuple[str, str]]:
+    net, loss_fn, x, y, params = build(case, fault)
+    opt = torch.optim.Adam(params, lr=1e-3)
+    medic = Medic(net, opt, console=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    for _ in range(2):
+        for xb, yb in loader:
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+        medic.end_epoch()
+    return [(f.code, f.severity) for f in medic.findings]
+
+
+def under_lightning(case: str, fault: bool, tmp_path: Path) -> list[tuple[str, str]]:
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        pl = pytest.importorskip("pytorch_lightning")
+    from trainmedic.integrations.lightning import MedicCallback
+
+    net, loss_fn, x, y, params = build(case, fault)
+
+    class Module(pl.LightningModule):  # as users write it: no forward, training_step calls the submodule
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch, batch_idx):
+            xb, yb = batch
+            return loss_fn(self.net(xb), yb)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(params, lr=1e-3)
+
+    pl.seed_everything(0, verbose=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    cb = MedicCallback(out=tmp_path / "lightning", console=False)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
+                         default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Module(), loader)
+    return [(f.code, f.severity) for f in cb.findings]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_run(case, tmp_path):
+    check(case, True, under_run(case, True, tmp_path / "fault"))
+    check(case, False, under_run(case, False, tmp_path / "healthy"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_medic_without_loss_fn(case):
+    check(case, True, under_medic(case, True))
+    check(case, False, under_medic(case, False))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_lightning(case, tmp_path):
+    check(case, True, under_lightning(case, True, tmp_path / "fault"))
+    check(case, False, under_lightning(case, False, tmp_path / "healthy"))
+
+
+def test_findings_say_which_loss_and_tensor(tmp_path):
+    found = json.loads(json.dumps([f.to_dict() for f in _medic_findings("counts_mse")]))
+    tm111 = next(f for f in found if f["code"] == "TM111")
+    assert tm111["evidence"]["loss"] == "mse_loss"
+    run_found = under_run("bcast_hand", True, tmp_path)
+    assert "TM201" in {c for c, _ in run_found}
+    doc = json.loads((tmp_path / "findings.json").read_text())
+    tm201 = next(f for f in doc["findings"] if f["code"] == "TM201")
+    assert tm201["evidence"]["prediction_shape"] == [32, 1] and tm201["evidence"]["result_shape"] == [32, 32]
+    sentinel = next(f for f in _medic_findings("sentinel") if f.code == "TM109")
+    assert sentinel.evidence["value"] == -9999.0 and sentinel.evidence["column"] == 3
+
+
+def _medic_findings(case: str):
+    net, loss_fn, x, y, params = build(case, True)
+    opt = torch.optim.Adam(params, lr=1e-3)
+    medic = Medic(net, opt, console=False)
+    for i in range(3):
+        xb, yb = x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]
+        loss = loss_fn(net(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss)
+    return medic.findings
