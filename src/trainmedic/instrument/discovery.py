@@ -7,6 +7,7 @@ optimizers stepping. :func:`model_for` pairs them up.
 from __future__ import annotations
 
 import re
+import sys
 
 import torch
 
@@ -14,10 +15,14 @@ import torch
 class ParamHolder(torch.nn.Module):
     """Stands for "the model" when no module seen in a forward pass holds all of an optimizer's parameters.
 
-    It registers the very same Parameter objects, so snapshots and rollbacks act on the live weights.
+    It holds the very same tensor objects, so snapshots and rollbacks act on the live weights. That includes
+    plain tensors (``w = torch.zeros(3, requires_grad=True)``; ``torch.optim.SGD([w, b])``), which
+    ``register_parameter`` refuses: wrapping them in a new ``nn.Parameter`` would make another tensor object
+    whose ``.grad`` never fills, so they go into this module's own parameter table as they are.
+    ``parameters()``, ``state_dict()`` and ``load_state_dict()`` treat them like parameters.
     """
 
-    def __init__(self, params: list[torch.nn.Parameter], names: list[str]) -> None:
+    def __init__(self, params: list[torch.Tensor], names: list[str]) -> None:
         super().__init__()
         used: set[str] = set()
         for i, (p, name) in enumerate(zip(params, names)):
@@ -25,7 +30,10 @@ class ParamHolder(torch.nn.Module):
             if key in used or hasattr(self, key):
                 key = f"{key}_{i}"
             used.add(key)
-            self.register_parameter(key, p)
+            if isinstance(p, torch.nn.Parameter):
+                self.register_parameter(key, p)
+            else:
+                self._parameters[key] = p  # the live tensor itself (see the class docstring)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -74,4 +82,19 @@ def model_for(optimizer: torch.optim.Optimizer, seen: list[torch.nn.Module]) -> 
             best, best_key = m, key
     if best is not None and best_key is not None and best_key[0] == len(ids):
         return best
+    for k, n in script_names(ids - names.keys()).items():
+        names.setdefault(k, n)
     return ParamHolder(wanted, [names.get(id(p), f"param{i}") for i, p in enumerate(wanted)])
+
+
+def script_names(ids: set[int]) -> dict[int, str]:
+    """The names the script's own globals give these tensors (``w``, ``b`` in ``SGD([w, b], lr=0.1)``), so a
+    finding about a plain tensor names it as the script does."""
+    main = sys.modules.get("__main__")
+    found: dict[int, str] = {}
+    if main is None or not ids:
+        return found
+    for name, value in list(vars(main).items()):
+        if isinstance(value, torch.Tensor) and id(value) in ids and not name.startswith("_"):
+            found.setdefault(id(value), name)
+    return found
