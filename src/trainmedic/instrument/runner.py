@@ -13,6 +13,7 @@ from trainmedic import __version__
 from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
 from trainmedic.instrument.main_module import MainScript, resolve, run_main, set_path
 from trainmedic.instrument.session import Session
+from trainmedic.rules.internal import NOTHING_WATCHED
 from trainmedic.rules.registry import get_rule
 
 
@@ -122,11 +123,13 @@ def print_summary(session: Session, out: Path) -> None:
     sys.stdout.flush()
     w = sys.stderr.write
     steps = sum(d.step_count for d in session.drivers)
-    if not session.drivers:
-        w("trainmedic: no optimizer step was seen, nothing to check\n")
-    elif not findings:
+    nothing = [f for f in findings if f.code == NOTHING_WATCHED.code]
+    findings = [f for f in findings if f.code != NOTHING_WATCHED.code]
+    for f in nothing:  # never an empty "no findings" for a run that was not watched
+        w(f"trainmedic: {f.code} {f.message}\n      fix: {_first_sentence(f.code)}\n")
+    if not findings and not nothing:
         w(f"trainmedic: no findings in {steps} steps ({session.mode} mode)\n")
-    else:
+    elif findings:
         w(f"trainmedic: {len(findings)} finding(s) in {steps} steps ({session.mode} mode)\n")
         for f in findings:
             where = f"step {f.step}" if f.step is not None else "before training"

@@ -12,6 +12,8 @@ Public hooks where PyTorch has them, thin wrappers (:mod:`~trainmedic.instrument
 * ``torch.nn.modules.module.register_module_forward_pre_hook`` (global), only until the first optimizer
   step: the modules of the first forward passes, to find the model an optimizer trains; then a forward
   pre-hook on that model keeps a reference to its latest training input;
+* closure steps (LBFGS), loops without an optimizer object (each ``backward()`` a step; ``Optimizer.__init__``
+  wrapped), ``torch.compile`` (wrapped: no hook in compiled code): :mod:`~trainmedic.instrument.loops`;
 * ``GradScaler.scale`` / ``GradScaler.step`` (wrapped): the unscaled loss, and the steps the scaler skips
   on overflow (TM314); ``LRScheduler.step`` / ``ReduceLROnPlateau.step`` (wrapped): the scheduler to
   snapshot with the weights, and a validation value; ``DataLoader.__iter__`` (wrapped): a training loader
@@ -39,6 +41,7 @@ from trainmedic.findings import Finding
 from trainmedic.instrument.discovery import model_for, unwrap
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.instrument.loops import LoopWatching, compile_safe
 from trainmedic.instrument.patches import Patches
 from trainmedic.report.files import merged_findings
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
@@ -58,7 +61,7 @@ def active_session() -> Session | None:
     return _active
 
 
-class Session:
+class Session(LoopWatching):
     """All instrumentation of one ``trainmedic run``: install(), let the script run, uninstall(), finish()."""
 
     def __init__(self, mode: str = "watch", *, console: bool = True,
@@ -88,6 +91,7 @@ class Session:
         self._input_handle: Any = None
         self._last_input: Any = None
         self._last_target: Any = None
+        self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
 
     @property
     def drivers(self) -> list[Driver]:
@@ -115,8 +119,8 @@ class Session:
 
         wrap = self._patches.wrap
         attach("optimizer step hooks", lambda: self._patches.handles.extend([
-            opt_mod.register_optimizer_step_pre_hook(self._pre_step),
-            opt_mod.register_optimizer_step_post_hook(self._post_step)]))
+            opt_mod.register_optimizer_step_pre_hook(compile_safe(self._pre_step)),
+            opt_mod.register_optimizer_step_post_hook(compile_safe(self._post_step))]))
         attach("module forward hook", self._start_discovery)
         attach("Tensor.backward", lambda: wrap(torch.Tensor, "backward", self._wrap_backward))
         attach("torch.autograd.backward", lambda: wrap(torch.autograd, "backward", self._wrap_backward))
@@ -130,6 +134,7 @@ class Session:
         attach("LRScheduler.step", lambda: wrap(sched.LRScheduler, "step", self._wrap_sched_step))
         attach("ReduceLROnPlateau.step", lambda: wrap(sched.ReduceLROnPlateau, "step", self._wrap_plateau_step))
         attach("DataLoader.__iter__", lambda: wrap(torch.utils.data.DataLoader, "__iter__", self._wrap_loader_iter))
+        self._install_loops(attach, wrap)
 
     def uninstall(self) -> None:
         global _active
@@ -171,10 +176,12 @@ class Session:
     # ------------------------------------------------------------------------------------------------
     # optimizer step
     # ------------------------------------------------------------------------------------------------
-    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         self._step_calls += 1
-        self._guarded("optimizer step pre-hook", self._before_step, optimizer)
-        return None
+        wrapped = self._closure_step(optimizer, args, kwargs)  # step(closure): judged in its first call
+        if wrapped is None:
+            self._guarded("optimizer step pre-hook", self._before_step, optimizer)
+        return wrapped
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._guarded("optimizer step post-hook", self.run.after_step, optimizer)
@@ -202,9 +209,7 @@ class Session:
             if len(self.drivers) > 1:  # a second optimizer (a GAN's) keeps its own checkpoints
                 where = where / f"optimizer{len(self.drivers) - 1}"
             driver.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
-        if len(self.drivers) == 1:
-            self._watch_inputs(model)
-        self._stop_discovery()
+        self._attach_driver(driver, model)
         return driver
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -234,7 +239,7 @@ class Session:
                         self._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
                 except Exception as exc:
                     self._fail("backward hook", exc)
-            return original(tensor, *args, **kwargs)
+            return self._backward_watched(original, tensor, *args, **kwargs)
 
         return backward
 
@@ -364,7 +369,7 @@ class Session:
             if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
                 self._seen.setdefault(id(module), module)
 
-        self._discover_handle = register_module_forward_pre_hook(seen)
+        self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
 
     def _stop_discovery(self) -> None:
         if self._discover_handle is not None:
@@ -373,20 +378,21 @@ class Session:
 
     def _watch_inputs(self, model: torch.nn.Module) -> None:
         """Keep a reference to the model's latest training input (no copy), for forensics on a bad step."""
-        outer = [m for m in self._seen.values() if unwrap(m) is model] or [model]
+        outer = self._hookable([m for m in self._seen.values() if unwrap(m) is model] or [model])
 
         def keep(module: torch.nn.Module, args: Any) -> None:
             if torch.is_grad_enabled():
                 self._last_input = args
 
-        if isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
-            self._input_handle = outer[0].register_forward_pre_hook(keep)
+        if outer and isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
+            self._input_handle = outer[0].register_forward_pre_hook(compile_safe(keep))
 
     # ------------------------------------------------------------------------------------------------
     # the end
     # ------------------------------------------------------------------------------------------------
     def finish(self) -> None:
         """Close the last epoch once the script has finished (called after uninstall())."""
+        self._guarded("hand-written updates", self.manual.finish)
         self._busy = True
         try:
             self.epochs.finish()
@@ -395,6 +401,7 @@ class Session:
             self._fail("final epoch", exc)
         finally:
             self._busy = False
+        self._report_nothing_watched()
 
     def findings(self) -> list[Finding]:
         """Every driver's findings and the instrumentation's own, ordered by first occurrence."""
