@@ -215,6 +215,15 @@ def test_the_script_sees_what_python_gives_it(how, tmp_path):
         assert f"file {cwd / script.lstrip('./')}" in plain.stdout.replace("/./", "/")
 
 
+def test_a_script_that_pickles_its_whole_model_keeps_working(tmp_path):
+    """torch.save(model), copy.deepcopy(model), pickle.dumps(model): no hook of trainmedic's sits on the model
+    (a hook holding a local function made pickling fail under run only)."""
+    code, out = run_in_process(SCRIPTS / "save_whole.py", [], tmp_path)
+    assert code == 0, out
+    assert out.count("reloaded same=True, hooks=0") == 3
+    assert steps_watched(tmp_path) == 30
+
+
 @pytest.mark.parametrize("name,content", [("data.csv", "a,b\n1,2\n"), ("notes.ipynb", "{}"), ("folder", None)])
 def test_a_path_that_is_not_a_python_script_is_one_line_and_creates_nothing(name, content, tmp_path, monkeypatch,
                                                                             capsys):

@@ -46,8 +46,8 @@ class CompiledCode:
             self.roots.append(inner)
         elif isinstance(owner, torch.nn.Module):  # model.compile() compiles the module's bound call
             self.roots.append(owner)
-        elif target is None:  # @torch.compile(mode=...) used as a decorator factory
-            self.functions.append("a function decorated with @torch.compile(...)")
+        elif target is None:  # @torch.compile(mode=...): the decorator it returns calls torch.compile(fn)
+            return
         else:
             self.functions.append(getattr(target, "__qualname__", type(target).__name__))
 

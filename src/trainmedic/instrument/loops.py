@@ -23,10 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
 
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
 from trainmedic.instrument.compiled import CompiledCode
+from trainmedic.instrument.discovery import unwrap
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.manual import ManualLoop, ManualUpdates
@@ -61,8 +63,9 @@ class LoopWatching:
     _batch: Callable[[], Any]
     _guarded: Callable[..., Any]
     _stop_discovery: Callable[[], None]
-    _watch_inputs: Callable[[torch.nn.Module], None]
     _before_step: Callable[..., None]
+    _input_handle: Any
+    _last_input: Any
     drivers: list[Driver]
 
     def _init_loops(self, console: bool) -> None:
@@ -169,6 +172,12 @@ class LoopWatching:
             if isinstance(module, torch.nn.Module):
                 self._seen.setdefault(id(module), module)  # a candidate model for discovery
         self._stop_discovery()
+        if self._input_handle is not None:  # compiled after training began: a global hook must not stay
+            self._input_handle.remove()
+            self._input_handle = None
+            first = [d for d in self.drivers if d is not self.manual.on_trial][:1]
+            for driver in first:
+                self._watch_inputs(driver.model)
         for driver in self.drivers:
             self._compiled_step_aside(driver, driver.model)
 
@@ -181,16 +190,38 @@ class LoopWatching:
                               "would make it recompile, so the sampled dead-ReLU check (TM311) is off",
                               compiled=self.compiled.describe())
 
-    def _hookable(self, modules: list[torch.nn.Module]) -> list[torch.nn.Module]:
-        """The modules a hook may sit on (outside compiled code); if none, the input capture steps aside."""
-        free = [m for m in modules if not self.compiled.hooks_traced(m)]
-        if not free and self.drivers:
-            self.drivers[0].step_aside(
-                "training-inputs", "the model's own call runs compiled (model.compile() or a compiled function): "
-                "a hook keeping its inputs would run inside the compiled graph, so pre-flight's replay of a "
-                "batch and the forensics of a non-finite step go without the batch",
-                compiled=self.compiled.describe())
-        return free
+    # -- the model's inputs ----------------------------------------------------------------------------
+    def _watch_inputs(self, model: torch.nn.Module) -> None:
+        """Keep a reference to the model's latest training input (no copy), for pre-flight and forensics.
+
+        A global forward pre-hook that looks for the model, not a hook stored on the model: a module that
+        carries a hook holding a local function cannot be pickled, and ``torch.save(model)`` or
+        ``pickle.dumps(model)`` in the script would fail under ``run`` only. Once something is compiled, a
+        global hook would be traced (and ``torch.compile(model)`` warns about one), so only the eager
+        ``OptimizedModule`` wrapper gets a hook of its own; a module whose own call runs compiled gets none.
+        """
+        if not any(True for _ in model.parameters()):
+            return
+        outer = [m for m in self._seen.values() if unwrap(m) is model] or [model]
+        free = [m for m in outer if not self.compiled.hooks_traced(m)]
+        if not free:
+            if self.drivers:
+                self.drivers[0].step_aside(
+                    "training-inputs", "the model's own call runs compiled (model.compile() or a compiled "
+                    "function): a hook keeping its inputs would run inside the compiled graph, so pre-flight's "
+                    "replay of a batch and the forensics of a non-finite step go without the batch",
+                    compiled=self.compiled.describe())
+            return
+        target = free[0]
+
+        def keep(module: torch.nn.Module, args: Any) -> None:
+            if module is target and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+                self._last_input = args
+
+        if self.compiled.any:
+            self._input_handle = target.register_forward_pre_hook(keep)  # the eager OptimizedModule
+        else:
+            self._input_handle = register_module_forward_pre_hook(keep)
 
     # -- the end -------------------------------------------------------------------------------------------
     def _report_nothing_watched(self) -> None:
@@ -208,6 +239,9 @@ class LoopWatching:
                    "parameter by hand (nothing trained, or gradients accumulated over several backward passes)")
         else:
             why = "no optimizer step was seen and no backward pass: the script trained nothing"
+        if self.compiled.functions:
+            why += (f"; it compiled {', '.join(self.compiled.functions)}: an optimizer step or backward pass "
+                    "inside compiled code is not seen")
         self.internal.append(Finding(
             code=NOTHING_WATCHED.code, message=f"nothing was watched: {why}",
             evidence={"optimizer_steps": n_opt, "backward_passes": n_back, "engines": len(self.drivers),

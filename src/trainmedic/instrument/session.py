@@ -38,7 +38,7 @@ import torch
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
-from trainmedic.instrument.discovery import model_for, unwrap
+from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import LoopWatching, compile_safe
@@ -375,17 +375,6 @@ class Session(LoopWatching):
         if self._discover_handle is not None:
             self._discover_handle.remove()
             self._discover_handle = None
-
-    def _watch_inputs(self, model: torch.nn.Module) -> None:
-        """Keep a reference to the model's latest training input (no copy), for forensics on a bad step."""
-        outer = self._hookable([m for m in self._seen.values() if unwrap(m) is model] or [model])
-
-        def keep(module: torch.nn.Module, args: Any) -> None:
-            if torch.is_grad_enabled():
-                self._last_input = args
-
-        if outer and isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
-            self._input_handle = outer[0].register_forward_pre_hook(compile_safe(keep))
 
     # ------------------------------------------------------------------------------------------------
     # the end
