@@ -134,7 +134,7 @@ def test_internal_error_is_recorded_and_the_script_goes_on(tmp_path, monkeypatch
     code, out = run_quiet(PLAIN / "healthy_accumulation.py", ["--epochs", "1"], tmp_path)
     assert code == 0 and "epoch 0" in out
     found = findings(tmp_path)
-    assert [f["code"] for f in found] == ["TM902"]
+    assert [f["code"] for f in found] == ["TM902", "TM903"]  # and so nothing was watched: said plainly
     assert "boom" in found[0]["message"]
     assert session_mod.active_session() is None
 

@@ -159,6 +159,25 @@ class Driver:
         """Record an action taken on the run (quarantine, checkpoint, ...) as an event."""
         self.engine.record_action(action, reason, step=step, **detail)
 
+    def step_aside(self, check: str, why: str, *, step: int | None = None, **evidence: Any) -> None:
+        """Switch ``check`` off for the whole run because it cannot run on this setup, and say so (TM904, info).
+
+        Unlike a check that failed (TM901), nothing went wrong: a front end knows the check would change
+        what the script sees, e.g. ``"activations"`` (TM311 sampling) on a compiled model, whose module
+        hooks would make it recompile. ``check`` is a name the engine and driver honour in
+        ``engine.disabled`` (``"activations"``, ``"update-ratio"``, ``"snapshots"``...) or, for a part of the
+        front end itself, any name it tests before acting. ``step``: where the finding is dated (default: now).
+        """
+        if check in self.engine.disabled:
+            return
+        self.engine.disabled.add(check)
+        if check == "activations":
+            self.activations.disarm()
+        from trainmedic.rules.internal import CHECK_SKIPPED
+
+        self.report(CHECK_SKIPPED.code, f"{check} skipped: {why}", step=step,
+                    evidence={"check": check, "why": why, **evidence}, key=f"TM904:{check}")
+
     def add_callback(self, callback: MedicCallback) -> None:
         try:
             callback.on_attach(self)

@@ -12,6 +12,11 @@ script; everything after the script is the script's own command line. The script
 terminal as usual and its exit code is passed through. Findings go to DIR/findings.json, events.jsonl and
 report.html, and a short summary is printed at the end.
 
+Training loops: optimizer.step(), step(closure) (LBFGS: each step judged on its own closure's loss), a
+loop that updates its parameters by hand without an optimizer object (watched from its backward passes;
+heal cannot skip such a step), optimizers over plain tensors, and torch.compile'd models (checks that need
+hooks inside compiled code step aside, TM904). A run in which no step could be watched says so (TM903).
+
 Validation loss: losses computed without gradient (under torch.no_grad) between training steps are taken
 as an evaluation, as is ReduceLROnPlateau.step(val); or add `trainmedic.log(val_loss=...)`.
 Distributed: torchrun --nproc_per_node 2 -m trainmedic run train.py (rank 0 writes the report).
@@ -29,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write crash-safe checkpoints there (atomic, sha256-checked, weights_only loadable)")
     p.add_argument("--checkpoint-every", metavar="N", type=int,
                    help="steps between checkpoints (default: at each epoch end, and when validation improves)")
-    p.add_argument("script", help="the training script (a .py file, or a folder with __main__.py)")
+    p.add_argument("script", help="the training script (a .py file, or a folder or zip with __main__.py); it "
+                                  "sees the __file__, sys.argv and sys.path that python would give it")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     p.set_defaults(func=_run)
 

@@ -7,8 +7,7 @@ optimizers stepping. :func:`model_for` pairs them up.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+import sys
 
 import torch
 
@@ -16,10 +15,14 @@ import torch
 class ParamHolder(torch.nn.Module):
     """Stands for "the model" when no module seen in a forward pass holds all of an optimizer's parameters.
 
-    It registers the very same Parameter objects, so snapshots and rollbacks act on the live weights.
+    It holds the very same tensor objects, so snapshots and rollbacks act on the live weights. That includes
+    plain tensors (``w = torch.zeros(3, requires_grad=True)``; ``torch.optim.SGD([w, b])``), which
+    ``register_parameter`` refuses: wrapping them in a new ``nn.Parameter`` would make another tensor object
+    whose ``.grad`` never fills, so they go into this module's own parameter table as they are.
+    ``parameters()``, ``state_dict()`` and ``load_state_dict()`` treat them like parameters.
     """
 
-    def __init__(self, params: list[torch.nn.Parameter], names: list[str]) -> None:
+    def __init__(self, params: list[torch.Tensor], names: list[str]) -> None:
         super().__init__()
         used: set[str] = set()
         for i, (p, name) in enumerate(zip(params, names)):
@@ -27,7 +30,10 @@ class ParamHolder(torch.nn.Module):
             if key in used or hasattr(self, key):
                 key = f"{key}_{i}"
             used.add(key)
-            self.register_parameter(key, p)
+            if isinstance(p, torch.nn.Parameter):
+                self.register_parameter(key, p)
+            else:
+                self._parameters[key] = p  # the live tensor itself (see the class docstring)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -76,50 +82,19 @@ def model_for(optimizer: torch.optim.Optimizer, seen: list[torch.nn.Module]) -> 
             best, best_key = m, key
     if best is not None and best_key is not None and best_key[0] == len(ids):
         return best
+    for k, n in script_names(ids - names.keys()).items():
+        names.setdefault(k, n)
     return ParamHolder(wanted, [names.get(id(p), f"param{i}") for i, p in enumerate(wanted)])
 
 
-class ModelDiscovery:
-    """The modules called in training forward passes until the first optimizer step (a global forward
-    pre-hook, removed then), and afterwards the latest training input of the model that was found."""
-
-    def __init__(self, busy: Callable[[], bool]) -> None:
-        self.busy = busy  # trainmedic's own forward passes are not the script's
-        self.last_input: Any = None
-        self._seen: dict[int, torch.nn.Module] = {}
-        self._discover: Any = None
-        self._inputs: Any = None
-
-    def start(self) -> None:
-        from torch.nn.modules.module import register_module_forward_pre_hook
-
-        def seen(module: torch.nn.Module, args: Any) -> None:
-            if torch.is_grad_enabled() and not self.busy() and len(self._seen) < 10_000:
-                self._seen.setdefault(id(module), module)
-
-        self._discover = register_module_forward_pre_hook(seen)
-
-    def modules(self) -> list[torch.nn.Module]:
-        return list(self._seen.values())
-
-    def stop(self) -> None:
-        if self._discover is not None:
-            self._discover.remove()
-            self._discover = None
-
-    def watch_inputs(self, model: torch.nn.Module) -> None:
-        """Keep a reference to the model's latest training input (no copy), for the checks of a step."""
-        outer = [m for m in self._seen.values() if unwrap(m) is model] or [model]
-
-        def keep(module: torch.nn.Module, args: Any) -> None:
-            if torch.is_grad_enabled():
-                self.last_input = args
-
-        if isinstance(model, torch.nn.Module) and any(True for _ in model.parameters()):
-            self._inputs = outer[0].register_forward_pre_hook(keep)
-
-    def remove(self) -> None:
-        self.stop()
-        if self._inputs is not None:
-            self._inputs.remove()
-            self._inputs = None
+def script_names(ids: set[int]) -> dict[int, str]:
+    """The names the script's own globals give these tensors (``w``, ``b`` in ``SGD([w, b], lr=0.1)``), so a
+    finding about a plain tensor names it as the script does."""
+    main = sys.modules.get("__main__")
+    found: dict[int, str] = {}
+    if main is None or not ids:
+        return found
+    for name, value in list(vars(main).items()):
+        if isinstance(value, torch.Tensor) and id(value) in ids and not name.startswith("_"):
+            found.setdefault(id(value), name)
+    return found

@@ -62,16 +62,34 @@ class HookedRun:
 
     # -- drivers ---------------------------------------------------------------------------------------
     def add(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scheduler: Any = None,
-            scaler: Any = None, console: bool | None = None) -> Driver:
-        """The driver of ``optimizer`` (created on first use)."""
+            scaler: Any = None, console: bool | None = None, mode: str | None = None) -> Driver:
+        """The driver of ``optimizer`` (created on first use).
+
+        ``mode`` overrides the run's mode for this driver: ``"watch"`` for a loop whose steps the front end
+        can see but not take or skip (a loop that updates its parameters by hand).
+        """
         driver = self._by_optimizer.get(id(optimizer))
         if driver is None:
-            driver = Driver(model, optimizer, mode=self.mode, thresholds=self.thresholds, scheduler=scheduler,
+            driver = Driver(model, optimizer, mode=mode or self.mode, thresholds=self.thresholds, scheduler=scheduler,
                             scaler=scaler, console=self.console if console is None else console, status=self.status,
                             name=f"{type(model).__name__}/{type(optimizer).__name__}#{len(self.drivers)}",
                             observes_itself=False)
             self._by_optimizer[id(optimizer)] = driver
             self.drivers.append(driver)
+        return driver
+
+    def remove(self, optimizer: Any) -> Driver | None:
+        """Forget the driver of ``optimizer`` (its findings and curves go with it) and close it.
+
+        For a driver added on trial: ``trainmedic run`` watches a loop without an optimizer from its first
+        backward pass, before it knows that the loop updates the parameters; when it turns out not to,
+        nothing of that trial must reach the report.
+        """
+        driver = self._by_optimizer.pop(id(optimizer), None)
+        self._gates.pop(id(optimizer), None)
+        if driver is not None:
+            self.drivers.remove(driver)
+            driver.close()
         return driver
 
     def driver_of(self, optimizer: Any) -> Driver | None:

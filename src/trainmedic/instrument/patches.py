@@ -4,6 +4,10 @@
 the functional losses, ``GradScaler.step``, ``LRScheduler.step``, ``DataLoader.__iter__``). Every wrapper is
 recorded here and removed on :meth:`Patches.remove`, which puts back exactly what was there: an attribute
 the class only inherited is deleted again rather than pinned.
+
+Inside code that TorchDynamo is compiling (``torch.compiler.is_compiling()``, public API) a wrapper calls the
+original and nothing else: dynamo then sees plain PyTorch, with no trainmedic state to trace, no graph break
+and no warning (see :mod:`~trainmedic.instrument.compiled`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 
 class Patches:
@@ -22,7 +28,13 @@ class Patches:
         """Replace ``owner.name`` by ``make(original)``."""
         own = not isinstance(owner, type) or name in owner.__dict__
         original = getattr(owner, name)
-        wrapper = make(original)
+        inner = make(original)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if torch.compiler.is_compiling():
+                return original(*args, **kwargs)
+            return inner(*args, **kwargs)
+
         functools.update_wrapper(wrapper, original)
         setattr(owner, name, wrapper)
         self._patches.append((owner, name, original if own else None))

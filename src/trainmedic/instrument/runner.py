@@ -5,30 +5,25 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import runpy
 import sys
 import traceback
 from pathlib import Path
 
 from trainmedic import __version__
-from trainmedic.errors import UsageError
 from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
+from trainmedic.instrument.main_module import MainScript, resolve, run_main, set_path
 from trainmedic.instrument.session import Session
 from trainmedic.report.console import print_summary
 
 
-def default_out(script: Path) -> Path:
+def default_out(script: MainScript) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{script.stem}-{stamp}"
 
 
-def resolve_script(script: str) -> Path:
-    path = Path(script)
-    if path.is_dir() and (path / "__main__.py").is_file():
-        return path
-    if not path.is_file():
-        raise UsageError(f"no such script: {script}" if not path.exists() else f"not a Python script: {script}")
-    return path
+def resolve_script(script: str) -> MainScript:
+    """The script as python would run it; a one-line :class:`UsageError` (exit 2) when it is not one."""
+    return resolve(script)
 
 
 def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | None = None, heal: bool = False,
@@ -37,19 +32,21 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
     """Run ``script`` with ``argv`` under a :class:`Session`; write the report; return the exit code.
 
     The script's output is untouched; its exit code is passed through (``sys.exit(n)`` -> n; an uncaught
-    exception -> its traceback on stderr and 1, as with ``python``).
+    exception -> its traceback on stderr and 1, as with ``python``). ``__file__``, ``sys.argv`` and
+    ``sys.path`` are what ``python SCRIPT ARGS...`` gives (:mod:`~trainmedic.instrument.main_module`).
+    A path that is not a Python script raises a one-line :class:`UsageError` before anything is created.
     """
     path = resolve_script(script)
     out_dir = Path(out) if out is not None else default_out(path)
     session = Session("heal" if heal else "watch", console=console, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every)
     saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [str(path), *argv]
-    sys.path.insert(0, str((path if path.is_dir() else path.parent).resolve()))
+    sys.argv = [path.given, *argv]
+    set_path(path)
     code = 0
     session.install()
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        run_main(path)
     except SystemExit as exc:
         code = exit_code(exc)
     except KeyboardInterrupt as exc:
@@ -89,21 +86,21 @@ def exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def print_script_traceback(exc: BaseException, path: Path) -> None:
+def print_script_traceback(exc: BaseException, path: MainScript) -> None:
     """The traceback python would print: trainmedic's and runpy's frames above the script are left out."""
-    target = str(path.resolve())
+    target = path.real_main_file()
     tb = exc.__traceback__
     t = tb
-    while t is not None and os.path.abspath(t.tb_frame.f_code.co_filename) != target:
+    while t is not None and os.path.realpath(t.tb_frame.f_code.co_filename) != target:
         t = t.tb_next
     sys.stdout.flush()
     traceback.print_exception(type(exc), exc, t if t is not None else tb, file=sys.stderr)
     sys.stderr.flush()
 
 
-def write_outputs(session: Session, out: Path, script: Path, argv: list[str]) -> Path:
+def write_outputs(session: Session, out: Path, script: MainScript, argv: list[str]) -> Path:
     """findings.json, events.jsonl and report.html, from every driver of the session, written once."""
-    meta = {"script": str(script), "argv": argv, "entry": "run", "optimizers": len(session.drivers),
+    meta = {"script": script.given, "argv": argv, "entry": "run", "optimizers": len(session.drivers),
             "loss_calls": session.loss_calls}
     if not session.drivers:
         meta.update({"type": "meta", "version": 1, "trainmedic": __version__, "mode": session.mode, "steps": 0,

@@ -12,6 +12,8 @@ Public hooks where PyTorch has them, thin wrappers (:mod:`~trainmedic.instrument
 * ``torch.nn.modules.module.register_module_forward_pre_hook`` (global), only until the first optimizer
   step: the modules of the first forward passes, to find the model an optimizer trains; then a forward
   pre-hook on that model keeps a reference to its latest training input;
+* closure steps (LBFGS), loops without an optimizer object (each ``backward()`` a step; ``Optimizer.__init__``
+  wrapped), ``torch.compile`` (wrapped: no hook in compiled code): :mod:`~trainmedic.instrument.loops`;
 * ``GradScaler.scale`` / ``GradScaler.step`` (wrapped): the unscaled loss, and the steps the scaler skips
   on overflow (TM314); ``LRScheduler.step`` / ``ReduceLROnPlateau.step`` (wrapped): the scheduler to
   snapshot with the weights, and a validation value; ``DataLoader.__iter__`` (wrapped): a training loader
@@ -36,10 +38,12 @@ import torch
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
-from trainmedic.instrument.discovery import ModelDiscovery, model_for
+from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.instrument.loops import LoopWatching, compile_safe
 from trainmedic.instrument.patches import Patches
+from trainmedic.instrument.schedules import ScheduleWatching
 from trainmedic.observe.graph import LossCall, read_loss_graph
 from trainmedic.observe.live import Observed
 from trainmedic.replay import user_location
@@ -79,7 +83,7 @@ def active_session() -> Session | None:
     return _active
 
 
-class Session:
+class Session(LoopWatching, ScheduleWatching):
     """All instrumentation of one ``trainmedic run``: install(), let the script run, uninstall(), finish()."""
 
     def __init__(self, mode: str = "watch", *, console: bool = True,
@@ -104,9 +108,13 @@ class Session:
         self._scaler_of: dict[int, Any] = {}
         self._sched_of: dict[int, Any] = {}
         self._sched_depth = 0
-        self._discovery = ModelDiscovery(lambda: self._busy)
+        self._seen: dict[int, torch.nn.Module] = {}  # modules of training forward passes (model discovery)
+        self._discover_handle: Any = None
+        self._input_handle: Any = None
+        self._last_input: Any = None
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
+        self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
 
     @property
     def drivers(self) -> list[Driver]:
@@ -134,9 +142,9 @@ class Session:
 
         wrap = self._patches.wrap
         attach("optimizer step hooks", lambda: self._patches.handles.extend([
-            opt_mod.register_optimizer_step_pre_hook(self._pre_step),
-            opt_mod.register_optimizer_step_post_hook(self._post_step)]))
-        attach("module forward hook", self._discovery.start)
+            opt_mod.register_optimizer_step_pre_hook(compile_safe(self._pre_step)),
+            opt_mod.register_optimizer_step_post_hook(compile_safe(self._post_step))]))
+        attach("module forward hook", self._start_discovery)
         attach("Tensor.backward", lambda: wrap(torch.Tensor, "backward", self._wrap_backward))
         attach("torch.autograd.backward", lambda: wrap(torch.autograd, "backward", self._wrap_backward))
         for name in LOSS_FUNCTIONS:
@@ -149,11 +157,15 @@ class Session:
         attach("LRScheduler.step", lambda: wrap(sched.LRScheduler, "step", self._wrap_sched_step))
         attach("ReduceLROnPlateau.step", lambda: wrap(sched.ReduceLROnPlateau, "step", self._wrap_plateau_step))
         attach("DataLoader.__iter__", lambda: wrap(torch.utils.data.DataLoader, "__iter__", self._wrap_loader_iter))
+        self._install_loops(attach, wrap)
 
     def uninstall(self) -> None:
         global _active
         self._patches.remove()
-        self._discovery.remove()
+        for h in (self._discover_handle, self._input_handle):
+            if h is not None:
+                h.remove()
+        self._discover_handle = self._input_handle = None
         self._installed = False
         if _active is self:
             _active = None
@@ -187,10 +199,12 @@ class Session:
     # ------------------------------------------------------------------------------------------------
     # optimizer step
     # ------------------------------------------------------------------------------------------------
-    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         self._step_calls += 1
-        self._guarded("optimizer step pre-hook", self._before_step, optimizer)
-        return None
+        wrapped = self._closure_step(optimizer, args, kwargs)  # step(closure): judged in its first call
+        if wrapped is None:
+            self._guarded("optimizer step pre-hook", self._before_step, optimizer)
+        return wrapped
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._guarded("optimizer step post-hook", self.run.after_step, optimizer)
@@ -203,7 +217,7 @@ class Session:
         if self.rank is None and dist.is_available() and dist.is_initialized():
             self.rank = dist.get_rank()
         try:
-            model = model_for(optimizer, self._discovery.modules())
+            model = model_for(optimizer, list(self._seen.values()))
             driver = self.run.add(model, optimizer, scheduler=self._sched_of.get(id(optimizer)),
                                   scaler=self._scaler_of.get(id(optimizer)),
                                   console=self.run.console and (self.rank or 0) == 0)
@@ -218,9 +232,7 @@ class Session:
             if len(self.drivers) > 1:  # a second optimizer (a GAN's) keeps its own checkpoints
                 where = where / f"optimizer{len(self.drivers) - 1}"
             driver.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
-        if len(self.drivers) == 1:
-            self._discovery.watch_inputs(model)
-        self._discovery.stop()
+        self._attach_driver(driver, model)
         return driver
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -231,10 +243,11 @@ class Session:
             return
         self.run.before_step(optimizer, self._last_loss, self._batch(driver), self._complete(observed, driver))
 
-    def _batch(self, driver: Driver) -> Any:
-        """The latest training input and target, for the driver whose model the input was captured for."""
-        x, y = self._discovery.last_input, self._last_target
-        if x is None or driver is not self.drivers[0]:
+    def _batch(self, driver: Driver | None = None) -> Any:
+        """The latest training input and target, for the driver whose model the input was captured for
+        (the first; ``None``: whichever asks, a hand-written loop's)."""
+        x, y = self._last_input, self._last_target
+        if x is None or (driver is not None and driver is not self.drivers[0]):
             return None
         if isinstance(x, tuple) and len(x) == 1:
             x = x[0]
@@ -242,8 +255,7 @@ class Session:
 
     def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
         if observed is not None and driver is self.drivers[0]:
-            observed.inputs = self._discovery.last_input
-            observed.target = self._last_target
+            observed.inputs, observed.target = self._last_input, self._last_target
         return observed
 
     # ------------------------------------------------------------------------------------------------
@@ -259,7 +271,7 @@ class Session:
                         self._observed = coming_step(self._observed, self.run, graph_of=tensor)
                 except Exception as exc:
                     self._fail("backward hook", exc)
-            return original(tensor, *args, **kwargs)
+            return self._backward_watched(original, tensor, *args, **kwargs)
 
         return backward
 
@@ -326,44 +338,6 @@ class Session:
         self.run.step_without_optimizer(optimizer, self._last_loss, self._batch(driver),
                                         self._complete(observed, driver))
 
-    def _wrap_sched_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
-            if self._sched_depth == 0 and not self._busy:
-                self._guarded("scheduler hook", self._saw_scheduler, scheduler)
-            self._sched_depth += 1
-            try:
-                return original(scheduler, *args, **kwargs)
-            finally:
-                self._sched_depth -= 1
-
-        return step
-
-    def _saw_scheduler(self, scheduler: Any) -> None:
-        opt = getattr(scheduler, "optimizer", None)
-        if opt is None:
-            return
-        self._sched_of[id(opt)] = scheduler
-        driver = self.run.driver_of(opt)
-        if driver is not None:
-            driver.scheduler = scheduler
-
-    def _wrap_plateau_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
-            metrics = args[0] if args else kwargs.get("metrics")
-            if metrics is not None and not self._busy:
-                self._guarded("ReduceLROnPlateau hook", self._saw_plateau, scheduler, metrics)
-            return original(scheduler, *args, **kwargs)
-
-        return step
-
-    def _saw_plateau(self, scheduler: Any, metrics: Any) -> None:
-        self._saw_scheduler(scheduler)
-        value = float(metrics.detach().item() if isinstance(metrics, torch.Tensor) else metrics)
-        if getattr(scheduler, "mode", "min") == "max":
-            self.epochs.explicit_value(val_metric=value)
-        else:
-            self.epochs.explicit_value(val_loss=value)
-
     def _wrap_loader_iter(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def __iter__(loader: Any) -> Any:
             if not self._busy:
@@ -383,10 +357,28 @@ class Session:
             val_loss=to_float(val_loss), val_metric=to_float(val_metric), higher_is_better=higher_is_better))
 
     # ------------------------------------------------------------------------------------------------
+    # forward hooks: model discovery, inputs
+    # ------------------------------------------------------------------------------------------------
+    def _start_discovery(self) -> None:
+        from torch.nn.modules.module import register_module_forward_pre_hook
+
+        def seen(module: torch.nn.Module, args: Any) -> None:
+            if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
+                self._seen.setdefault(id(module), module)
+
+        self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
+
+    def _stop_discovery(self) -> None:
+        if self._discover_handle is not None:
+            self._discover_handle.remove()
+            self._discover_handle = None
+
+    # ------------------------------------------------------------------------------------------------
     # the end
     # ------------------------------------------------------------------------------------------------
     def finish(self) -> None:
         """Close the last epoch once the script has finished (called after uninstall())."""
+        self._guarded("hand-written updates", self.manual.finish)
         self._busy = True
         try:
             self.epochs.finish()
@@ -395,6 +387,7 @@ class Session:
             self._fail("final epoch", exc)
         finally:
             self._busy = False
+        self._report_nothing_watched()
 
     def findings(self) -> list[Finding]:
         """Every driver's findings and the instrumentation's own, ordered by first occurrence."""

@@ -108,16 +108,20 @@ class LiveChecks:
         return armed
 
     def _saw_input(self, module: torch.nn.Module, args: Any) -> None:
+        if torch.compiler.is_compiling():
+            return
         if self._armed is not None and torch.is_grad_enabled() and self._armed.inputs is None:
             self._armed.inputs = args
 
     def _saw_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if torch.compiler.is_compiling():
+            return
         if self._armed is not None and torch.is_grad_enabled() and self._armed.output is None:
             self._armed.output = output
 
     def _saw_module(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         name = NN_LOSSES.get(type(module).__name__)
-        if name is None or self._armed is None or not torch.is_grad_enabled() or len(args) < 2:
+        if name is None or torch.compiler.is_compiling() or self._armed is None or not torch.is_grad_enabled() or len(args) < 2:
             return
         if type(module).__module__ != "torch.nn.modules.loss":
             return

@@ -307,7 +307,7 @@ def summary_lines(findings: Iterable[Any], steps: int, mode: str, report_path: s
     if report.suffix != ".html":
         report = report / "report.html"
     out = []
-    if not steps:
+    if not steps and not findings:
         out.append("trainmedic: no optimizer step was seen, nothing to check")
     elif not findings:
         out.append(f"trainmedic: no findings in {steps} steps ({mode} mode)")
