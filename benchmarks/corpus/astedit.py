@@ -90,6 +90,11 @@ class Source:
         a, b = self.span(node)
         return self.text[a:b]
 
+    def receiver(self, call: ast.Call) -> str:
+        """The text before ``.method`` in ``receiver.method(...)``, parentheses included."""
+        a, b = self.span(call.func)
+        return self.text[a:b - len(call.func.attr)].rstrip().removesuffix(".").rstrip()
+
     def replace(self, node: ast.AST, text: str) -> Edit:
         a, b = self.span(node)
         return Edit(a, b, text)

@@ -346,7 +346,7 @@ def find_target_broadcast(src: Source) -> list[Site]:
         key = src.span(node)
         if key not in seen:
             seen.add(key)
-            bucket.append(src.replace(node, src.seg(node.func.value)))
+            bucket.append(src.replace(node, src.receiver(node)))
 
     for call in regression:
         if len(call.args) < 2:
@@ -361,6 +361,17 @@ def find_target_broadcast(src: Source) -> list[Site]:
                     where_t = where_t or _line(src, node)
                 else:
                     where_p = where_p or _line(src, node)
+    # a hand-written loss: ``pred = model(x).squeeze(-1)`` then ``pred - y`` in the training loop (note 000)
+    for node in ast.walk(src.tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and _is_squeeze(src, node.value) and src.loops_of(node) and not src.in_eval(node):
+            name, fn = node.targets[0].id, src.function_of(node)
+            arithmetic = any(isinstance(b, ast.BinOp) and isinstance(b.op, ast.Sub) and src.function_of(b) is fn
+                             and not src.in_eval(b) and any(isinstance(n, ast.Name) and n.id == name for n in (b.left, b.right))
+                             for b in ast.walk(src.tree))
+            if arithmetic:
+                strip(node.value, pred_edits)
+                where_p = where_p or _line(src, node)
     # a squeeze at the end of forward() feeds every loss
     for fn in ast.walk(src.tree):
         if isinstance(fn, ast.FunctionDef) and fn.name == "forward" and regression:
@@ -715,7 +726,7 @@ def find_reduction_sum(src: Source) -> list[Site]:
                 and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "mean" \
                 and not node.value.args and src.loops_of(node) and any(
                     isinstance(t, ast.Name) and _backpropagated(src, t.id, node) for t in node.targets):
-            edits.append(src.replace(node.value.func, src.seg(node.value.func.value) + ".sum"))
+            edits.append(src.replace(node.value.func, src.receiver(node.value) + ".sum"))
             first = first or node
     return [Site(_line(src, first), edits)] if edits else []
 
@@ -736,7 +747,7 @@ def find_remove_epsilon(src: Source) -> list[Site]:
             edits.append(src.replace(a, src.seg(a.left)))
             first = first or c
         elif isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and a.func.attr in ("clamp", "clamp_min"):
-            edits.append(src.replace(a, src.seg(a.func.value)))
+            edits.append(src.replace(a, src.receiver(a)))
             first = first or c
     for node in ast.walk(src.tree):  # std + eps in a standardization
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and isinstance(node.right, ast.Constant) \
