@@ -39,6 +39,8 @@ LR = frozenset({"TM209", "TM305", "TM306", "TM307"})  # codes whose explanation 
 LR_SYMPTOMS = frozenset({"TM303", "TM301", "TM302", "TM311"})
 FEATURES = re.compile(r"^(x|X)_?(tr|train)$|^train_(x|X)$")
 LABELS = re.compile(r"^(y|Y)_?(tr|train)$|^train_(y|Y)$")
+#: names that hold model inputs: x, X_train, raw_x, features, images, pixels, inputs, d (a sklearn Bunch)
+FEATURE_LIKE = re.compile(r"^(x|X)|(^|_)(x|X)(_|$)|feat|image|pixel|digit|input|^d$")
 ACTIVATIONS = {"ReLU", "GELU", "LeakyReLU", "Tanh", "ELU", "SiLU"}
 F_ACTIVATIONS = {"relu", "gelu", "leaky_relu", "tanh", "elu", "silu"}
 
@@ -443,7 +445,7 @@ def find_unscaled(src: Source) -> list[Site]:
         base = node
         while isinstance(base, (ast.Subscript, ast.Attribute, ast.Call)):
             base = base.value if not isinstance(base, ast.Call) else base.func
-        return isinstance(base, ast.Name) and re.match(r"^(x|X|feat|image|pixel|digits|d$)", base.id) is not None
+        return isinstance(base, ast.Name) and FEATURE_LIKE.search(base.id) is not None
 
     for node in ast.walk(src.tree):
         hit = None
