@@ -580,6 +580,7 @@ def main() -> None:
             d = score_detection(i.mutant.operator, task.result)
             d["metric"] = task.result.get("metric")
             d["rc"] = task.result["rc"]
+            d["cache"] = str(cache.path(task).relative_to(cache.root))
             i.entries[entry] = d
             _check_fidelity(i.plain, task.result, f"{i.mutant.id} seed {i.seed} [{entry}]", fidelity)
     plain_by = {(t.program.name, t.seed): t.result for t in plain_healthy}
@@ -605,9 +606,12 @@ def main() -> None:
         "summary": summary,
         "instances": [{"mutant": i.mutant.id, "operator": i.mutant.operator.name, "program": i.program.name,
                        "half": i.program.half, "seed": i.seed, "where": i.mutant.where, "harm": i.harm, "why": i.why,
+                       "plain_metric": i.plain.get("metric"),
                        "entries": i.entries} for i in instances],
         "excluded": excluded,
+        "cache": str(cache.root),
         "healthy": [{"program": t.program.name, "half": t.program.half, "seed": t.seed, "entry": t.entry,
+                     "cache": str(cache.path(t).relative_to(cache.root)),
                      "findings": [{k: f.get(k) for k in ("code", "severity", "step", "message", "evidence")}
                                   for f in t.result["findings"]]} for t in healthy_tasks],
         "not_rewritable": {k: sorted(set(v)) for k, v in not_rewritable.items()},
