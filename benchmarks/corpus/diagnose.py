@@ -28,7 +28,7 @@ def curve_stats(result: dict[str, Any]) -> dict[str, Any]:
     if not result.get("traces"):
         return {"watched_steps": 0}
     tr = result["traces"][0]
-    samples = tr["samples"]
+    samples = [[_num(v) for v in row] for row in tr["samples"]]
     loss = [s[1] for s in samples if s[1] is not None]
     gn = [s[2] for s in samples if s[2] is not None]
     finite_l = [x for x in loss if math.isfinite(x)]
@@ -50,7 +50,8 @@ def curve_stats(result: dict[str, Any]) -> dict[str, Any]:
     lrs = [s[3] for s in samples if s[3] is not None]
     if lrs:
         out["lr_first"], out["lr_max"] = lrs[0], max(lrs)
-    ep = [e for e in tr["epochs"] if e[3] is not None and math.isfinite(e[3])]
+    ep = [[_num(v) for v in e] for e in tr["epochs"]]
+    ep = [e for e in ep if e[3] is not None and math.isfinite(e[3])]
     if ep:
         vals = [e[3] for e in ep]
         b = min(range(len(vals)), key=vals.__getitem__)
@@ -62,6 +63,16 @@ def curve_stats(result: dict[str, Any]) -> dict[str, Any]:
         if tr_l:
             out["train_epoch_first"], out["train_epoch_last"] = tr_l[0], tr_l[-1]
     return out
+
+
+def _num(v: Any) -> Any:
+    """trainmedic writes non-finite values as strings ("nan", "inf") in its JSON."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return v
 
 
 def fmt_stats(s: dict[str, Any]) -> str:

@@ -603,7 +603,11 @@ def find_wrong_model(src: Source) -> list[Site]:
         rs = src.parameter_receivers(c)
         if len(rs) != 1:
             continue
-        others = [r for j, group in enumerate(receivers) if j != i for r in group if r != receivers[i][0]]
+        # another optimizer's model, provided it already exists where this optimizer is built
+        defined = {n.id for a in ast.walk(src.tree) if isinstance(a, ast.Assign) and a.lineno < c.lineno
+                   for t in a.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        others = [r for j, group in enumerate(receivers) if j != i for r in group
+                  if r != receivers[i][0] and r.split(".")[0] in defined]
         if others:
             sites.append(Site(_line(src, c), [src.replace(rs[0], others[0])]))
     return sites
