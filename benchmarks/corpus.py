@@ -221,7 +221,7 @@ def _child(task: Task, script: Path, result_path: Path, work: Path) -> None:
                 traces.append(_trace_from_events([json.loads(json.dumps(e, default=str)) for e in m.event_stream()]))
         elif task.entry == "lightning":
             for cb in callbacks:
-                for i, eng in enumerate(cb.attached.engines.values()):
+                for i, eng in enumerate(cb.run.drivers):
                     for f in eng.findings:
                         findings.append({**f.to_dict(), "engine": i})
                     traces.append(_trace_from_events([json.loads(json.dumps(e, default=str))

@@ -95,7 +95,7 @@ def main() -> None:
     wall = {v: statistics.median(t[0] for t in ts) for v, ts in times.items()}
     cpu = {v: statistics.median(t[1] for t in ts) for v, ts in times.items()}
     ratio, cpu_ratio = wall["run"] / wall["plain"], cpu["run"] / cpu["plain"]
-    eng = session.engines[0]
+    eng = session.drivers[0]
     result = {
         "workload": "small_cnn (benchmarks/overhead.py), Adam, batch 64x3x32x32, 1 thread",
         "ms_per_step": {v: 1e3 * t for v, t in wall.items()},
