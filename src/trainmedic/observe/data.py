@@ -12,23 +12,16 @@ gathers the rows of a few batches (bounded) on the CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from trainmedic.preflight import Issue  # one finding-before-a-run type for pre-flight and the live checks
+
 MAX_ROWS = 4096
 MAX_COLUMNS = 512
 REGRESSION_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"})
-
-
-@dataclass
-class Issue:
-    code: str
-    message: str
-    evidence: dict[str, Any]
-    key: str
 
 
 def nonfinite_rows(*tensors: Any) -> list[list[int]]:

@@ -31,6 +31,7 @@ import torch
 from trainmedic.observe.data import (
     REGRESSION_LOSSES,
     DataSample,
+    Issue,
     nonfinite_rows,
     sentinels,
     target_under_regression,
@@ -163,8 +164,6 @@ class LiveChecks:
     def frozen_issues(self) -> list[Any]:
         """TM204: ``p.requires_grad_ = True`` assigns an attribute instead of calling the method: the
         parameter stays frozen although the script meant to unfreeze it."""
-        from trainmedic.observe.data import Issue
-
         typo = [p for g in self.optimizer.param_groups for p in g["params"]
                 if isinstance(getattr(p, "requires_grad_", None), bool) and not p.requires_grad]
         if not typo:
@@ -177,8 +176,6 @@ class LiveChecks:
                       {"frozen_by_typo": shown, "count": len(typo)}, "TM204:requires_grad_")]
 
     def data_issues(self, inputs: Any, target: Any, calls: list[LossCall], step: int) -> list[Any]:
-        from trainmedic.observe.data import Issue
-
         out = []
         loss = next((c.name for c in calls), None)
         out += [Issue(code, msg, ev, code) for code, msg, ev in _nonfinite(step, inputs, target, loss)]
@@ -236,7 +233,7 @@ def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:
             continue  # the call itself was judged, with the target's shape and the line
         then = f", then {b.then}()" if b.then else ""
         what = f"`{b.loss}`" if b.loss else f"`{b.op}`"
-        issues.append(_issue("TM201", f"{what} broadcast the prediction of shape {b.prediction_shape} to "
+        issues.append(Issue("TM201", f"{what} broadcast the prediction of shape {b.prediction_shape} to "
                              f"{b.result_shape}{then}: every prediction is compared with every target. The target "
                              "has a different shape (e.g. (B,) against (B,1)); make them equal with "
                              "`pred.squeeze(-1)` or `y.view(-1, 1)`",
@@ -255,12 +252,6 @@ def _nonfinite(step: int, inputs: Any, target: Any, loss: str | None) -> list[tu
                         {"tensor": what, "rows": rows[:50], "count": len(rows), "batch_size": int(tensor.shape[0]),
                          "loss": loss}))
     return out
-
-
-def _issue(code: str, message: str, evidence: dict[str, Any], key: str) -> Any:
-    from trainmedic.observe.data import Issue
-
-    return Issue(code, message, evidence, key)
 
 
 def _merge_calls(seen: Observed) -> list[LossCall]:
