@@ -2,8 +2,8 @@
 
 Each case of ``run_scripts/wiring_cases.py`` is trained three ways: as an ordinary script under
 ``trainmedic run`` (no trainmedic import), in a hand-written loop with a plain ``medic.step(loss)`` (no
-``loss_fn``, no ``batch``), and inside a LightningModule whose ``training_step`` calls a submodule and
-defines no ``forward``.
+``loss_fn``, no ``batch``), inside a LightningModule whose ``training_step`` calls a submodule and
+defines no ``forward``, and under the Hugging Face ``Trainer`` with a module that computes its own loss.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from trainmedic import Medic
 from trainmedic.instrument.runner import run_script
@@ -104,6 +108,38 @@ def under_lightning(case: str, fault: bool, tmp_path: Path) -> list[tuple[str, s
     return [(f.code, f.severity) for f in cb.findings]
 
 
+def under_transformers(case: str, fault: bool, tmp_path: Path) -> list[tuple[str, str]]:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from trainmedic.integrations.transformers import MedicCallback
+
+    transformers.logging.set_verbosity_error()
+    net, loss_fn, x, y, params = build(case, fault)
+
+    class Model(torch.nn.Module):  # the Trainer trains any module whose forward returns its loss
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, labels=None):
+            pred = self.net(x)
+            return {"loss": loss_fn(pred, labels), "logits": pred}
+
+    rows = [{"x": x[i], "labels": y[i]} for i in range(len(x))]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), per_device_train_batch_size=32, num_train_epochs=1, max_grad_norm=0.0,
+        save_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=0,
+        dataloader_num_workers=0)
+    cb = MedicCallback(out=tmp_path / "hf-report", console=False)
+    # the optimizer over the case's own parameters (the Trainer's default would leave out frozen ones)
+    trainer = transformers.Trainer(model=Model(), args=args, train_dataset=rows, callbacks=[cb],
+                                   optimizers=(torch.optim.Adam(params, lr=1e-3), None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    return [(f.code, f.severity) for f in cb.findings]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_run(case, tmp_path):
     check(case, True, under_run(case, True, tmp_path / "fault"))
@@ -120,6 +156,12 @@ def test_medic_without_loss_fn(case):
 def test_lightning(case, tmp_path):
     check(case, True, under_lightning(case, True, tmp_path / "fault"))
     check(case, False, under_lightning(case, False, tmp_path / "healthy"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_transformers(case, tmp_path):
+    check(case, True, under_transformers(case, True, tmp_path / "fault"))
+    check(case, False, under_transformers(case, False, tmp_path / "healthy"))
 
 
 def test_findings_say_which_loss_and_tensor(tmp_path):
