@@ -1,0 +1,125 @@
+"""``trainmedic lr-find``: the range test of an unmodified script's own model, optimizer, batches and loss."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainmedic.cli import main
+
+SCRIPTS = Path(__file__).parent / "run_scripts"
+REGRESSION = str(SCRIPTS / "lr_regression.py")
+SHORT = str(SCRIPTS / "lr_short.py")
+
+
+def best_grid_rate(loop: str) -> float:
+    """The constant rate that trains the tiny regression best in 7 epochs (112 steps), measured here by
+    running the script itself at each rate of a grid."""
+    final = {}
+    for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1):
+        saved = sys.argv
+        sys.argv = [REGRESSION, "--loop", loop, "--lr", str(lr), "--epochs", "7"]
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                runpy.run_path(REGRESSION, run_name="__main__")
+        finally:
+            sys.argv = saved
+        loss = float(buf.getvalue().strip().splitlines()[-1].split()[-1])
+        final[lr] = loss if math.isfinite(loss) else math.inf
+    return min(final, key=final.get)
+
+
+@pytest.mark.parametrize("loop", ["loader", "plain"])
+def test_suggestion_is_near_the_best_constant_rate_and_files_are_written(loop, tmp_path, capsys):
+    out = tmp_path / "lf"
+    code = main(["lr-find", "--out", str(out), "--json", REGRESSION, "--loop", loop, "--lr", "0.01"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert all(line.startswith("epoch ") for line in lines[:-1])  # the script's own output, nothing else
+    doc = json.loads(lines[-1])
+    assert doc == json.loads((out / "lr_find.json").read_text())
+    best = best_grid_rate(loop)
+    assert best / 10 <= doc["suggestion"] <= best * 3, (doc["suggestion"], best)
+    assert doc["optimizer"] == "SGD" and doc["model"] == "Sequential" and doc["configured_lr"] == 0.01
+    assert doc["stopped_early"] and doc["lr_diverged"] > doc["suggestion"]  # SGD+momentum blows up below 10
+    ratios = [b / a for a, b in zip(doc["lrs"], doc["lrs"][1:])]
+    assert max(ratios) / min(ratios) < 1 + 1e-9  # exponential
+    assert doc["findings"] == []  # 0.01 is a good rate for this problem
+    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "lr_find.html").read_text()
+    assert "data:image/png;base64," in page and f"{doc['suggestion']:.3g}" in page
+    assert "suggested lr" in captured.err and "<- suggested" in captured.err
+
+
+def test_a_rate_far_too_low_gets_tm209(tmp_path, capsys):
+    code = main(["lr-find", "--out", str(tmp_path), REGRESSION, "--loop", "plain", "--lr", "1e-5"])
+    err = capsys.readouterr().err
+    assert code == 0
+    doc = json.loads((tmp_path / "lr_find.json").read_text())
+    assert [f["code"] for f in doc["findings"]] == ["TM209"]
+    assert "TM209: the learning rate 1e-05" in err and "below" in err
+
+
+def test_script_that_never_steps_an_optimizer_is_one_line(tmp_path, capsys):
+    out = tmp_path / "lf"
+    code = main(["lr-find", "--out", str(out), REGRESSION, "--loop", "none", "--epochs", "2"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out.splitlines() == ["epoch 0 loss 3.4879", "epoch 1 loss 3.4879"]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "never stepped an optimizer" in err[0]
+    assert not out.exists()
+
+
+def test_the_script_sees_its_weights_as_before_the_sweep(tmp_path, capsys):
+    """The sweep ends the script from inside optimizer.step(); its finally block saves the model: the weights
+    it saves are the ones it started with, not the swept ones."""
+    saved = tmp_path / "w.pt"
+    code = main(["lr-find", "--out", str(tmp_path / "lf"), "--steps", "40", SHORT, "--steps", "1000",
+                 "--save", str(saved)])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
+    assert doc["script_ended"] == "swept" and len(doc["lrs"]) <= 40 and doc["optimizer"] == "Adam"
+    torch.manual_seed(0)
+    fresh = torch.nn.Linear(4, 1).state_dict()
+    got = torch.load(saved, weights_only=True)
+    assert all(torch.equal(fresh[k], got[k]) for k in fresh)
+
+
+def test_exit_status_and_one_line_errors(tmp_path, capsys):
+    # too few steps before the script ends
+    assert main(["lr-find", "--out", str(tmp_path / "a"), SHORT, "--steps", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "only 3 times" in err[0] and "at least 5" in err[0]
+    # the script's own error after enough steps: its traceback, then the curve measured until then
+    assert main(["lr-find", "--out", str(tmp_path / "b"), SHORT, "--steps", "30", "--fail"]) == 0
+    err = capsys.readouterr().err
+    assert "RuntimeError: the script's own error" in err and "ended after 30 of 100 steps" in err
+    assert json.loads((tmp_path / "b" / "lr_find.json").read_text())["swept_to_the_end"] is False
+    # usage errors: one line, exit 2, nothing run
+    for argv in (["--steps", "3", SHORT], ["--start-lr", "1", "--end-lr", "0.1", SHORT],
+                 [str(tmp_path / "missing.py")]):
+        assert main(["lr-find", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("trainmedic: error:")
+
+
+def test_cli_keeps_stdout_for_the_script(tmp_path):
+    """As a subprocess: stdout holds the script's lines only, trainmedic's lines are all on stderr."""
+    p = subprocess.run([sys.executable, "-m", "trainmedic", "lr-find", "--out", str(tmp_path), REGRESSION,
+                        "--loop", "plain"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout and all(line.startswith("epoch ") for line in p.stdout.splitlines())
+    assert "trainmedic lr-find:" in p.stderr and "suggested lr" in p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["lr_find.html", "lr_find.json", "lr_find.png"]
