@@ -123,3 +123,12 @@ def test_cli_keeps_stdout_for_the_script(tmp_path):
     assert p.stdout and all(line.startswith("epoch ") for line in p.stdout.splitlines())
     assert "trainmedic lr-find:" in p.stderr and "suggested lr" in p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["lr_find.html", "lr_find.json", "lr_find.png"]
+
+
+def test_closure_steps_are_not_swept_and_say_so(tmp_path, capsys):
+    code = main(["lr-find", "--out", str(tmp_path / "lf"), str(SCRIPTS / "lbfgs.py")])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""  # stopped at its first step, before it printed anything
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "LBFGS.step(closure)" in err[0]
+    assert not (tmp_path / "lf").exists()

@@ -100,6 +100,9 @@ def no_curve_reason(outcome: Any) -> str | None:
     if outcome.optimizer is None:
         return (f"the script never stepped an optimizer ({how}): nothing to sweep. lr-find needs a loop that "
                 f"calls optimizer.step()")
+    if outcome.closure_steps and not outcome.losses:
+        return (f"{outcome.optimizer}.step(closure) computes its loss inside the step (LBFGS): lr-find sweeps "
+                f"optimizers stepped after loss.backward(), not closure steps; the script was stopped")
     if finite_points(outcome) < MIN_POINTS:
         if outcome.steps_without_loss and not outcome.losses:
             return (f"{outcome.optimizer}.step() was called {outcome.steps_without_loss} times without a "
@@ -184,17 +187,16 @@ def curve_rows(res: Any, width: int = 30) -> list[str]:
         i = nearest(10.0**k)
         if i is not None:
             rows.add(i)
-    out = [f"  {'lr':>9}  {'loss':>10}  smoothed"]
+    out = [f"  {'lr':>9}  {'loss':>10}  (smoothed, the centered mean the suggestion reads)"]
     for i in sorted(rows):
         v = sm[i]
-        raw = res.losses[i]
         if isinstance(v, float) and math.isfinite(v):
             n = int(round((v - lo) / span * width))
             bar = "█" * n + "▏" if n <= width else "█" * width + " ↑"
         else:
             bar = "(not finite)"
         note = f"  <- {', '.join(marks[i])}" if i in marks else ""
-        out.append(f"  {lrs[i]:>9.2e}  {raw:>10.4g}  {bar}{note}")
+        out.append(f"  {lrs[i]:>9.2e}  {v:>10.4g}  {bar}{note}")
     return out
 
 

@@ -17,6 +17,9 @@ instead: the script runs as ``__main__`` exactly as ``trainmedic run`` runs it
   ``BaseException``, so the script's ``except Exception`` does not catch it; its ``finally`` blocks run and
   see the weights as they were before the sweep.
 
+An optimizer stepped with a closure (``LBFGS.step(closure)``) evaluates the loss inside ``step()``, many
+times per step: it is not swept, and the script is stopped at its first such step.
+
 What the script does during the sweep happens: it prints, and a checkpoint it saves in those steps holds
 swept weights. Other optimizers of the script (a GAN's second one) step at their own rate.
 """
@@ -59,6 +62,7 @@ class SweepOutcome:
     other_optimizers: int = 0
     optimizer_steps: int = 0  # optimizer steps the script took (all optimizers)
     steps_without_loss: int = 0  # steps of the swept optimizer with no backward() before them
+    closure_steps: int = 0  # step(closure) calls (LBFGS): not swept, the script is stopped at the first
     problems: list[str] = field(default_factory=list)  # trainmedic's own failures (the sweep switched off)
 
 
@@ -73,6 +77,7 @@ class ScriptSweep:
         self.others: set[int] = set()
         self.steps = 0
         self.steps_without_loss = 0
+        self.closure_steps = 0
         self.problems: list[str] = []
         self._ratios: list[float] = []
         self._saved: tuple[torch.nn.Module | None, dict[str, Any], dict[str, Any]] | None = None
@@ -138,6 +143,11 @@ class ScriptSweep:
             self.others.add(id(optimizer))
             return
         losses, self._pending = self._pending, []
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0] is the optimizer itself
+        if callable(closure):
+            self.closure_steps += 1  # LBFGS: the loss comes from inside step(), many times: not swept
+            self.sweep.stopped = True
+            raise SweepDone
         if not losses:
             self.steps_without_loss += 1
             return  # no backward() seen before this step (a closure step): it runs at the current rate
@@ -227,7 +237,7 @@ def sweep_script(script: str, argv: list[str], sweep: Sweep) -> SweepOutcome:
         configured_lr=hooks.configured_lr,
         optimizer=type(hooks.optimizer).__name__ if hooks.optimizer is not None else None,
         model=hooks.model_name, other_optimizers=len(hooks.others), optimizer_steps=hooks.steps,
-        steps_without_loss=hooks.steps_without_loss, problems=hooks.problems)
+        steps_without_loss=hooks.steps_without_loss, closure_steps=hooks.closure_steps, problems=hooks.problems)
 
 
 def finite_points(outcome: SweepOutcome) -> int:
