@@ -75,6 +75,8 @@ def test_each_batch_gets_the_indices_of_its_rows(kw):
                 idx = session.indices.lookup(xb, yb)
                 assert idx is not None and torch.equal(idx, yb)
                 assert session.indices.lookup(xb * 1.0) is None  # a changed copy is not taken for the batch
+                # moved to another device (here "meta", standing in for x.to("cuda")): the same rows
+                assert torch.equal(session.indices.lookup(xb.to("meta")), yb)
                 checked += 1
                 if epoch == 1 and i == 3:
                     break  # leave the epoch early: the next one starts a fresh queue

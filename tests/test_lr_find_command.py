@@ -132,3 +132,16 @@ def test_closure_steps_are_not_swept_and_say_so(tmp_path, capsys):
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "LBFGS.step(closure)" in err[0]
     assert not (tmp_path / "lf").exists()
+
+
+def test_a_nan_from_the_script_before_any_learning_gives_no_suggestion(tmp_path, capsys):
+    """two_optimizers.py multiplies its discriminator loss by NaN at step 20: at 4e-6 the curve has neither
+    dropped nor risen, so the NaN says nothing about the rate (and the GAN's second optimizer is left alone)."""
+    code = main(["lr-find", "--out", str(tmp_path), str(SCRIPTS / "two_optimizers.py")])
+    err = capsys.readouterr().err
+    assert code == 1
+    doc = json.loads((tmp_path / "lr_find.json").read_text())
+    assert doc["suggestion"] is None and doc["findings"] == [] and len(doc["lrs"]) == 21
+    assert doc["other_optimizers"] == 1 and doc["optimizer"] == "SGD"
+    assert "than from the rate" in doc["no_suggestion"] and "no suggestion: the loss turned nan at step 21" in err
+    assert "TM209" not in err and "1 other optimizer(s) kept their own rate" in err

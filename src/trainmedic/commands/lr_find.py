@@ -79,13 +79,39 @@ def _lr_find(args: argparse.Namespace) -> int:
             print(json.dumps({"version": 1, "suggestion": None, "error": reason, "script_ended": outcome.ended}))
         return 1
     res = judge_curve(outcome.lrs, outcome.losses, stopped=outcome.stopped, configured_lr=outcome.configured_lr)
+    why_not = nan_before_learning(res)
+    if why_not is not None:  # the curve says nothing about the rate: no suggestion, no TM209
+        res.suggestion, res.findings, res.lr_diverged = None, [], None
     doc = document(res, outcome, args)
-    print_curve(res, outcome, args.steps)
+    doc["no_suggestion"] = why_not
+    print_curve(res, outcome, args.steps, why_not)
     written = write_files(out, res, doc)
     print(f"trainmedic lr-find: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     if args.json:
         print(json.dumps(doc, allow_nan=False), flush=True)
     return 0 if res.suggestion is not None else 1
+
+
+def nan_before_learning(res: Any) -> str | None:
+    """Why a curve that ends in NaN/Inf says nothing about the rate, or None.
+
+    A loss that turns non-finite while the smoothed curve has dropped less than 10 % from its start and
+    has not risen is not a divergence caused by the rate (a diverging loss climbs first, and is stopped
+    there): the batch or the model produced it (a NaN row, a log of 0), as it would at any rate.
+    """
+    if not res.losses or math.isfinite(res.losses[-1]):
+        return None
+    sm = [v for v in res.smoothed if isinstance(v, float) and math.isfinite(v)]
+    finite = [v for v in res.losses if math.isfinite(v)]
+    if len(sm) < 2 or not finite:
+        return None
+    start, low = sm[0], min(sm)
+    scale = abs(start) or 1.0
+    if (start - low) / scale < 0.10 and finite[-1] - low <= 0.5 * scale:
+        return (f"the loss turned {res.losses[-1]} at step {len(res.losses)} (lr {_fmt(res.lrs[-1])}) before the "
+                f"curve showed any learning or rise: more likely a NaN/Inf from the batch or the model than from the "
+                f"rate (`trainmedic run` names its op and rows: TM210, TM313)")
+    return None
 
 
 def default_out(stem: str) -> Path:
@@ -134,10 +160,15 @@ def document(res: Any, outcome: Any, args: argparse.Namespace) -> dict[str, Any]
 
 
 # -- printing ----------------------------------------------------------------------------------------------
-def print_curve(res: Any, outcome: Any, steps: int) -> None:
+def print_curve(res: Any, outcome: Any, steps: int, why_not: str | None = None) -> None:
     """The curve on stderr: a header, one row per decade with a bar of the smoothed loss, the suggestion."""
     w = sys.stderr.write
-    how = "the loss diverged" if outcome.stopped else ("all steps taken" if outcome.finished else _ended(outcome.ended))
+    if why_not is not None:
+        how = "stopped: the loss turned NaN/Inf"
+    elif outcome.stopped:
+        how = "the loss diverged"
+    else:
+        how = "all steps taken" if outcome.finished else _ended(outcome.ended)
     w(f"trainmedic lr-find: {outcome.optimizer} of {outcome.model or 'the model'}, configured lr "
       f"{_fmt(outcome.configured_lr)}: {len(res.lrs)} steps from {_fmt(res.lrs[0])} to {_fmt(res.lrs[-1])} "
       f"({how})\n")
@@ -149,7 +180,7 @@ def print_curve(res: Any, outcome: Any, steps: int) -> None:
     for line in curve_rows(res):
         w(line + "\n")
     if res.suggestion is None:
-        w("  no suggestion: the curve has too few finite points\n")
+        w(f"  no suggestion: {why_not or 'the curve has too few finite points'}\n")
     else:
         trust = ("" if res.confident else
                  f" (the curve barely dips, {res.valley_z:.1f} standard errors: not trusted, a tenth of the "

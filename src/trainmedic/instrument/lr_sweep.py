@@ -139,10 +139,10 @@ class ScriptSweep:
                 self.problems.append(f"reading the optimizer raised {type(exc).__name__}: {exc}")
                 self.sweep.stopped = True
                 raise SweepDone from exc
-        elif optimizer is not self.optimizer:
-            self.others.add(id(optimizer))
+        losses, self._pending = self._pending, []  # the losses since the last step, whichever optimizer's
+        if optimizer is not self.optimizer:
+            self.others.add(id(optimizer))  # a GAN's second optimizer: steps at its own rate, its loss dropped
             return
-        losses, self._pending = self._pending, []
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0] is the optimizer itself
         if callable(closure):
             self.closure_steps += 1  # LBFGS: the loss comes from inside step(), many times: not swept
@@ -150,7 +150,7 @@ class ScriptSweep:
             raise SweepDone
         if not losses:
             self.steps_without_loss += 1
-            return  # no backward() seen before this step (a closure step): it runs at the current rate
+            return  # no backward() before this step (gradients set by hand): it runs at the current rate
         lr = self.sweep.lr(len(self.sweep.losses))
         if self.sweep.record(lr, sum(losses) / len(losses)):
             self.restore()
