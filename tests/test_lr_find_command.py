@@ -145,3 +145,16 @@ def test_a_nan_from_the_script_before_any_learning_gives_no_suggestion(tmp_path,
     assert doc["other_optimizers"] == 1 and doc["optimizer"] == "SGD"
     assert "than from the rate" in doc["no_suggestion"] and "no suggestion: the loss turned nan at step 21" in err
     assert "TM209" not in err and "1 other optimizer(s) kept their own rate" in err
+
+
+def test_nothing_of_the_sweep_stays_installed(tmp_path, capsys):
+    import torch.optim.optimizer as opt_mod
+    from torch.nn.modules import module as module_mod
+
+    backward, autograd_backward = torch.Tensor.backward, torch.autograd.backward
+    pre_hooks = dict(opt_mod._global_optimizer_pre_hooks)
+    forward_hooks = dict(module_mod._global_forward_pre_hooks)
+    assert main(["lr-find", "--out", str(tmp_path), "--steps", "20", SHORT, "--steps", "50"]) == 0
+    assert torch.Tensor.backward is backward and torch.autograd.backward is autograd_backward
+    assert dict(opt_mod._global_optimizer_pre_hooks) == pre_hooks
+    assert dict(module_mod._global_forward_pre_hooks) == forward_hooks
