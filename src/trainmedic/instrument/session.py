@@ -253,8 +253,8 @@ class Session(LoopWatching, ScheduleWatching):
             return None
         if isinstance(x, tuple) and len(x) == 1:
             x = x[0]
-        if y is None:
-            return x
+        if y is None or "batch indices" in self._off:
+            return (x, y) if y is not None else x
         try:
             idx = self.indices.lookup(x, y)  # the dataset rows of a DataLoader's batch, if known
         except Exception as exc:  # called inside a guarded hook: record it, go on without indices
