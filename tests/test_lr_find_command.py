@@ -101,12 +101,19 @@ def test_exit_status_and_one_line_errors(tmp_path, capsys):
     # too few steps before the script ends
     assert main(["lr-find", "--out", str(tmp_path / "a"), SHORT, "--steps", "3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "only 3 times" in err[0] and "at least 5" in err[0]
-    # the script's own error after enough steps: its traceback, then the curve measured until then
-    assert main(["lr-find", "--out", str(tmp_path / "b"), SHORT, "--steps", "30", "--fail"]) == 0
+    assert len(err) == 1 and "only 3 time(s)" in err[0] and "at least 5" in err[0]
+    # the script's own error after 30 steps: its traceback, then the curve measured until then, which stops
+    # at 1.6e-5, long before the loss rises: no minimum, no suggestion
+    assert main(["lr-find", "--out", str(tmp_path / "b"), SHORT, "--steps", "30", "--fail"]) == 1
     err = capsys.readouterr().err
     assert "RuntimeError: the script's own error" in err and "ended after 30 of 100 steps" in err
-    assert json.loads((tmp_path / "b" / "lr_find.json").read_text())["swept_to_the_end"] is False
+    assert "no suggestion: the script ended after 30 of 100 steps" in err and "--steps 30 or fewer" in err
+    doc = json.loads((tmp_path / "b" / "lr_find.json").read_text())
+    assert doc["swept_to_the_end"] is False and doc["suggestion"] is None and len(doc["lrs"]) == 30
+    # the same script, swept over its 30 steps: the whole range, a suggestion
+    assert main(["lr-find", "--out", str(tmp_path / "c"), "--steps", "30", SHORT, "--steps", "30"]) == 0
+    assert json.loads((tmp_path / "c" / "lr_find.json").read_text())["suggestion"] is not None
+    assert "(all steps taken)" in capsys.readouterr().err
     # usage errors: one line, exit 2, nothing run
     for argv in (["--steps", "3", SHORT], ["--start-lr", "1", "--end-lr", "0.1", SHORT],
                  [str(tmp_path / "missing.py")]):
@@ -158,3 +165,12 @@ def test_nothing_of_the_sweep_stays_installed(tmp_path, capsys):
     assert torch.Tensor.backward is backward and torch.autograd.backward is autograd_backward
     assert dict(opt_mod._global_optimizer_pre_hooks) == pre_hooks
     assert dict(module_mod._global_forward_pre_hooks) == forward_hooks
+
+
+def test_a_nan_while_the_curve_still_descends_gives_no_suggestion(tmp_path, capsys):
+    """custom_opt.py's optimizer ignores param_groups (it trains at its own 0.05) and its batch 30 holds a
+    NaN: the curve ends at its lowest point, so there is no minimum to read."""
+    assert main(["lr-find", "--out", str(tmp_path), str(SCRIPTS / "custom_opt.py")]) == 1
+    err = capsys.readouterr().err
+    assert "no suggestion: the loss turned nan at step 31" in err and "still at its lowest" in err
+    assert json.loads((tmp_path / "lr_find.json").read_text())["suggestion"] is None

@@ -160,6 +160,8 @@ def suggest(lrs: list[float], losses: list[float], *, window_decades: float = 0.
     noise = float(np.std((raw - sm)[: i_min + 1])) if i_min > 0 else 0.0
     se = noise / math.sqrt(2 * half + 1)
     z = float(progress / se) if se > 0 else (math.inf if progress > 0 else 0.0)
+    if i_min <= skip:  # the lowest point is at the very start (within the smoothing's edge): nothing descends
+        z = 0.0
     lr_div = None
     if progress > 0:
         above = np.nonzero(sm[i_min:] > sm[i_min] + 0.5 * progress)[0]

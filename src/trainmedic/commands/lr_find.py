@@ -80,7 +80,7 @@ def _lr_find(args: argparse.Namespace) -> int:
             print(json.dumps({"version": 1, "suggestion": None, "error": reason, "script_ended": outcome.ended}))
         return 1
     res = judge_curve(outcome.lrs, outcome.losses, stopped=outcome.stopped, configured_lr=outcome.configured_lr)
-    why_not = nan_before_learning(res)
+    why_not = why_no_suggestion(res, outcome, args.steps)
     if why_not is not None:  # the curve says nothing about the rate: no suggestion, no TM209
         res.suggestion, res.findings, res.lr_diverged = None, [], None
     doc = document(res, outcome, args)
@@ -93,25 +93,38 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0 if res.suggestion is not None else 1
 
 
-def nan_before_learning(res: Any) -> str | None:
-    """Why a curve that ends in NaN/Inf says nothing about the rate, or None.
+def why_no_suggestion(res: Any, outcome: Any, steps: int) -> str | None:
+    """Why the curve, though measured, has no minimum to read a rate from; None when it has one.
 
-    A loss that turns non-finite while the smoothed curve has dropped less than 10 % from its start and
-    has not risen is not a divergence caused by the rate (a diverging loss climbs first, and is stopped
-    there): the batch or the model produced it (a NaN row, a log of 0), as it would at any rate.
+    * The loss turned NaN/Inf while the smoothed curve had dropped less than 10 % from its start and not
+      risen: a diverging loss climbs first (and is stopped there), so the batch or the model produced it
+      (a NaN row, a log of 0), as it would at any rate.
+    * The loss turned NaN/Inf while the curve was still at its lowest: there is no minimum before it.
+    * The script ended before the sweep's last step, before the loss clearly dipped and rose: the curve
+      stops mid-way.
     """
-    if not res.losses or math.isfinite(res.losses[-1]):
-        return None
     sm = [v for v in res.smoothed if isinstance(v, float) and math.isfinite(v)]
     finite = [v for v in res.losses if math.isfinite(v)]
     if len(sm) < 2 or not finite:
         return None
-    start, low = sm[0], min(sm)
-    scale = abs(start) or 1.0
-    if (start - low) / scale < 0.10 and finite[-1] - low <= 0.5 * scale:
-        return (f"the loss turned {res.losses[-1]} at step {len(res.losses)} (lr {_fmt(res.lrs[-1])}) before the "
-                f"curve showed any learning or rise: more likely a NaN/Inf from the batch or the model than from the "
-                f"rate (`trainmedic run` names its op and rows: TM210, TM313)")
+    where = f"step {len(res.losses)} (lr {_fmt(res.lrs[-1])})"
+    if not math.isfinite(res.losses[-1]):
+        start, low = sm[0], min(sm)
+        scale = abs(start) or 1.0
+        if (start - low) / scale < 0.10 and finite[-1] - low <= 0.5 * scale:
+            return (f"the loss turned {res.losses[-1]} at {where} before the curve showed any learning or rise: "
+                    f"more likely a NaN/Inf from the batch or the model than from the rate (`trainmedic run` "
+                    f"names its op and rows: TM210, TM313)")
+        if sm.index(low) >= len(sm) - 3:
+            return (f"the loss turned {res.losses[-1]} at {where} while the curve was still at its lowest: it has "
+                    f"no minimum to read (a NaN/Inf from the batch or the model, or a rate that jumped straight "
+                    f"past divergence; `trainmedic run` tells them apart)")
+        return None
+    if not outcome.finished and (res.lr_diverged is None or not res.confident):
+        return (f"the script ended after {len(res.lrs)} of {steps} steps, at lr {_fmt(res.lrs[-1])}, before the "
+                f"loss rose: the curve has no minimum to read; "
+                + (f"run with --steps {len(res.lrs)} or fewer, or let the script run longer" if len(res.lrs) >= 10
+                   else "let the script run longer"))
     return None
 
 
@@ -134,8 +147,9 @@ def no_curve_reason(outcome: Any) -> str | None:
         if outcome.steps_without_loss and not outcome.losses:
             return (f"{outcome.optimizer}.step() was called {outcome.steps_without_loss} times without a "
                     f"backward() before it (step(closure)?): lr-find cannot read the loss of such steps")
-        return (f"the script stepped {outcome.optimizer} only {len(outcome.losses)} times with a loss before it "
-                f"{how}; a curve needs at least {MIN_POINTS} (make the script run longer)")
+        return (f"the script stepped {outcome.optimizer} only {len(outcome.losses)} time(s) after a backward() "
+                f"before {how}; a curve needs at least {MIN_POINTS} (make the script run "
+                f"longer)")
     return None
 
 
@@ -164,7 +178,7 @@ def document(res: Any, outcome: Any, args: argparse.Namespace) -> dict[str, Any]
 def print_curve(res: Any, outcome: Any, steps: int, why_not: str | None = None) -> None:
     """The curve on stderr: a header, one row per decade with a bar of the smoothed loss, the suggestion."""
     w = sys.stderr.write
-    if why_not is not None:
+    if res.losses and not math.isfinite(res.losses[-1]):
         how = "stopped: the loss turned NaN/Inf"
     elif outcome.stopped:
         how = "the loss diverged"
