@@ -40,7 +40,8 @@ it assumes the script trains at a constant rate or a gentle decay.
 The script runs for up to --steps optimizer steps: what it does in those steps happens (a checkpoint it
 saves then holds swept weights). Exit status: 0 with a suggestion, 1 when there is no curve (the script
 never stepped an optimizer, stopped before 5 steps, or steps with a closure) or no suggestion (the loss
-turned NaN/Inf before the curve dropped or rose), 2 on a usage error.
+turned NaN/Inf before the curve dipped and rose, or the script ended first: the line says which), 2 on a
+usage error.
 """
 
 MIN_POINTS = 5
