@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "trainmedic.commands.demo",
     "trainmedic.commands.report",
     "trainmedic.commands.run",
+    "trainmedic.commands.lr_find",
     "trainmedic.tabular.cli",
 )
 

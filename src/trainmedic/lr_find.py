@@ -87,9 +87,10 @@ class LRFindResult:
 
     def plot(self, ax: Any = None) -> Any:
         """Plot the curve with the suggestion (needs matplotlib)."""
-        import matplotlib.pyplot as plt  # optional dependency
+        if ax is None:
+            import matplotlib.pyplot as plt  # optional dependency; not needed when an axis is given
 
-        ax = ax or plt.gca()
+            ax = plt.gca()
         ax.plot(self.lrs, self.losses, alpha=0.3, label="loss")
         ax.plot(self.lrs, self.smoothed, label="smoothed")
         if self.suggestion:
@@ -159,6 +160,8 @@ def suggest(lrs: list[float], losses: list[float], *, window_decades: float = 0.
     noise = float(np.std((raw - sm)[: i_min + 1])) if i_min > 0 else 0.0
     se = noise / math.sqrt(2 * half + 1)
     z = float(progress / se) if se > 0 else (math.inf if progress > 0 else 0.0)
+    if i_min <= skip:  # the lowest point is at the very start (within the smoothing's edge): nothing descends
+        z = 0.0
     lr_div = None
     if progress > 0:
         above = np.nonzero(sm[i_min:] > sm[i_min] + 0.5 * progress)[0]
@@ -201,14 +204,11 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, lo
     lf = lf if lf is not None else loss_fn
     m.train()
     cuda = sorted({p.device.index or 0 for p in m.parameters() if p.device.type == "cuda"})
-    lrs: list[float] = []
-    losses: list[float] = []
-    stopped = False
+    sweep = Sweep(start_lr, end_lr, num_iter, diverge=diverge, beta=beta)
     with torch.random.fork_rng(devices=cuda):
         it = iter(loader)
-        avg, best = 0.0, math.inf
         for i in range(num_iter):
-            lr = start_lr * (end_lr / start_lr) ** (i / max(num_iter - 1, 1))
+            lr = sweep.lr(i)
             for g, r in zip(opt.param_groups, ratios):
                 if isinstance(g["lr"], torch.Tensor):
                     g["lr"].fill_(lr * r)
@@ -226,30 +226,74 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, lo
             loss = lf(call_model(m, b.inputs), b.target)
             if loss.numel() != 1:
                 loss = loss.mean()
-            v = float(loss.detach())
-            lrs.append(lr)
-            losses.append(v)
-            if not math.isfinite(v):
-                stopped = True
+            if sweep.record(lr, float(loss.detach())):
                 break
             loss.backward()
             opt.step()
-            avg = beta * avg + (1 - beta) * v
-            corrected = avg / (1 - beta ** (i + 1))
-            best = min(best, corrected)
-            if i >= 10 and corrected > diverge * best:
-                stopped = True
-                break
+    return judge_curve(sweep.lrs, sweep.losses, stopped=sweep.stopped, configured_lr=configured, rule=rule,
+                       far_below=far_below, min_z=min_z)
+
+
+class Sweep:
+    """The exponential schedule and the divergence stop of a range test, shared by :func:`lr_find` and
+    ``trainmedic lr-find`` (which sweeps the script's own optimizer from its step hooks).
+
+    ``lr(i)`` is the rate of point ``i``; ``record(lr, loss)`` adds the loss measured before the step at
+    that rate and says whether to stop: the loss is NaN/Inf, or (from the 11th point on) the bias-corrected
+    running mean exceeds ``diverge`` times its best.
+    """
+
+    def __init__(self, start_lr: float, end_lr: float, num_iter: int, *, diverge: float = 4.0,
+                 beta: float = 0.9) -> None:
+        if not (0 < start_lr < end_lr):
+            raise ValueError("need 0 < start_lr < end_lr")
+        if num_iter < 2:
+            raise ValueError("a range test needs at least 2 steps")
+        self.start_lr, self.end_lr, self.num_iter = start_lr, end_lr, num_iter
+        self.diverge, self.beta = diverge, beta
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.stopped = False  # stopped early: diverged or non-finite
+        self.avg, self.best = 0.0, math.inf
+
+    def lr(self, i: int) -> float:
+        return self.start_lr * (self.end_lr / self.start_lr) ** (i / max(self.num_iter - 1, 1))
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or len(self.losses) >= self.num_iter
+
+    def record(self, lr: float, loss: float) -> bool:
+        """Add one point; True when the sweep should stop here (diverged, non-finite, or the last point)."""
+        i = len(self.losses)
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        if not math.isfinite(loss):
+            self.stopped = True
+            return True
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        corrected = self.avg / (1 - self.beta ** (i + 1))
+        self.best = min(self.best, corrected)
+        if i >= 10 and corrected > self.diverge * self.best:
+            self.stopped = True
+        return self.done
+
+
+def judge_curve(lrs: list[float], losses: list[float], *, stopped: bool, configured_lr: float | None,
+                rule: str = "minimum/3", far_below: float = 100.0, min_z: float = 5.0) -> LRFindResult:
+    """The suggestion, its confidence and TM209 from a recorded curve (see the module docstring)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     s = suggest(lrs, losses)
     cand = s["candidates"]
     confident = bool(s["valley_z"] >= min_z)
     used = rule if confident or rule == "minimum/10" else "minimum/10"
     suggestion = cand.get(used)
     lr_div = s["lr_diverged"]
-    if lr_div is None and stopped:
+    if lr_div is None and stopped and lrs:
         lr_div = lrs[-1]
-    res = LRFindResult(lrs, losses, s["smoothed"], suggestion, used, cand, s["lr_min_loss"], lr_div, configured,
-                       stopped, float(s["valley_z"]), confident)
+    res = LRFindResult(list(lrs), list(losses), s["smoothed"], suggestion, used, cand, s["lr_min_loss"], lr_div,
+                       configured_lr, stopped, float(s["valley_z"]), confident)
     res.findings = _tm209(res, far_below) if confident else []
     return res
 
@@ -269,4 +313,4 @@ def _tm209(res: LRFindResult, far_below: float) -> list[Finding]:
     return []
 
 
-__all__ = ["LRFindResult", "lr_find", "suggest"]
+__all__ = ["LRFindResult", "Sweep", "judge_curve", "lr_find", "suggest"]

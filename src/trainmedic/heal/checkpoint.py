@@ -59,7 +59,12 @@ import torch
 from trainmedic.callbacks import MedicCallback
 from trainmedic.errors import TrainmedicError
 from trainmedic.heal.snapshot import rng_from_plain, rng_state, rng_to_plain, set_rng_state
-from trainmedic.rules.checkpoints import CHECKPOINT_CORRUPT, CHECKPOINT_UNSAFE, CHECKPOINT_WRITE_FAILED
+from trainmedic.rules.checkpoints import (
+    CHECKPOINT_CORRUPT,
+    CHECKPOINT_UNSAFE,
+    CHECKPOINT_WRITE_FAILED,
+    NO_USABLE_CHECKPOINT,
+)
 
 if TYPE_CHECKING:
     from trainmedic.driver import Driver
@@ -526,6 +531,9 @@ def resume(medic: Driver, directory: str | os.PathLike[str] | None = None) -> Ch
 
     Returns the checkpoint used, or None when there is none (a fresh start: nothing is changed). Damaged
     or refused files are set aside as ``*.corrupt`` and reported (TM320, TM322) once the run is restored.
+    When the directory held checkpoint files and none could be used (all damaged or refused, sidecars
+    lost, or set aside by an earlier resume), the fresh start is reported too (TM323): an empty directory
+    is a first run, a directory of unusable files is lost work.
     """
     cb = find_callback(medic)
     if directory is None:
@@ -556,7 +564,37 @@ def resume(medic: Driver, directory: str | os.PathLike[str] | None = None) -> Ch
         medic.record_action("resume", "checkpoint", file=chosen.path.name)
         if cb is not None:
             cb.resumed_from(chosen)
+    else:
+        _report_nothing_usable(medic, Path(directory), problems)
     return chosen
+
+
+def unusable_files(directory: Path, problems: list[tuple[str, str, dict[str, Any]]]) -> dict[str, str]:
+    """Checkpoint files that resume() could not use, and why: the ones it just set aside, ``.pt`` files
+    without a sidecar, and files an earlier resume set aside (``*.corrupt``)."""
+    out = {ev["file"]: f"{code}: {msg}" for code, msg, ev in problems}
+    just_set_aside = {Path(ev["moved_to"]).name for _, _, ev in problems}
+    if not directory.is_dir():
+        return out
+    for p in sorted(directory.iterdir()):
+        if p.name in out or p.name in just_set_aside or not p.name.startswith("ckpt-"):
+            continue
+        if _NAME.match(p.name) and not sidecar_path(p).exists():
+            out[p.name] = "no sidecar with its checksum (lost in a copy, or an interrupted write): not trusted"
+        elif p.name.endswith(".pt.corrupt"):
+            out[p.name] = "set aside as damaged or refused by an earlier resume"
+    return out
+
+
+def _report_nothing_usable(medic: Driver, directory: Path, problems: list[tuple[str, str, dict[str, Any]]]) -> None:
+    files = unusable_files(directory, problems)
+    if not files:
+        return  # an empty directory: a first run, nothing lost
+    medic.report(NO_USABLE_CHECKPOINT.code,
+                 f"none of the {len(files)} checkpoint file(s) in {directory} could be used: the run starts fresh "
+                 f"from step 0",
+                 evidence={"directory": str(directory), "files": files},
+                 action="no usable checkpoint: starting fresh", key=f"{NO_USABLE_CHECKPOINT.code}:{directory}")
 
 
 def iter_checkpoint_files(directory: str | os.PathLike[str]) -> Iterator[Path]:

@@ -76,6 +76,10 @@ DISPLAY = {"div": "division (/)", "truediv": "division (/)", "true_divide": "div
            "matmul": "matmul (@)", "mul": "multiplication (*)", "sub": "subtraction (-)", "add": "addition (+)"}
 
 
+#: what a TM313 message says when the batch carried no dataset indices
+NO_INDEX = ("the batch carried no dataset indices: wrap the dataset in trainmedic.WithIndex, or read it through "
+            "a DataLoader under trainmedic run")
+
 _DIVISIONS = frozenset({"div", "truediv", "true_divide", "rdiv", "rtruediv", "reciprocal"})
 
 
@@ -357,6 +361,10 @@ class BisectResult:
         """What names each row in a quarantine: its dataset index when known, else its content hash."""
         return list(self.indices) if self.indices is not None else list(self.hashes)
 
+    @property
+    def named_by(self) -> str:
+        return "dataset index" if self.indices is not None else "content hash"
+
     def message(self) -> str:
         if not self.reproduced:
             return (f"the batch of {self.batch_size} was finite when replayed row-independently (eval mode): "
@@ -365,8 +373,8 @@ class BisectResult:
         if self.indices is not None:
             names = f"dataset rows {', '.join(map(str, self.indices[:10]))}" + (" ..." if k > 10 else "")
         else:
-            names = (f"rows at positions {', '.join(map(str, self.positions[:10]))} of the batch (content "
-                     f"{', '.join(self.hashes[:3])}{' ...' if k > 3 else ''})")
+            names = (f"rows at positions {', '.join(map(str, self.positions[:10]))} of the batch, named by content "
+                     f"hash {', '.join(self.hashes[:3])}{' ...' if k > 3 else ''} ({NO_INDEX})")
         why = " (their inputs or targets hold NaN/Inf)" if self.data_nonfinite and \
             len(self.data_nonfinite) == k else ""
         return (f"{k} of {self.batch_size} rows make the loss non-finite: {names}{why}; found in "
@@ -485,7 +493,7 @@ class Forensics(MedicCallback):
                 if res.positions:
                     heal = medic.mode == "heal" and self.quarantine
                     ev = {"positions": res.positions, "indices": res.indices, "hashes": res.hashes,
-                          "forward_passes": res.passes, "batch_size": res.batch_size,
+                          "named_by": res.named_by, "forward_passes": res.passes, "batch_size": res.batch_size,
                           "data_nonfinite": res.data_nonfinite}
                     stored = medic.report("TM313", res.message(), step=step, evidence=ev,
                                           action="quarantined" if heal else None, key="TM313")
@@ -494,7 +502,7 @@ class Forensics(MedicCallback):
                         new = [k for k in res.keys if k not in medic.quarantined]
                         medic.quarantined.update(res.keys)
                         medic.record_action("quarantine", "TM313", step=step, rows=new,
-                                            total=len(medic.quarantined))
+                                            total=len(medic.quarantined), named_by=res.named_by)
         medic.record_action("forensics", getattr(finding, "code", "TM301"), step=step,
                             seconds=round(time.perf_counter() - t0, 4), forward_passes=passes,
                             origin=origin.kind)
@@ -508,7 +516,9 @@ class Forensics(MedicCallback):
         keys: list[Any] = []
         for r in self.found:
             keys += [k for k in r.keys if k not in keys]
-        named = "dataset rows" if all(r.indices is not None for r in self.found) else "rows (index or content hash)"
+        by_index = all(r.indices is not None for r in self.found)
+        named = "dataset rows" if by_index else f"rows named by dataset index or content hash ({NO_INDEX})"
+        ev["named_by"] = "dataset index" if by_index else "dataset index or content hash"
         ev["rows"] = keys[:200]
         ev["forward_passes_total"] = sum(r.passes for r in self.found)
         ev["bisections"] = len(self.found)

@@ -38,6 +38,7 @@ import torch
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.findings import Finding
+from trainmedic.instrument.batch_indices import BatchIndices
 from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
@@ -114,6 +115,7 @@ class Session(LoopWatching, ScheduleWatching):
         self._last_input: Any = None
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
+        self.indices = BatchIndices(self._patches.wrap)  # dataset indices of the loaders' batches (TM313)
         self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
 
     @property
@@ -251,7 +253,14 @@ class Session(LoopWatching, ScheduleWatching):
             return None
         if isinstance(x, tuple) and len(x) == 1:
             x = x[0]
-        return (x, y) if y is not None else x
+        if y is None or "batch indices" in self._off:
+            return (x, y) if y is not None else x
+        try:
+            idx = self.indices.lookup(x, y)  # the dataset rows of a DataLoader's batch, if known
+        except Exception as exc:  # called inside a guarded hook: record it, go on without indices
+            idx = None
+            self._fail("batch indices", exc)
+        return (x, y, idx) if idx is not None else (x, y)
 
     def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
         if observed is not None and driver is self.drivers[0]:
@@ -340,9 +349,13 @@ class Session(LoopWatching, ScheduleWatching):
 
     def _wrap_loader_iter(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def __iter__(loader: Any) -> Any:
-            if not self._busy:
-                self._guarded("DataLoader hook", self.epochs.loader_started, loader)
-            return original(loader)
+            if self._busy:
+                return original(loader)
+            self._guarded("DataLoader hook", self.epochs.loader_started, loader)
+            self._guarded("batch indices", self.indices.before_iter, loader)
+            iterator = original(loader)
+            self._guarded("batch indices", self.indices.after_iter, loader, iterator)
+            return iterator
 
         return __iter__
 

@@ -86,3 +86,34 @@ CHECKPOINT_UNSAFE = rule(
         """,
     references=("https://pytorch.org/docs/stable/generated/torch.load.html (weights_only)",),
 )
+
+NO_USABLE_CHECKPOINT = rule(
+    "TM323",
+    "no-usable-checkpoint",
+    "error",
+    summary="resume() found checkpoints but none could be used; the run started fresh from step 0.",
+    what="""
+        The checkpoint directory held checkpoint files, and every one of them was damaged, refused, set
+        aside by an earlier resume, or had lost the sidecar that holds its checksum. None was loaded: the
+        model, the optimizer and the step count are those of a fresh start, and the work the checkpoints
+        held is lost to this run. The evidence lists each file and what was wrong with it (the damaged and
+        refused ones also have their own TM320 / TM322 finding and were renamed to `*.corrupt`).
+        """,
+    why="""
+        The files were copied or synced only in part (a `cp *.pt` that left the `.json` sidecars behind,
+        an interrupted rsync), the storage damaged them, the directory was replaced, or an earlier resume
+        already set every file aside. A crash while writing cannot cause it alone: the previous checkpoint
+        stays intact until the next one is complete.
+        """,
+    fix="""
+        Stop the run if starting over is not what you want. Look at the files in the evidence: a file
+        without its sidecar can still be loaded by hand with
+        `trainmedic.heal.checkpoint.load_checkpoint(path, verify=False)` (weights-only, unverified);
+        restore the directory from a good copy; then check the disk and the copy tool.
+        """,
+    example="""
+        medic = trainmedic.Medic(model, opt, checkpoint_dir="ckpt", every=100)
+        medic.resume()   # every ckpt-*.pt truncated -> None, TM323 (plus one TM320 per file), fresh start
+        """,
+    references=("practitioner note 004: save whenever the loss improves, reload after a rebound",),
+)

@@ -52,8 +52,10 @@ DIRTY_SAMPLES = rule(
         were split again, until single rows remained: those rows alone make the loss non-finite (k bad
         rows in a batch of B take about 2k log2(B) forward passes, counted in the evidence). They are
         named by dataset index when the batch carries its indices (`batch=(x, y, idx)`, see
-        `trainmedic.WithIndex`), otherwise by position in the batch and a content hash. In heal mode they
-        are quarantined: batches that contain them are recomputed without them, and
+        `trainmedic.WithIndex`) or, under `trainmedic run`, when the batch came from a DataLoader over a
+        map-style dataset (read off its batch sampler); otherwise by position in the batch and a content
+        hash, and the message says so. In heal mode they are quarantined: batches that contain them are
+        recomputed without them (under `trainmedic run`, skipped), and
         `trainmedic.QuarantineSampler` leaves them out of later epochs. Rows are blamed only when the
         batch itself holds NaN/Inf or the op that broke (TM210) took a value derived from the target
         alone (`log(y)` with a label of 0); when it broke on the prediction (`log(pred)` with pred <= 0)
