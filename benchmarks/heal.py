@@ -155,11 +155,12 @@ def _round(v: Any) -> Any:
 class Cache:
     """Plain runs are shared: the 10x and 100x starts are points of the half-decade grid.
 
-    ``keep`` (``--cache DIR``, for development): runs of the drivers named in ``frozen`` are also kept on
-    disk and reused by later invocations, so iterating on the prototype does not retrain the grid.
+    ``keep`` (``--cache DIR``, for development): runs of the drivers named in ``frozen`` (plain and the
+    frozen prototype) are also kept on disk and reused by later invocations, so iterating on heal does not
+    retrain the grid.
     """
 
-    def __init__(self, keep: Path | None = None, frozen: tuple[str, ...] = ("plain", "heal")) -> None:
+    def __init__(self, keep: Path | None = None, frozen: tuple[str, ...] = ("plain", "proto")) -> None:
         self.runs: dict[tuple[str, str, str, int, str], Run] = {}
         self.keep = keep
         self.frozen = frozen
@@ -348,7 +349,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", help="task names (default: all)")
     ap.add_argument("--drivers", nargs="+", default=list(DRIVERS), choices=DRIVERS)
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--cache", type=Path, help="development: keep plain and heal runs here and reuse them")
+    ap.add_argument("--cache", type=Path, help="development: keep plain and proto runs here and reuse them")
     ap.add_argument("--explain", metavar="DRIVER", choices=DRIVERS[1:],
                     help="print what DRIVER did in each missed case of the JSON at --out, then exit")
     args = ap.parse_args()

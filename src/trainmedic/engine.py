@@ -203,7 +203,8 @@ class Engine:
             for d in self._due(Cadence.EPOCH):
                 dets = self._judge(d, obs)
                 for det in dets or ():
-                    action = self.policy.respond_epoch(det, v, mon.best_epoch, lr, self.best_saved)
+                    action = self.policy.respond_epoch(det, v, mon.best_epoch, lr, self.best_saved,
+                                                       best_value=mon.best_val, value=monitored)
                     self._fire(d, det, obs, action)
                 if dets and d.exclusive:
                     break

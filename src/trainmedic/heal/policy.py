@@ -279,19 +279,32 @@ class Policy:
 
     # -- evaluations ----------------------------------------------------------------------------------
     def respond_epoch(self, det: Detection, verdict: EpochVerdict, best_epoch: int | None, lr: float,
-                      has_best_weights: bool) -> str | None:
+                      has_best_weights: bool, *, best_value: float = math.nan, value: float = math.nan
+                      ) -> str | None:
         if not self.heal:
             return None
         if det.code == "TM309":
-            verdict.stop = True
-            verdict.actions.append({"action": "stop", "reason": det.code, "best_epoch": best_epoch})
-            if has_best_weights:
-                verdict.restore_best = best_epoch
-                verdict.actions.append({"action": "restore-best", "reason": det.code, "epoch": best_epoch})
-            return "stop early, restore best weights"
+            return self._early_stop(det, verdict, best_epoch, has_best_weights, best_value, value)
         if det.code == "TM308":
             return self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
         return None
+
+    def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
+                    best_value: float, value: float) -> str:
+        """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
+        best that are undone, and the monitored value kept instead of the last one."""
+        v.stop = True
+        undone = v.epoch - best_epoch if best_epoch is not None else None
+        saved = {"best_epoch": best_epoch, "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
+                 "epochs_undone": undone}
+        v.actions.append({"action": "stop", "reason": det.code, **saved})
+        if not has_best_weights or best_epoch is None:
+            return "stop early (no best weights kept)"
+        v.restore_best = best_epoch
+        v.actions.append({"action": "restore-best", "reason": det.code, "epoch": best_epoch, **saved})
+        det.evidence["stop_saved"] = saved
+        return (f"stop early, restore epoch {best_epoch}'s weights ({best_value:.4g} instead of {value:.4g} "
+                f"after {undone} more evaluation(s))")
 
     # -- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
