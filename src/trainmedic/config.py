@@ -95,7 +95,7 @@ class Thresholds:
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise
-    not_learning_margin: float = 0.05  # the window's median at most this share below the starting level
+    not_learning_margin: float = 0.1  # the window's median at most this share below the first loss (one batch)
     not_learning_min_ratio: float = 1e-4  # and the update/weight ratio above this: the rate is not low
     dead_steps: int = 10  # steps in a row with an exactly zero first-layer gradient
     raise_factor: float = 1.5  # the loop multiplied the rate by more than this between two steps ...

@@ -74,6 +74,7 @@ class Policy:
         self.best: SnapshotEntry | None = None
         self.initial: SnapshotEntry | None = None  # the initial weights: kept for the whole run
         self.steer = Steering(cfg)
+        self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
             "TM301": self._skip, "TM302": self._skip, "TM303": self._clip, "TM305": self._rollback,
             "TM306": self._rollback, "TM307": self._oscillation, "TM310": self._zero_after_step,
@@ -131,6 +132,7 @@ class Policy:
             return f"lr x{factor:g} refused (min_lr)"
         v.lr_multiplier *= factor
         self.lr_factor *= factor
+        self.steer.scale_warmup(factor)  # a warmup in progress climbs to the lower rate
         v.actions.append({"action": "lr-change", "reason": reason, "lr_before": lr, "lr_after": lr * factor})
         return f"lr x{factor:g}"
 
@@ -284,8 +286,21 @@ class Policy:
         if not self.heal:
             return None
         if det.code == "TM309":
+            if self.cut_epoch is None or best_epoch is None or self.cut_epoch < best_epoch:
+                # A rate too high for this stage zigzags and rises like overfitting (issue 12): lower it once
+                # before stopping; a run that really overfits rises again, and is stopped then.
+                # The best weights come back with the lower rate: a run that ends right after still ends on them.
+                n = len(verdict.actions)
+                text = self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
+                self.cut_epoch = verdict.epoch
+                if len(verdict.actions) > n and has_best_weights and best_epoch is not None:
+                    verdict.restore_best = best_epoch
+                    verdict.actions[-1].update(restored_epoch=best_epoch, best_value=best_value, last_value=value)
+                    text += f", epoch {best_epoch}'s weights restored"
+                return f"{text} before stopping: a validation rise at a rate too high looks like overfitting"
             return self._early_stop(det, verdict, best_epoch, has_best_weights, best_value, value)
         if det.code == "TM308":
+            self.cut_epoch = verdict.epoch
             return self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
         return None
 
@@ -311,7 +326,8 @@ class Policy:
         return {"rollbacks": self.rollbacks, "lr_factor": self.lr_factor, "zero_after_step": self.zero_after_step,
                 "recent": [_entry_state(s) for s in self.recent],
                 "best": _entry_state(self.best) if self.best else None,
-                "initial": _entry_state(self.initial) if self.initial else None, "steer": self.steer.state_dict()}
+                "initial": _entry_state(self.initial) if self.initial else None, "steer": self.steer.state_dict(),
+                "cut_epoch": self.cut_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks = int(state["rollbacks"])
@@ -330,6 +346,7 @@ class Policy:
                 self.initial = s
         if "steer" in state:
             self.steer.load_state_dict(state["steer"])
+        self.cut_epoch = state.get("cut_epoch")
 
 
 def _entry_state(entry: SnapshotEntry) -> dict[str, Any]:
