@@ -186,12 +186,12 @@ def test_a_harmful_rate_raise_is_rolled_back_and_the_old_rate_kept():
 
 
 def test_probes_are_bounded_by_their_budget():
-    """A fault no rate can repair (the gradients turn NaN every other step from step 60 on): rollbacks and
+    """A fault no rate can repair (the gradients turn NaN at every step from step 60 on): rollbacks and
     probes end at their budgets, TM316 stops the run, and probe steps never exceed max_probes x probe_steps."""
     data = _regression()
 
     def poison(t, model, medic):
-        if t >= 60 and t % 2 == 0:
+        if t >= 60:
             next(model.parameters()).grad.fill_(float("nan"))
 
     cfg = {"max_probes": 2, "probe_steps": 12, "max_rollbacks": 4, "snapshot_every": 10}

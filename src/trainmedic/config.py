@@ -91,7 +91,6 @@ class Thresholds:
     max_probes: int = 4
     heal_warmup_steps: int = 50  # linear warmup to the probed rate when heal restarts from the first steps
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
-    nonfinite_within: int = 20  # 3 non-finite steps within this many steps roll back, in a row or not
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise

@@ -2,7 +2,7 @@
 
 | finding | heal action |
 |---|---|
-| TM301, TM302 | skip the step; ``nonfinite_rollback_after`` in a row, or 3 within ``nonfinite_within`` steps -> roll back |
+| TM301, TM302 | skip the step; ``nonfinite_rollback_after`` in a row -> roll back |
 | TM303 | clip the step to the running bound |
 | TM305, TM306 | roll back to the last healthy snapshot, probe the learning rate |
 | TM317, TM318 | roll back to the last snapshot that was learning (else the initial one), probe the rate |
@@ -93,13 +93,10 @@ class Policy:
         if not self.heal or act is None:
             return None
         text = act(det, verdict, window, lr)
-        if det.code in ("TM301", "TM302"):
-            recent = self.steer.nonfinite
-            recent.append(verdict.step)
-            scattered = len(recent) == recent.maxlen and verdict.step - recent[0] < self.cfg.nonfinite_within
-            if consecutive_nonfinite >= self.cfg.nonfinite_rollback_after or scattered:
-                det.onset = recent[0] if det.onset is None else det.onset
-                text = self._rollback(det, verdict, window, lr)
+        # Only a run of them: scattered non-finite steps are usually bad rows, which forensics quarantines
+        # (a blow-up that scatters them is caught by the loss itself, TM305 also inside the warm-up).
+        if det.code in ("TM301", "TM302") and consecutive_nonfinite >= self.cfg.nonfinite_rollback_after:
+            text = self._rollback(det, verdict, window, lr)
         return text
 
     def _skip(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
@@ -137,6 +134,8 @@ class Policy:
         return f"lr x{factor:g}"
 
     def _rollback(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
+        if v.rollback is not None:  # two findings of the same step: one rollback answers both
+            return f"rolled back to step {v.rollback.to_step} (see {v.rollback.reason})"
         v.proceed = v.applied = False
         v.zero_grads = True
         v.clip_to = None  # the step is not applied: nothing to clip

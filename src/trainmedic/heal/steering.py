@@ -13,7 +13,6 @@ should be and turns the answers into verdicts; budgets (``max_probes``, ``probe_
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +50,6 @@ class Steering:
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0
         self.probe_steps = 0
-        self.nonfinite: deque[int] = deque(maxlen=3)  # the last non-finite steps (3 within a few steps roll back)
 
     @property
     def probing(self) -> bool:
@@ -68,7 +66,6 @@ class Steering:
         self.session = ProbeSession(probe, to_step, reason, early, ceiling, step)
         self.probes += 1
         self.warm = None
-        self.nonfinite.clear()
         return probe.rate(0)
 
     def observe(self, loss: float) -> ProbeStep | ProbeDone:
@@ -111,7 +108,7 @@ class Steering:
     def state_dict(self) -> dict[str, Any]:
         return {"session": self.session.state_dict() if self.session else None,
                 "warm": list(self.warm) if self.warm else None, "probes": self.probes,
-                "probe_steps": self.probe_steps, "nonfinite": list(self.nonfinite)}
+                "probe_steps": self.probe_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.session = ProbeSession.from_state(state["session"]) if state.get("session") else None
@@ -119,7 +116,6 @@ class Steering:
         self.warm = (int(warm[0]), float(warm[1])) if warm else None
         self.probes = int(state.get("probes", 0))
         self.probe_steps = int(state.get("probe_steps", 0))
-        self.nonfinite = deque((int(s) for s in state.get("nonfinite", ())), maxlen=3)
 
 
 def probe_event(session: ProbeSession, choice: Any, lr_after: float, warmup: int) -> dict[str, Any]:
