@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainmedic.config import Thresholds
-from trainmedic.heal.lr_probe import ProbeStep
+from trainmedic.heal.lr_probe import DEFAULT_DECADES, ProbeStep
 from trainmedic.heal.steering import Steering, probe_event
 from trainmedic.rules.detectors import Detection
 from trainmedic.rules.learning import start_level
@@ -150,7 +150,8 @@ class Policy:
         if entry is None or entry.lr is None:
             v.exhausted = "no healthy snapshot to roll back to"
             return "roll back refused (no snapshot)"
-        probe = self.steer.can_probe()
+        # A probe needs room below the failing rate: its lowest rate is DEFAULT_DECADES decades down.
+        probe = self.steer.can_probe() and lr / 10**DEFAULT_DECADES >= cfg.min_lr
         if probe:
             # The rate the run trained at healthily from this snapshot, when it is below the one that failed.
             known = entry.lr if entry.steady and entry.step > 0 and entry.lr < lr / cfg.raise_factor else None
@@ -165,7 +166,6 @@ class Policy:
             keep = 1.0 if self.rollbacks == 0 else cfg.rollback_lr_factor
             target = min(lr_snap * keep, cfg.rollback_lr_factor * lr)
         if self._below_min(target, v, lr):
-            self.steer.session = None
             return "roll back refused (min_lr)"
         multiplier = target / entry.lr if entry.lr > 0 else 1.0
         self.lr_factor = entry.lr_factor * multiplier
