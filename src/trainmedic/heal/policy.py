@@ -195,7 +195,7 @@ class Policy:
         if isinstance(answer, ProbeStep):
             if math.isfinite(loss):
                 v.lr_multiplier = answer.lr / lr if lr > 0 else 1.0
-            else:  # the probe ends on it at the next step; this one is not applied
+            else:  # a guard: the probe ends on a non-finite step (ProbeDone); never apply one
                 v.proceed = v.applied = False
                 v.zero_grads = True
             return
