@@ -21,6 +21,7 @@ over the tuned run's, same seed. Goal (issue 12): within 1.1x in >= 90 % of the 
     nice -n 10 .venv/bin/python benchmarks/heal.py --quick         # seed 0, grid reused from a previous run
     .venv/bin/python benchmarks/heal.py --seeds 2 3 --tasks digits-cnn-sgdm --drivers plain heal
     .venv/bin/python benchmarks/heal.py --explain heal          # step by step, every case heal missed
+    .venv/bin/python benchmarks/heal.py --markdown heal         # the table of a results JSON, as markdown
 
 Writes ``benchmarks/results/heal.json`` (every run: per-epoch validation, findings, actions).
 """
@@ -155,11 +156,12 @@ def _round(v: Any) -> Any:
 class Cache:
     """Plain runs are shared: the 10x and 100x starts are points of the half-decade grid.
 
-    ``keep`` (``--cache DIR``, for development): runs of the drivers named in ``frozen`` are also kept on
-    disk and reused by later invocations, so iterating on the prototype does not retrain the grid.
+    ``keep`` (``--cache DIR``, for development): runs of the drivers named in ``frozen`` (plain and the
+    frozen prototype) are also kept on disk and reused by later invocations, so iterating on heal does not
+    retrain the grid.
     """
 
-    def __init__(self, keep: Path | None = None, frozen: tuple[str, ...] = ("plain", "heal")) -> None:
+    def __init__(self, keep: Path | None = None, frozen: tuple[str, ...] = ("plain", "proto")) -> None:
         self.runs: dict[tuple[str, str, str, int, str], Run] = {}
         self.keep = keep
         self.frozen = frozen
@@ -341,6 +343,35 @@ def explain(path: Path, driver: str, only_misses: bool = True) -> None:
                 print(f"    step {step}: {text}")
 
 
+def markdown(path: Path, driver: str = "heal") -> None:
+    """Print the per task x case table of a results JSON as markdown: the driver's final validation over
+    the tuned run's, the plain run's at the same rate, rollbacks, probes and probe steps (seeds joined by /)."""
+    data = json.loads(path.read_text())
+    print(f"| task | case | plain / tuned | {driver} / tuned | rollbacks | probes (steps) | {driver} findings |")
+    print("|---|---|---|---|---|---|---|")
+    for t in data["tasks"]:
+        cases: dict[str, list[dict[str, Any]]] = {}
+        for r in t["rows"]:
+            cases.setdefault(r["case"], []).append(r)
+        for case, rs in cases.items():
+            xs = [r[driver] for r in rs if driver in r]
+            if not xs:
+                continue
+            plain = "/".join(_fmt_ratio(r["plain"]["ratio"]) for r in rs if "plain" in r) or "-"
+            ratios = "/".join(("**" + _fmt_ratio(x["ratio"]) + "**") if x["ratio"] <= GOAL else _fmt_ratio(x["ratio"])
+                              for x in xs)
+            if case.startswith("healthy"):
+                ratios += " (" + "/".join("identical" if x["identical_to_plain"] else "differs" for x in xs) + ")"
+            found = "/".join(",".join(x["problem_findings"]) or "-" for x in xs)
+            print(f"| {t['task']} | {case} | {plain} | {ratios} | {'/'.join(str(x['rollbacks']) for x in xs)} | "
+                  f"{'/'.join(str(x['probes']) for x in xs)} ({'/'.join(str(x['probe_steps']) for x in xs)}) | {found} |")
+    s = data["summary"].get(driver, {})
+    if s:
+        print(f"\n{driver}: {s['within_1.1x']}/{s['cases']} within {GOAL}x, median {_fmt_ratio(s['median_ratio'])}; "
+              f"{s['probes']} probes, {s['probe_steps']} probe steps; healthy identical "
+              f"{s['healthy_identical']}/{s['healthy_runs']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -348,10 +379,15 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", help="task names (default: all)")
     ap.add_argument("--drivers", nargs="+", default=list(DRIVERS), choices=DRIVERS)
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--cache", type=Path, help="development: keep plain and heal runs here and reuse them")
+    ap.add_argument("--cache", type=Path, help="development: keep plain and proto runs here and reuse them")
     ap.add_argument("--explain", metavar="DRIVER", choices=DRIVERS[1:],
                     help="print what DRIVER did in each missed case of the JSON at --out, then exit")
+    ap.add_argument("--markdown", metavar="DRIVER", choices=DRIVERS[1:],
+                    help="print the table of the JSON at --out as markdown for DRIVER, then exit")
     args = ap.parse_args()
+    if args.markdown:
+        markdown(Path(args.out), args.markdown)
+        return
     if args.explain:
         explain(Path(args.out), args.explain)
         return

@@ -84,6 +84,21 @@ class Thresholds:
     plateau_lr_factor: float = 0.1
     min_lr: float = 1e-8
     recovery_grace: int = 0  # extra quiet steps after a rollback (warmup_steps applies anyway)
+    # The rate after a rollback is chosen by a short learning-rate probe from the snapshot (issue 12):
+    # 36 steps over 3 decades below the rate that failed is 12 rates a decade, the density lr_find was
+    # calibrated with; 4 probes bound what heal spends on probing, as max_rollbacks bounds rollbacks.
+    probe_steps: int = 36  # 0: no probe, a rollback halves the rate (rollback_lr_factor) as before
+    max_probes: int = 4
+    heal_warmup_steps: int = 50  # linear warmup to the probed rate when heal restarts from the first steps
+    early_steps: int = 50  # trouble that began before this step is "the run started unstable"
+
+    # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
+    not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise
+    not_learning_margin: float = 0.1  # the window's median at most this share below the first loss (one batch)
+    not_learning_min_ratio: float = 1e-4  # and the update/weight ratio above this: the rate is not low
+    dead_steps: int = 10  # steps in a row with an exactly zero first-layer gradient
+    raise_factor: float = 1.5  # the loop multiplied the rate by more than this between two steps ...
+    raise_window: int = 50  # ... and the loss level of this many steps after it is above the steps before
 
     def replace(self, **changes: Any) -> Thresholds:
         unknown = set(changes) - {f.name for f in fields(self)}

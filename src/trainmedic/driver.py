@@ -150,6 +150,11 @@ class Driver:
     def should_stop(self) -> bool:
         return self.engine.should_stop
 
+    @property
+    def probe_steps(self) -> int:
+        """Steps heal spent probing learning rates after rollbacks (bounded by ``max_probes * probe_steps``)."""
+        return self.engine.policy.steer.probe_steps
+
     def report(self, code: str, message: str, *, step: int | None = None, evidence: dict[str, Any] | None = None,
                action: str | None = None, key: str | None = None) -> Finding:
         """Add a finding from outside the run-time detectors (forensics, pre-flight, callbacks)."""

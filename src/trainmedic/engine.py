@@ -24,6 +24,7 @@ from trainmedic.findings import Finding, FindingLog
 from trainmedic.heal.policy import Policy
 from trainmedic.rules.detectors import Cadence, Detection, Detector, Observation, detectors_for
 from trainmedic.rules.internal import CHECK_FAILED
+from trainmedic.rules.learning import RateWatch
 from trainmedic.rules.runtime import HEAL_EXHAUSTED
 from trainmedic.signals.history import Downsampled
 from trainmedic.signals.monitor import MAX_EVALUATIONS, Monitor, StepWindow
@@ -71,6 +72,7 @@ class Engine:
         self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._subscribers: list[Subscriber] = []
         self._initial_window: StepWindow | None = None  # the window before step 0, for the initial snapshot
+        self.rates = RateWatch()  # the learning rate from step to step: raises by the loop (TM319), steadiness
 
     # ------------------------------------------------------------------------------------------------
     # a training step
@@ -87,8 +89,12 @@ class Engine:
             v.snapshot_now = self.policy.initial_snapshot(t)
             if v.snapshot_now is not None:
                 self._initial_window = window.copy()  # the state before this step
+        if self.policy.probing:
+            return self._probe_step(t, sig, v, lr)
+        self.rates.observe(t, lr, window, mon.warm, cfg.raise_factor, cfg.raise_window)
+        self.policy.pace(v, lr)
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
-        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler)
+        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates)
         mon.observe_update(sig.update_norm, sig.weight_norm)
         mon.observe_stale(sig.stale)
         self._run(Cadence.EVERY, obs, v, lr)
@@ -105,7 +111,7 @@ class Engine:
             self._run(Cadence.NONFINITE, obs, v, lr)
             if self.policy.heal and mon.consecutive_nonfinite >= cfg.nonfinite_rollback_after:
                 mon.consecutive_nonfinite = 0
-            return self._settle(v)
+            return self._settle(v, lr)
 
         v.sample_update = t % cfg.ratio_every == 0 and "update-ratio" not in self.disabled
         first = sig.norms[self.first] if sig.norms else 0.0
@@ -119,15 +125,25 @@ class Engine:
                 self._run(Cadence.SLOW, obs, v, lr)
         self._record_sample(t, sig, lr)
         if v.proceed and "snapshots" not in self.disabled:
-            v.snapshot_after = self.policy.snapshot_due(t, window)
-        return self._settle(v)
+            v.snapshot_after = self.policy.snapshot_due(t, window, self.rates.steady, self.rates.pending)
+        return self._settle(v, lr)
 
-    def _settle(self, v: StepVerdict) -> StepVerdict:
+    def _probe_step(self, t: int, sig: StepSignals, v: StepVerdict, lr: float) -> StepVerdict:
+        """A step of heal's learning-rate probe: the probe reads its loss and sets its rate. The detectors
+        do not judge it (its rate is deliberately off), and its loss joins no curve but the report's."""
+        v.finite = sig.loss_finite and sig.grads_finite
+        self._record_sample(t, sig, lr)
+        self.policy.probe_step(v, sig.loss if v.finite else math.inf, lr)
+        return self._settle(v, lr)
+
+    def _settle(self, v: StepVerdict, lr: float = math.nan) -> StepVerdict:
         """Publish the verdict's actions, restore the window of a rollback, report an exhausted budget."""
         if v.rollback is not None:
-            entry = next(s for s in [*self.policy.recent, self.policy.best] if s and s.step == v.rollback.to_step)
+            entry = self.policy.entry(v.rollback.to_step)
             self.monitor.step_window.restore(entry.window)
             self.monitor.step_window.last_anomaly = v.step
+            self.rates.restart()
+        self.rates.settle((v.rollback.lr_after if v.rollback is not None else lr) * v.lr_multiplier)
         for action in v.actions:
             self._event({"type": "action", "step": v.step, "epoch": self.epoch, **action})
         if v.exhausted:
@@ -145,7 +161,8 @@ class Engine:
     def snapshot_taken(self, step: int, lr: float) -> frozenset[int]:
         """The actuator took the snapshot labelled ``step``; returns the snapshot steps to keep."""
         window, self._initial_window = self._initial_window, None
-        return self.policy.snapshot_taken(step, window or self.monitor.step_window.copy(), lr)
+        steady = self.rates.steady >= self.cfg.snapshot_every
+        return self.policy.snapshot_taken(step, window or self.monitor.step_window.copy(), lr, steady)
 
     def observe_activations(self, dead: dict[str, float]) -> None:
         """Shares of never-positive units per ReLU layer, from a sampled training forward pass (TM311)."""
@@ -186,7 +203,8 @@ class Engine:
             for d in self._due(Cadence.EPOCH):
                 dets = self._judge(d, obs)
                 for det in dets or ():
-                    action = self.policy.respond_epoch(det, v, mon.best_epoch, lr, self.best_saved)
+                    action = self.policy.respond_epoch(det, v, mon.best_epoch, lr, self.best_saved,
+                                                       best_value=mon.best_val, value=monitored)
                     self._fire(d, det, obs, action)
                 if dets and d.exclusive:
                     break
@@ -340,6 +358,7 @@ class Engine:
             "layer_history": self.layer_history.state_dict(), "epochs": list(self.epochs),
             "monitor": self.monitor.state_dict(), "policy": self.policy.state_dict(),
             "disabled": sorted(self.disabled), "best_saved": self.best_saved, "started": self.started,
+            "rates": self.rates.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -357,3 +376,5 @@ class Engine:
         self.disabled = set(state.get("disabled", ()))
         self.best_saved = bool(state.get("best_saved", False))
         self.started = state.get("started", self.started)
+        if "rates" in state:
+            self.rates.load_state_dict(state["rates"])

@@ -44,7 +44,8 @@ class Medic(Driver):
             ReduceLROnPlateau receives the validation loss in ``end_epoch``.
         scaler: optional ``torch.amp.GradScaler``; call ``scaler.scale(loss).backward()`` as usual and
             ``medic.step(loss)`` instead of ``scaler.step(optimizer); scaler.update()``.
-        mode: ``"watch"`` reports only; ``"heal"`` also skips, clips, rolls back and changes the lr.
+        mode: ``"watch"`` reports only; ``"heal"`` also skips, clips, rolls back, probes the learning rate
+            after a rollback (and warms up to it when the run started unstable) and changes the lr.
         thresholds: a :class:`Thresholds` or a dict of overrides.
         console: print findings and a live status line on stderr.
         restore_best: keep the weights of the best evaluation and restore them on early stop

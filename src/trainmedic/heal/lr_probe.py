@@ -130,6 +130,25 @@ class LRProbe:
         self._best = math.inf
         self.choice: ProbeChoice | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: a checkpoint taken while a probe runs resumes it where it was."""
+        return {"ceiling": self.ceiling, "floor": self.floor, "steps": self.steps, "diverge": self.diverge,
+                "known_good": self.known_good, "min_z": self.min_z, "beta": self.beta, "lrs": list(self.lrs),
+                "losses": list(self.losses), "avg": self._avg, "best": self._best}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LRProbe:
+        decades = math.log10(state["ceiling"] / state["floor"])
+        probe = cls(state["ceiling"], decades=decades, steps=state["steps"], diverge=state["diverge"],
+                    known_good=state["known_good"], min_z=state["min_z"], beta=state["beta"])
+        probe.load_state_dict(state)
+        return probe
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.floor = float(state["floor"])
+        self.lrs, self.losses = list(state["lrs"]), list(state["losses"])
+        self._avg, self._best = float(state["avg"]), float(state["best"])
+
     def rate(self, i: int) -> float:
         """The rate of probe step ``i`` (exponential from ``floor`` to ``ceiling``)."""
         return self.floor * (self.ceiling / self.floor) ** (i / (self.steps - 1))

@@ -4,14 +4,24 @@
 |---|---|
 | TM301, TM302 | skip the step; ``nonfinite_rollback_after`` in a row -> roll back |
 | TM303 | clip the step to the running bound |
-| TM305, TM306 | roll back to the last healthy snapshot, lower the learning rate |
+| TM305, TM306 | roll back to the last healthy snapshot, probe the learning rate |
+| TM317, TM318 | roll back to the last snapshot that was learning (else the initial one), probe the rate |
+| TM319 | roll back to before the rate raise, probe (the rate the run trained at there is kept if it holds) |
 | TM307 | learning rate x ``oscillation_lr_factor`` |
 | TM308 | learning rate x ``plateau_lr_factor`` |
-| TM309 | stop early, restore the best weights |
+| TM309 | stop early, restore the best weights, report what the stop saved |
 | TM310 | reset the gradients after every step from now on |
 
-Budgets: at most ``max_rollbacks`` rollbacks and a learning rate of at least ``min_lr``; past them the
-policy answers "exhausted" and the engine reports TM316 and stops, so heal can never loop.
+A rollback is followed by a learning-rate probe (:mod:`trainmedic.heal.steering`, issue 12): the next
+``probe_steps`` steps, from the restored snapshot, try rates rising exponentially over the three decades
+below the rate that failed; then the snapshot is restored again and the run continues at the rate the
+probe supports (:func:`~trainmedic.heal.lr_probe.choose_lr`), warming up linearly to it when the trouble
+began in the first ``early_steps`` steps. Without a probe (``probe_steps=0``, or ``max_probes`` spent) a
+rollback halves the rate, as before.
+
+Budgets: at most ``max_rollbacks`` rollbacks, ``max_probes`` probes of ``probe_steps`` steps, and a
+learning rate of at least ``min_lr``; past them the policy answers "exhausted" and the engine reports
+TM316 and stops, so heal can never loop.
 
 The policy also keeps the catalogue of heal snapshots (their step, the step window saved with them, the
 learning rate in them): plain data. The tensors themselves live in :class:`~trainmedic.heal.actions.Actuator`,
@@ -21,13 +31,17 @@ which keeps exactly the steps this catalogue lists.
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainmedic.config import Thresholds
+from trainmedic.heal.lr_probe import DEFAULT_DECADES, ProbeStep
+from trainmedic.heal.steering import Steering, probe_event
 from trainmedic.rules.detectors import Detection
+from trainmedic.rules.learning import start_level
 from trainmedic.signals.monitor import StepWindow
 from trainmedic.verdict import EpochVerdict, Rollback, StepVerdict
 
@@ -41,6 +55,8 @@ class SnapshotEntry:
     lr_factor: float  # cumulative heal lr factor in force then
     loss: float  # smoothed loss then
     lr: float | None = None  # the first group's lr held in the snapshot (reported by the actuator)
+    learning: bool = False  # the smoothed loss was clearly below the run's starting level
+    steady: bool = False  # the run had trained at about this rate for a snapshot interval
 
 
 class Policy:
@@ -56,9 +72,13 @@ class Policy:
         self.zero_after_step = False
         self.recent: deque[SnapshotEntry] = deque(maxlen=max(1, cfg.snapshots_kept))
         self.best: SnapshotEntry | None = None
+        self.initial: SnapshotEntry | None = None  # the initial weights: kept for the whole run
+        self.steer = Steering(cfg)
+        self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
             "TM301": self._skip, "TM302": self._skip, "TM303": self._clip, "TM305": self._rollback,
             "TM306": self._rollback, "TM307": self._oscillation, "TM310": self._zero_after_step,
+            "TM317": self._rollback, "TM318": self._rollback, "TM319": self._rollback,
         }
 
     @property
@@ -73,8 +93,10 @@ class Policy:
         if not self.heal or act is None:
             return None
         text = act(det, verdict, window, lr)
+        # Only a run of them: scattered non-finite steps are usually bad rows, which forensics quarantines
+        # (a blow-up that scatters them is caught by the loss itself, TM305 also inside the warm-up).
         if det.code in ("TM301", "TM302") and consecutive_nonfinite >= self.cfg.nonfinite_rollback_after:
-            self._rollback(det, verdict, window, lr)
+            text = self._rollback(det, verdict, window, lr)
         return text
 
     def _skip(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
@@ -107,28 +129,42 @@ class Policy:
             return f"lr x{factor:g} refused (min_lr)"
         v.lr_multiplier *= factor
         self.lr_factor *= factor
+        self.steer.scale_warmup(factor)  # a warmup in progress climbs to the lower rate
         v.actions.append({"action": "lr-change", "reason": reason, "lr_before": lr, "lr_after": lr * factor})
         return f"lr x{factor:g}"
 
     def _rollback(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
+        if v.rollback is not None:  # two findings of the same step: one rollback answers both
+            return f"rolled back to step {v.rollback.to_step} (see {v.rollback.reason})"
         v.proceed = v.applied = False
         v.zero_grads = True
         v.clip_to = None  # the step is not applied: nothing to clip
+        v.lr_multiplier = 1.0  # nor paced: the rollback sets the rate
         v.actions = [a for a in v.actions if a["action"] != "clip"]
         cfg = self.cfg
         if self.rollbacks >= cfg.max_rollbacks:
             v.exhausted = f"{self.rollbacks} rollbacks used (max_rollbacks={cfg.max_rollbacks})"
             return "roll back refused (budget)"
-        entry = self._choose(det.onset)
+        # Not learning, or dead: the snapshots since the run stopped learning hold the fault too.
+        entry = self._choose(det.onset, learning=det.code in ("TM317", "TM318"))
         if entry is None or entry.lr is None:
             v.exhausted = "no healthy snapshot to roll back to"
             return "roll back refused (no snapshot)"
-        # The new rate is at most rollback_lr_factor times the rate that failed. When the rate had risen
-        # since the snapshot (a schedule, a manual change), the snapshot's own rate already satisfies that
-        # and is kept on the first rollback; later rollbacks lower it further.
-        lr_snap = entry.lr * (self.lr_factor / entry.lr_factor)
-        keep = 1.0 if self.rollbacks == 0 else cfg.rollback_lr_factor
-        target = min(lr_snap * keep, cfg.rollback_lr_factor * lr)
+        # A probe needs room below the failing rate: its lowest rate is DEFAULT_DECADES decades down.
+        probe = self.steer.can_probe() and lr / 10**DEFAULT_DECADES >= cfg.min_lr
+        if probe:
+            # The rate the run trained at healthily from this snapshot, when it is below the one that failed.
+            known = entry.lr if entry.steady and entry.step > 0 and entry.lr < lr / cfg.raise_factor else None
+            early = entry.step == 0 or (det.onset is not None and det.onset < cfg.early_steps)
+            target = self.steer.start(to_step=entry.step, ceiling=lr, known_good=known, reason=det.code,
+                                      early=early, step=v.step)
+        else:
+            # The new rate is at most rollback_lr_factor times the rate that failed. When the rate had risen
+            # since the snapshot (a schedule, a manual change), the snapshot's own rate already satisfies
+            # that and is kept on the first rollback; later rollbacks lower it further.
+            lr_snap = entry.lr * (self.lr_factor / entry.lr_factor)
+            keep = 1.0 if self.rollbacks == 0 else cfg.rollback_lr_factor
+            target = min(lr_snap * keep, cfg.rollback_lr_factor * lr)
         if self._below_min(target, v, lr):
             return "roll back refused (min_lr)"
         multiplier = target / entry.lr if entry.lr > 0 else 1.0
@@ -136,11 +172,52 @@ class Policy:
         self.rollbacks += 1
         # Snapshots taken after the chosen one may already hold the fault.
         self.recent = deque([s for s in self.recent if s.step <= entry.step], maxlen=self.recent.maxlen)
+        if self.best is not None and self.best.step > entry.step:
+            self.best = None
         v.rollback = Rollback(entry.step, multiplier, lr, target, det.code)
         v.keep_snapshots = self.kept()
         v.actions.append({"action": "rollback", "reason": det.code, "to_step": entry.step, "lr_before": lr,
-                          "lr_after": target, "rollbacks": self.rollbacks})
+                          "lr_after": target, "rollbacks": self.rollbacks,
+                          **({"probe": f"{self.cfg.probe_steps} steps from {target:.3g} to {lr:.3g}"} if probe else {})})
+        if probe:
+            return f"roll back to step {entry.step}, probe the rate"
         return f"roll back, lr x{cfg.rollback_lr_factor:g}"
+
+    # -- the probe and the warmup ---------------------------------------------------------------------
+    @property
+    def probing(self) -> bool:
+        return self.steer.probing
+
+    def probe_step(self, v: StepVerdict, loss: float, lr: float) -> None:
+        """A step of the probe in progress: apply it at the probe's next rate, or end the probe (restore
+        the snapshot again, continue at the chosen rate, warm up to it when the run started unstable)."""
+        answer = self.steer.observe(loss)
+        if isinstance(answer, ProbeStep):
+            if math.isfinite(loss):
+                v.lr_multiplier = answer.lr / lr if lr > 0 else 1.0
+            else:  # a guard: the probe ends on a non-finite step (ProbeDone); never apply one
+                v.proceed = v.applied = False
+                v.zero_grads = True
+            return
+        session, choice = self.steer.finish(), answer.choice
+        entry = self.entry(session.to_step)
+        v.proceed = v.applied = False
+        v.zero_grads = True
+        chosen = max(choice.lr, self.cfg.min_lr)
+        warm = session.early and choice.rule != "known-good"
+        first = self.steer.begin_warmup(chosen) if warm else chosen
+        base = entry.lr if entry.lr else lr
+        multiplier = first / base if base > 0 else 1.0
+        self.lr_factor = entry.lr_factor * chosen / base if base > 0 else self.lr_factor
+        v.rollback = Rollback(entry.step, multiplier, lr, first, session.reason)
+        v.keep_snapshots = self.kept()
+        v.actions.append(probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0))
+
+    def pace(self, v: StepVerdict, lr: float) -> None:
+        """Every step outside a probe: the warmup after a probe sets this step's rate."""
+        target = self.steer.pace() if self.heal else None
+        if target is not None and lr > 0:
+            v.lr_multiplier *= target / lr
 
     def _below_min(self, target: float, v: StepVerdict | EpochVerdict, lr: float) -> bool:
         if target < self.cfg.min_lr:
@@ -148,9 +225,11 @@ class Policy:
             return True
         return False
 
-    def _choose(self, onset: int | None) -> SnapshotEntry | None:
-        by_step = {s.step: s for s in [*self.recent, self.best] if s is not None}
+    def _choose(self, onset: int | None, learning: bool = False) -> SnapshotEntry | None:
+        by_step = {s.step: s for s in [*self.recent, self.best, self.initial] if s is not None}
         candidates = [by_step[k] for k in sorted(by_step)]
+        if learning:
+            candidates = [s for s in candidates if s.learning or s is self.initial] or candidates[:1]
         if not candidates:
             return None
         if onset is not None:
@@ -159,53 +238,95 @@ class Policy:
                 return before[-1]
         return candidates[0]
 
+    def entry(self, step: int) -> SnapshotEntry:
+        """The catalogued snapshot labelled ``step``."""
+        return next(s for s in [*self.recent, self.best, self.initial] if s is not None and s.step == step)
+
     # -- snapshots ------------------------------------------------------------------------------------
     def initial_snapshot(self, step: int) -> int | None:
         """Heal keeps the initial weights: always a valid place to return to."""
         return step if self.heal and step == 0 else None
 
-    def snapshot_due(self, step: int, window: StepWindow) -> int | None:
-        """After step ``step`` is applied: a snapshot labelled ``step + 1`` when the run is healthy."""
-        if self.heal and (step + 1) % self.cfg.snapshot_every == 0 and window.healthy(step, self.cfg):
+    def snapshot_due(self, step: int, window: StepWindow, steady: int = 1 << 30, raise_pending: bool = False
+                     ) -> int | None:
+        """After step ``step`` is applied: a snapshot labelled ``step + 1`` when the run is healthy, has
+        trained at its current rate for a snapshot interval (``steady`` steps), and no probe, warmup or
+        judgement of a rate raise is under way - so that a rollback never lands on a rate that failed."""
+        if (self.heal and (step + 1) % self.cfg.snapshot_every == 0 and window.healthy(step, self.cfg)
+                and not self.steer.probing and self.steer.warm is None and not raise_pending
+                and steady >= self.cfg.snapshot_every):
             return step + 1
         return None
 
-    def snapshot_taken(self, step: int, window: StepWindow, lr: float) -> frozenset[int]:
+    def snapshot_taken(self, step: int, window: StepWindow, lr: float, steady: bool = False) -> frozenset[int]:
         """Catalogue a snapshot the actuator took; ``window`` is the step window that goes with it."""
-        entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr)
+        start = start_level(window)
+        learning = bool(window.smoothed < (1 - 2 * self.cfg.not_learning_margin) * start) if start > 0 else False
+        entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
+        if step == 0 and self.initial is None:
+            self.initial = entry
         self.recent.append(entry)
         if self.best is None or not (entry.loss >= self.best.loss):
             self.best = entry
         return self.kept()
 
     def kept(self) -> frozenset[int]:
-        return frozenset(s.step for s in [*self.recent, self.best] if s is not None)
+        return frozenset(s.step for s in [*self.recent, self.best, self.initial] if s is not None)
 
     def forget_snapshots(self) -> None:
         self.recent.clear()
         self.best = None
+        self.initial = None
 
     # -- evaluations ----------------------------------------------------------------------------------
     def respond_epoch(self, det: Detection, verdict: EpochVerdict, best_epoch: int | None, lr: float,
-                      has_best_weights: bool) -> str | None:
+                      has_best_weights: bool, *, best_value: float = math.nan, value: float = math.nan
+                      ) -> str | None:
         if not self.heal:
             return None
         if det.code == "TM309":
-            verdict.stop = True
-            verdict.actions.append({"action": "stop", "reason": det.code, "best_epoch": best_epoch})
-            if has_best_weights:
-                verdict.restore_best = best_epoch
-                verdict.actions.append({"action": "restore-best", "reason": det.code, "epoch": best_epoch})
-            return "stop early, restore best weights"
+            if self.cut_epoch is None or best_epoch is None or self.cut_epoch < best_epoch:
+                # A rate too high for this stage zigzags and rises like overfitting (issue 12): lower it once
+                # before stopping; a run that really overfits rises again, and is stopped then.
+                # The best weights come back with the lower rate: a run that ends right after still ends on them.
+                n = len(verdict.actions)
+                text = self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
+                self.cut_epoch = verdict.epoch
+                if len(verdict.actions) > n and has_best_weights and best_epoch is not None:
+                    verdict.restore_best = best_epoch
+                    verdict.actions[-1].update(restored_epoch=best_epoch, best_value=best_value, last_value=value)
+                    text += f", epoch {best_epoch}'s weights restored"
+                return f"{text} before stopping: a validation rise at a rate too high looks like overfitting"
+            return self._early_stop(det, verdict, best_epoch, has_best_weights, best_value, value)
         if det.code == "TM308":
+            self.cut_epoch = verdict.epoch
             return self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
         return None
+
+    def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
+                    best_value: float, value: float) -> str:
+        """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
+        best that are undone, and the monitored value kept instead of the last one."""
+        v.stop = True
+        undone = v.epoch - best_epoch if best_epoch is not None else None
+        saved = {"best_epoch": best_epoch, "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
+                 "epochs_undone": undone}
+        v.actions.append({"action": "stop", "reason": det.code, **saved})
+        if not has_best_weights or best_epoch is None:
+            return "stop early (no best weights kept)"
+        v.restore_best = best_epoch
+        v.actions.append({"action": "restore-best", "reason": det.code, "epoch": best_epoch, **saved})
+        det.evidence["stop_saved"] = saved
+        return (f"stop early, restore epoch {best_epoch}'s weights ({best_value:.4g} instead of {value:.4g} "
+                f"after {undone} more evaluation(s))")
 
     # -- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"rollbacks": self.rollbacks, "lr_factor": self.lr_factor, "zero_after_step": self.zero_after_step,
                 "recent": [_entry_state(s) for s in self.recent],
-                "best": _entry_state(self.best) if self.best else None}
+                "best": _entry_state(self.best) if self.best else None,
+                "initial": _entry_state(self.initial) if self.initial else None, "steer": self.steer.state_dict(),
+                "cut_epoch": self.cut_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks = int(state["rollbacks"])
@@ -214,10 +335,17 @@ class Policy:
         self.recent = deque((_entry_from(s) for s in state["recent"]), maxlen=self.recent.maxlen)
         best = state.get("best")
         self.best = _entry_from(best) if best else None
-        # the best is the same object as a recent entry of the same step
+        initial = state.get("initial")
+        self.initial = _entry_from(initial) if initial else None
+        # the best and the initial are the same objects as recent entries of the same step
         for s in self.recent:
             if self.best is not None and s.step == self.best.step:
                 self.best = s
+            if self.initial is not None and s.step == self.initial.step:
+                self.initial = s
+        if "steer" in state:
+            self.steer.load_state_dict(state["steer"])
+        self.cut_epoch = state.get("cut_epoch")
 
 
 def _entry_state(entry: SnapshotEntry) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class Observation:
     has_val: bool = False  # the evaluation carried a validation value (not only the training loss)
     plateau_scheduler: bool = False  # the user's ReduceLROnPlateau already answers plateaus
     activations: dict[str, float] = field(default_factory=dict)  # ReLU layer -> share of dead units
+    rates: Any = None  # the engine's learning-rate record (rules.learning.RateWatch): raises by the loop
 
 
 Result = Detection | Sequence[Detection] | None

@@ -3,7 +3,7 @@
 Every problem trainmedic can name has exactly one :class:`Rule` here: its stable code, a short
 kebab-case name, a severity, and the documentation that ``trainmedic explain CODE`` prints. The
 documentation lives beside the rule's detector (in ``rules/data.py``, ``rules/wiring.py``,
-``rules/runtime.py``, ``rules/internal.py``) in the manner of Ruff's rule docs: what it means, why it
+``rules/runtime.py``, ``rules/learning.py``, ``rules/internal.py``) in the manner of Ruff's rule docs: what it means, why it
 happens, how to fix it, an example. Codes are never reused for another meaning.
 """
 
@@ -106,4 +106,4 @@ def all_rules() -> list[Rule]:
 
 def _load_all() -> None:
     # Importing the family modules registers their rules.
-    from trainmedic.rules import checkpoints, data, forensics, internal, runtime, wiring  # noqa: F401
+    from trainmedic.rules import checkpoints, data, forensics, internal, learning, runtime, wiring  # noqa: F401

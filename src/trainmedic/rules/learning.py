@@ -1,0 +1,274 @@
+"""TM317-TM319: is the run learning at all? Rules documented beside their detectors (issue 12).
+
+A rate far too high does not always announce itself with a NaN or a rising loss. It can leave the loss at
+the level of a network that learned nothing (TM317), kill every unit so that no gradient reaches the
+first layer (TM318), or, when the loop itself raises the rate mid-run, lift the loss to a worse level
+without the spike a divergence detector waits for (TM319). Each is a finding in watch mode; in heal mode
+each is a rollback followed by a learning-rate probe (:mod:`trainmedic.heal.policy`).
+
+This module also registers a second detector for TM305 (divergence): a blow-up *inside* the detectors'
+warm-up. TM305's own detector judges the loss against the best level reached, which is meaningless while
+the first steps are still being averaged: a run that blows up at step 6 has its blown-up level as its
+"best" and is never called divergent (issue 12, the baseline's "blow-up inside the warm-up" class).
+
+The detectors are pure: they read the step window of :class:`~trainmedic.signals.monitor.Monitor` and the
+learning-rate record :class:`RateWatch`, which the engine keeps (plain data, in its ``state_dict()``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainmedic.heal import progress
+from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
+from trainmedic.rules.registry import rule
+from trainmedic.rules.runtime import DIVERGENCE
+from trainmedic.signals.monitor import Monitor, StepWindow, median
+
+
+def start_level(window: StepWindow) -> float:
+    """The level a network that learned nothing sits at, read from the run itself: the first loss, taken
+    before any update. Not the mean of the first few: a linear model at a good rate learns in one step
+    (2.27, then 0.31, 0.19...), and a rate far too high blows up within them (Adam at 100x: 1.39, then a
+    mean of 7.5 over the first 10). One batch can be unrepresentative (unshuffled data whose batches
+    alternate between an easy and a hard group); TM317 therefore only reads levels up to
+    `divergence_ratio` times this one, and the early divergence check reads its own reference."""
+    parts = window.initial_parts
+    return float(parts[0]) if parts else math.nan
+
+
+def early_level(window: StepWindow) -> float:
+    """The reference of the early divergence check: the largest of the first three losses, so that a
+    first batch easier than the others does not make the next ones look like a blow-up."""
+    parts = window.initial_parts[:3]
+    return float(max(parts)) if parts else math.nan
+
+
+@dataclass
+class RateWatch:
+    """What the engine knows of the learning rate from step to step (plain data).
+
+    ``expected`` is the rate the next step should run at: the rate of this step times whatever heal
+    changed. A step that arrives with a rate more than ``raise_factor`` times that was raised by the loop
+    itself (a schedule restart, a manual change, a typo); the losses before it are kept so TM319 can
+    compare the level after it. ``anchor``/``steady`` count the steps trained at about the same rate
+    (within ``raise_factor`` either way), which heal's snapshots wait for.
+    """
+
+    expected: float = math.nan
+    anchor: float = math.nan
+    steady: int = 0
+    raised_at: int = -1
+    lr_before: float = math.nan
+    lr_after: float = math.nan
+    before: list[float] = field(default_factory=list)
+
+    def observe(self, step: int, lr: float, window: StepWindow, warm: bool, factor: float, keep: int) -> None:
+        if not math.isfinite(lr):
+            return
+        if self.pending and step - self.raised_at > 2 * keep:
+            self.forget_raise()  # judged (TM319 had its window of steps after it) and not harmful
+        if warm and self.raised_at < 0 and math.isfinite(self.expected) and lr > factor * self.expected > 0:
+            self.raised_at, self.lr_before, self.lr_after = step, self.expected, lr
+            self.before = [float(v) for v in window.losses.values()[-keep:]]
+        if not (math.isfinite(self.anchor) and self.anchor / factor <= lr <= self.anchor * factor):
+            self.anchor, self.steady = lr, 0
+        self.steady += 1
+        self.expected = lr
+
+    def settle(self, lr_next: float) -> None:
+        """The rate heal leaves for the next step (after any rollback or change)."""
+        self.expected = lr_next
+
+    def forget_raise(self) -> None:
+        self.raised_at, self.before = -1, []
+
+    def restart(self) -> None:
+        """A rollback: the rate starts a new steady stretch, and a pending raise is moot."""
+        self.forget_raise()
+        self.anchor, self.steady = math.nan, 0
+
+    @property
+    def pending(self) -> bool:
+        return self.raised_at >= 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, list(v) if k == "before" else v)
+
+
+# ---------------------------------------------------------------------------------------------------
+NOT_LEARNING = rule(
+    "TM317",
+    "not-learning",
+    "warning",
+    summary="The training loss stays at the level of a network that learned nothing, with no downward trend.",
+    what="""
+        Over the last `not_learning_window` steps the training loss sat at its starting level (at most
+        `not_learning_margin` below it), its two halves are level within their noise, and the updates are
+        not small (the update/weight ratio is above `not_learning_min_ratio`, so the rate is not too low).
+        The run is moving its weights without learning anything.
+        """,
+    why="""
+        A learning rate far too high: every step overshoots, and the network settles at the loss of the
+        best constant prediction (log(classes) for a balanced classifier, the target's variance for a
+        regression). Adam at 30x-100x its rate does this without a single NaN (issue 12). A rate too low
+        also learns slowly, but with a steady downward trend, which this rule reads and leaves alone.
+        """,
+    fix="""
+        Lower the learning rate, typically by one or two decades: run `trainmedic lr-find`, or restart with
+        warmup. Heal mode rolls back to the last snapshot that was learning (or the initial weights), probes
+        the rates below the current one for a few dozen steps and continues at the rate the probe supports.
+        """,
+    example="""
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)    # the loss sits at log(4) = 1.386
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        """,
+)
+
+DEAD_NETWORK = rule(
+    "TM318",
+    "dead-network",
+    "error",
+    summary="The first layer's gradient has been exactly zero for several steps after it was not.",
+    what="""
+        The gradient reaching the first weight layer was exactly 0.0 for `dead_steps` steps in a row,
+        after it had been non-zero earlier in the run. Not small: zero. Every unit between the first
+        layer and the loss is off (ReLUs that output 0 for every input), so no gradient flows and the run
+        cannot recover by itself.
+        """,
+    why="""
+        A blow-up, usually from a learning rate too high: one huge step pushes the biases so far negative
+        that every ReLU is off for every input. This is death, not vanishing gradients (TM304, a small
+        ratio between layers): a different initialization does not help, undoing the step does.
+        """,
+    fix="""
+        Lower the learning rate and restart from weights before the blow-up; add warmup or gradient
+        clipping; LeakyReLU/GELU cannot die this way. Heal mode rolls back to the last snapshot that was
+        learning (or the initial weights) and probes a rate.
+        """,
+    example="""
+        optimizer = torch.optim.SGD(cnn.parameters(), lr=1.0, momentum=0.9)   # all ReLUs off by step 30
+        """,
+)
+
+HARMFUL_RATE_RAISE = rule(
+    "TM319",
+    "harmful-rate-raise",
+    "warning",
+    summary="The loop raised the learning rate and the loss settled at a worse level.",
+    what="""
+        Between two steps the learning rate rose by more than `raise_factor` (trainmedic did not do it:
+        the loop, a scheduler restart, a manual change), and over the `raise_window` steps after it the
+        loss level (median) is above the level of the steps before by more than 3 standard errors of the
+        difference and by more than 10 %. No NaN, no spike: the run just got worse and stays worse.
+        """,
+    why="""
+        The new rate is too high for where the run is. Adam at 30x its rate doubles the loss of a
+        classifier without the 4x rise a divergence detector waits for (issue 12). Practitioner note 004:
+        the loss that rebounds after a change.
+        """,
+    fix="""
+        Keep the old rate, or raise it gradually (warmup after a restart). Heal mode rolls back to a
+        snapshot from before the raise and keeps the rate the run trained at there once a short probe
+        confirms it.
+        """,
+    example="""
+        for g in optimizer.param_groups: g["lr"] *= 30     # mid-run: the loss level doubles
+        """,
+)
+
+
+@detector(NOT_LEARNING, cadence=Cadence.WINDOW, order=30, anomaly=True)
+def _not_learning(obs: Observation) -> Detection | None:
+    cfg, m = obs.cfg, obs.monitor
+    w = m.step_window
+    ratios = m.ratios.values()
+    ratio = float(np.median(ratios[-4:])) if len(ratios) else math.nan
+    if ratio == ratio and ratio < cfg.not_learning_min_ratio:
+        return None  # small updates: a rate too low (TM315's business), not one too high
+    # Only the steps since the run (re)started at its current weights: the window's steps after its start.
+    losses = w.losses.values()[-cfg.not_learning_window:]
+    if w.finite_steps < cfg.not_learning_window:
+        return None
+    ref = start_level(w)
+    v = progress.not_learning(losses, reference=ref, window=cfg.not_learning_window,
+                              margin=cfg.not_learning_margin)
+    if v is None or v.evidence["level"] > cfg.divergence_ratio * ref:
+        return None  # far above the first loss: a blow-up (TM305), or a first batch unlike the others
+    return Detection(NOT_LEARNING.code, v.message, {**v.evidence, "update_ratio": ratio},
+                     onset=obs.step - cfg.not_learning_window)
+
+
+@detector(DEAD_NETWORK, cadence=Cadence.STEP, order=20, anomaly=True, needs_warmup=False,
+          quiet=lambda cfg: cfg.window)
+def _dead_network(obs: Observation) -> Detection | None:
+    w = obs.monitor.step_window
+    n = obs.cfg.dead_steps
+    if len(w.first_norms) < n + 1 or w.first_norms.last() != 0.0:
+        return None
+    norms = w.first_norms.values()
+    if progress.dead_gradients(norms, steps=n) is None or not (norms[:-n] > 0).any():
+        return None  # never had a gradient: an unused or frozen layer, not a death
+    alive = int(np.nonzero(norms > 0)[0][-1])
+    steps = w.steps.values()
+    died = int(steps[alive + 1]) if alive + 1 < len(steps) else obs.step
+    return Detection(DEAD_NETWORK.code,
+                     f"the first layer's gradient has been exactly 0 since step {died} ({len(norms) - alive - 1} "
+                     "steps): every unit after it is off and nothing reaches it",
+                     {"steps_zero": len(norms) - alive - 1, "since_step": died, "layer": obs.layers[0]
+                      if obs.layers else None}, onset=died)
+
+
+def _judged(monitor: Monitor, obs: Observation) -> None:
+    if obs.rates is not None:
+        obs.rates.forget_raise()
+
+
+@detector(HARMFUL_RATE_RAISE, cadence=Cadence.WINDOW, order=40, anomaly=True, after_fire=_judged)
+def _harmful_rate_raise(obs: Observation) -> Detection | None:
+    rates, cfg = obs.rates, obs.cfg
+    if rates is None or not rates.pending:
+        return None
+    w = obs.monitor.step_window
+    steps, losses = w.steps.values(), w.losses.values()
+    after = losses[steps >= rates.raised_at]
+    if len(after) < cfg.raise_window:
+        return None
+    v = progress.rose_after_change(rates.before, after[: cfg.raise_window])
+    if v is None:
+        return None
+    return Detection(HARMFUL_RATE_RAISE.code,
+                     f"the rate was raised from {rates.lr_before:.3g} to {rates.lr_after:.3g} at step "
+                     f"{rates.raised_at}: {v.message}",
+                     {**v.evidence, "raised_at": rates.raised_at, "lr_before": rates.lr_before,
+                      "lr_after": rates.lr_after}, onset=rates.raised_at)
+
+
+@detector(DIVERGENCE, cadence=Cadence.WINDOW, order=5, anomaly=True, needs_warmup=False)
+def _early_divergence(obs: Observation) -> Detection | None:
+    """TM305 inside the warm-up: the loss of the last 5 steps above `divergence_ratio` times the largest of
+    the first three."""
+    m, cfg = obs.monitor, obs.cfg
+    if m.warm:
+        return None  # TM305's own detector judges from here on
+    w = m.step_window
+    x = w.losses.values()
+    ref = early_level(w)
+    if len(x) < 5 or not ref > 0:
+        return None
+    level = median(x[-5:])
+    if level > cfg.divergence_ratio * ref:
+        return Detection(DIVERGENCE.code,
+                         f"loss {level:.4g} within {w.finite_steps} steps of a start at {ref:.4g}, inside the "
+                         "detectors' warm-up",
+                         {"smoothed_loss": level, "initial_loss": ref, "steps": w.finite_steps,
+                          "onset_step": int(w.steps.values()[0])}, onset=int(w.steps.values()[0]))
+    return None
