@@ -53,6 +53,8 @@ class Thresholds:
     overfit_patience: int = 4
     overfit_margin: float = 0.05  # validation loss this far (relative) above its best
     overfit_train_gain: float = 0.1  # while the training loss improved by at least this much
+    overfit_z: float = 3.0  # the validation trend's rise since its best, in units of the curve's own noise
+    overfit_t: float = 2.0  # the Theil-Sen slope since the best, in standard errors of its residuals
 
     # --- TM310 grads never zeroed ----------------------------------------------------------------
     accumulate_min_repeats: int = 2  # steps in a row that find stale gradients before it is reported

@@ -178,11 +178,11 @@ class Engine:
             if mon.plateau_cooldown > 0:
                 mon.plateau_cooldown -= 1
                 mon.plateau_from = len(mon.val_hist) + 1
-            improved = mon.observe_evaluation(monitored, train, self.epoch)
+            has_val = val_loss is not None or val_metric is not None
+            improved = mon.observe_evaluation(monitored, train, self.epoch, validated=has_val)
             v.save_best = improved and self.restore_best
             self.best_saved = self.best_saved or v.save_best
-            obs = Observation(self.step_count, self.cfg, mon, has_val=val_loss is not None or val_metric is not None,
-                              plateau_scheduler=plateau_scheduler)
+            obs = Observation(self.step_count, self.cfg, mon, has_val=has_val, plateau_scheduler=plateau_scheduler)
             for d in self._due(Cadence.EPOCH):
                 dets = self._judge(d, obs)
                 for det in dets or ():

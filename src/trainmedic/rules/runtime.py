@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from trainmedic.config import Thresholds
+from trainmedic.rules.curves import overfitting_evidence
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
 from trainmedic.signals.monitor import Monitor, gradient_bounds, median
@@ -436,9 +437,13 @@ OVERFITTING = rule(
     "warning",
     summary="Validation loss keeps getting worse while the training loss keeps improving.",
     what="""
-        The validation loss has not improved for `overfit_patience` evaluations and sits (median of
-        the evaluations since its best) more than `overfit_margin` above its best, while the training loss
-        fell by at least `overfit_train_gain` (relative) over the same span. The model is memorizing the training set.
+        The validation loss has not improved for `overfit_patience` evaluations, and since its best it has
+        risen along a trend that stands out of the curve's own noise: the robust (Theil-Sen) slope of the
+        evaluations since the best is positive by `overfit_t` standard errors, the rise it implies is more
+        than `overfit_z` times the scatter of the whole validation curve and more than `overfit_margin` of
+        the best value, and the last evaluations are not coming back down. Meanwhile the training loss fell
+        by at least `overfit_train_gain` (relative). The model is memorizing the training set. A transient
+        bump that recedes, or a zigzag as large as the rise, is not reported.
         """,
     why="""
         Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
@@ -458,23 +463,21 @@ OVERFITTING = rule(
 
 
 def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> Detection | None:
-    if len(val) <= cfg.overfit_patience:
+    """The validation curve judged against its own noise and trend (:func:`~trainmedic.rules.curves.
+    overfitting_evidence`): a bump inside the scatter, or one that comes back down, is not overfitting."""
+    ev = overfitting_evidence(val, train, patience=cfg.overfit_patience, margin=cfg.overfit_margin,
+                              train_gain=cfg.overfit_train_gain, z=cfg.overfit_z, t_min=cfg.overfit_t)
+    if not ev.overfitting:
         return None
-    b = int(np.argmin(val))
-    waited = len(val) - 1 - b
-    # The median of the evaluations since the best, so one noisy evaluation neither fires nor hides it.
-    worse = float(np.median(val[b + 1:])) - val[b] if waited else 0.0
-    gain = train[b] - train[-1]
-    if (waited >= cfg.overfit_patience and worse > cfg.overfit_margin * abs(val[b])
-            and val[-1] > val[b] and gain > cfg.overfit_train_gain * abs(train[b])):
-        return Detection(
-            OVERFITTING.code,
-            f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {waited} "
-            f"evaluations while training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
-            {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
-             "train_loss_at_best": float(train[b]), "train_loss": float(train[-1])},
-        )
-    return None
+    b = ev.best_index
+    return Detection(
+        OVERFITTING.code,
+        f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {ev.waited} "
+        f"evaluations (trend +{_fmt(ev.rise)}, {ev.rise / max(ev.noise, 1e-30):.1f}x the curve's noise) while "
+        f"training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
+        {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
+         "train_loss_at_best": float(train[b]), "train_loss": float(train[-1]), **ev.as_dict()},
+    )
 
 
 @detector(OVERFITTING, cadence=Cadence.EPOCH, order=10, exclusive=True, needs_warmup=False)

@@ -182,6 +182,7 @@ class Monitor:
     plateau_cooldown: int = 0
     best_val: float = math.inf
     best_epoch: int | None = None
+    validated: bool = False  # the evaluations in val_hist carry validation values (not training losses)
     once_done: list[str] = field(default_factory=list)  # detectors that run once and have run
     dead_runs: dict[str, int] = field(default_factory=dict)  # ReLU layer -> dead samples in a row (TM311)
 
@@ -222,8 +223,22 @@ class Monitor:
         self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
         return train
 
-    def observe_evaluation(self, monitored: float, train: float, epoch: int) -> bool:
-        """Record an evaluation; True when it improved on the best (ReduceLROnPlateau's relative rule)."""
+    def observe_evaluation(self, monitored: float, train: float, epoch: int, validated: bool = False) -> bool:
+        """Record an evaluation; True when it improved on the best (ReduceLROnPlateau's relative rule).
+
+        ``validated``: the value is a validation loss/metric. The first one after evaluations that could
+        only monitor the training loss (an epoch closed before the script's first validation, e.g. one that
+        validates every second epoch) starts the history over: the two series are in different units and
+        must never be compared (a training MSE as the "best" made every later validation look worse).
+        """
+        if validated and not self.validated:
+            self.validated = True
+            self.val_hist.clear()
+            self.train_hist.clear()
+            self.plateau_from = 0
+            self.best_val, self.best_epoch = math.inf, None
+        elif self.validated and not validated:
+            return False  # a training-only epoch between validations: not a point of the monitored curve
         self.val_hist.append(monitored)
         self.train_hist.append(train)
         if len(self.val_hist) > 2 * MAX_EVALUATIONS:  # the detectors look at recent evaluations only
