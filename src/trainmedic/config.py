@@ -24,6 +24,9 @@ class Thresholds:
     spike_factor: float = 10.0  # grad norm above this multiple of the running median ...
     spike_z: float = 6.0  # ... and above this robust z-score (log space, MAD-based)
     clip_z: float = 3.0  # heal clips a spike to exp(median + clip_z * robust sigma) of log norms
+    spike_min_norm: float = 1.0  # ... and at least this large in absolute terms (0.36 vs 0.035 is no explosion)
+    spike_extreme: float = 1000.0  # a spike this many times the median is reported at once; a smaller one
+    spike_confirm: int = 10  # ... only if it repeats within the window or the loss stays up this many steps
 
     # --- TM304 vanishing gradients (AUTOTRAINER) -----------------------------------------------
     vanish_ratio: float = 1e-3  # first/last layer gradient-norm ratio below this ...

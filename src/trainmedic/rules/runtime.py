@@ -100,9 +100,13 @@ EXPLODING_GRADIENTS = rule(
     "warning",
     summary="The gradient norm jumped far above its running level.",
     what="""
-        The global gradient norm of a step was more than `spike_factor` times its recent median and
-        more than `spike_z` robust standard deviations above it (in log space). One such step moves the
-        weights much further than any step before it.
+        The global gradient norm of a step was more than `spike_factor` times its recent median, more than
+        `spike_z` robust standard deviations above it (in log space) and at least `spike_min_norm` in
+        absolute terms, in a script that does not clip its gradients itself (`clip_grad_norm_`,
+        `clip_grad_value_`, Lightning's `gradient_clip_val`: its bound holds every step). A spike of
+        `spike_extreme` times the median is reported at once; a smaller one when it repeats within the
+        window or when the loss has not come back down `spike_confirm` steps later. A lone outlier batch
+        after which training goes on as before is not reported.
         """,
     why="""
         Too high a learning rate, deep nets whose layers multiply the gradient (practitioner note 001:
@@ -124,6 +128,7 @@ EXPLODING_GRADIENTS = rule(
 
 
 def detect_exploding_gradients(grad_norm: float, threshold: float, median: float) -> Detection | None:
+    """The bare relative test (kept for callers that judge one norm against a bound)."""
     if not (grad_norm > threshold):
         return None
     return Detection(
@@ -134,13 +139,65 @@ def detect_exploding_gradients(grad_norm: float, threshold: float, median: float
     )
 
 
-@detector(EXPLODING_GRADIENTS, cadence=Cadence.STEP, anomaly=True)
-def _exploding_gradients(obs: Observation) -> Detection | None:
-    """O(1): the step's norm against the bound cached at the last window check."""
-    w = obs.monitor.step_window
-    if obs.signals is None or not obs.signals.grad_norm > 0:
+def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarray, steps: np.ndarray,
+                          cfg: Thresholds, clip_bound: float | None = None, reported: int = -1
+                          ) -> Detection | None:
+    """TM303 from the recent spike candidates ``[step, norm, median, threshold]`` (each already above
+    ``spike_factor`` x the median and ``spike_z`` robust sigmas).
+
+    A candidate counts only when it is at least ``spike_min_norm`` in absolute terms and the script does
+    not clip (a clipped script bounds every step itself: ``clip_bound`` is its bound). It is reported:
+    at once when it is ``spike_extreme`` x the median; when a second one follows within the window; or,
+    ``spike_confirm`` steps later, when the loss stayed above its level before the spike (by
+    ``spike_loss_rel`` relative and ``spike_loss_k`` robust sigmas). A lone spike after which the loss
+    goes on as before is a transient outlier, not an explosion.
+    """
+    if clip_bound is not None:
         return None
-    det = detect_exploding_gradients(obs.signals.grad_norm, w.spike_threshold, w.gnorm_median)
+    live = [sp for sp in spikes if sp[0] > reported and sp[1] >= cfg.spike_min_norm]
+    if not live:
+        return None
+    for i, (s, norm, med, threshold) in enumerate(live):
+        s = int(s)
+        why = None
+        if norm >= cfg.spike_extreme * med:
+            why = "extreme"
+        elif i > 0 and s - int(live[i - 1][0]) <= cfg.window:
+            why = "repeated"
+        elif cfg.spike_confirm <= step - s <= cfg.spike_confirm + cfg.check_every:
+            before, after = losses[(steps < s) & (steps >= s - 4 * cfg.spike_confirm)], \
+                losses[(steps > s) & (steps <= s + cfg.spike_confirm)]
+            if len(before) >= cfg.spike_confirm and len(after):
+                base = median(before)
+                sigma = _robust_sigma(before, base)
+                if median(after) > base + max(cfg.spike_loss_rel * abs(base), cfg.spike_loss_k * sigma):
+                    why = "loss stayed up"
+        if why is None:
+            continue
+        det = detect_exploding_gradients(norm, threshold, med)
+        if det is not None:
+            det.onset = s
+            det.message += {"extreme": "", "repeated": " (repeated within the window)",
+                            "loss stayed up": "; the loss did not come back down after it"}[why]
+            det.evidence.update({"spike_step": s, "reason": why})
+            return det
+    return None
+
+
+def _mark_spikes_reported(monitor: Monitor, obs: Observation) -> None:
+    monitor.step_window.spikes_reported = obs.step
+
+
+@detector(EXPLODING_GRADIENTS, cadence=Cadence.STEP, anomaly=True, after_fire=_mark_spikes_reported)
+def _exploding_gradients(obs: Observation) -> Detection | None:
+    """O(1) unless a spike candidate is pending: the candidates are recorded by the step window."""
+    w = obs.monitor.step_window
+    if obs.signals is None or not w.spikes or w.spikes[-1][0] <= w.spikes_reported:
+        return None
+    if obs.step - w.spikes[-1][0] > obs.cfg.spike_confirm + obs.cfg.check_every:
+        return None  # every candidate has been judged: nothing more to learn about them
+    det = judge_gradient_spikes(w.spikes, obs.step, w.losses.values(), w.steps.values(), obs.cfg,
+                                obs.signals.clip_bound, w.spikes_reported)
     if det:
         det.evidence["clip_bound"] = w.clip_bound
     return det

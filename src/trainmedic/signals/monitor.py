@@ -91,6 +91,8 @@ class StepWindow:
     spike_threshold: float = math.inf
     clip_bound: float = math.inf
     gnorm_median: float = math.nan
+    spikes: list[list[float]] = field(default_factory=list)  # recent [step, grad norm, median, threshold]
+    spikes_reported: int = -1  # the last step whose spikes TM303 has reported
     last_anomaly: int = -(10**9)  # the last step a run-time detector fired (snapshots wait after it)
     quiet_until: dict[str, int] = field(default_factory=dict)  # detector -> step it may fire again
 
@@ -112,6 +114,9 @@ class StepWindow:
         if grad_norm > 0:
             spiked = self.finite_steps > cfg.warmup_steps and grad_norm > self.spike_threshold
             self.log_gnorms.append(math.log(self.clip_bound if spiked else grad_norm))
+            if spiked:  # a candidate for TM303, judged there (scale, the script's clipping, its effect)
+                self.spikes.append([step, grad_norm, self.gnorm_median, self.spike_threshold])
+                del self.spikes[:-8]
 
     def refresh(self, step: int, cfg: Thresholds) -> None:
         """Recompute the smoothed level, the best and the gradient bounds (every ``check_every`` steps)."""
