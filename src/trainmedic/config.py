@@ -36,6 +36,8 @@ class Thresholds:
     # --- TM305 divergence ----------------------------------------------------------------------
     divergence_ratio: float = 4.0  # smoothed loss above this multiple of its best ...
     divergence_progress: float = 0.5  # ... and risen by more than this share of the progress made
+    divergence_early_factor: float = 10.0  # before any best (warm-up) or just before a NaN: a climb this many
+    #   times above the starting level names the learning rate (TM305 reported before TM301/TM302)
 
     # --- TM306 loss spike that does not come down ------------------------------------------------
     spike_loss_rel: float = 0.5  # recent median above baseline by this relative amount ...

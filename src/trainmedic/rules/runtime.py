@@ -162,7 +162,7 @@ def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarr
         why = None
         if norm >= cfg.spike_extreme * med:
             why = "extreme"
-        elif i > 0 and s - int(live[i - 1][0]) <= cfg.window:
+        elif i > 0 and cfg.spike_confirm < s - int(live[i - 1][0]) <= cfg.window:
             why = "repeated"
         elif cfg.spike_confirm <= step - s <= cfg.spike_confirm + cfg.check_every:
             before, after = losses[(steps < s) & (steps >= s - 4 * cfg.spike_confirm)], \
@@ -231,7 +231,9 @@ VANISHING_GRADIENTS = rule(
 
 
 def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> Detection | None:
-    if len(first) < cfg.vanish_min_steps:
+    """Vanishing needs a live top: when the last layer gets no gradient either the network is dead
+    (:func:`detect_dead_network`), and a 0/0 ratio is no evidence of depth attenuating anything."""
+    if len(first) < cfg.vanish_min_steps or not median(last) > DEAD_GRAD:
         return None
     ratio = first / np.maximum(last, 1e-38)
     if np.all(ratio < cfg.vanish_ratio) and np.all(first < cfg.vanish_first_norm):
@@ -242,6 +244,24 @@ def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> De
             {"first_layer_norm": float(np.median(first)), "last_layer_norm": float(np.median(last)),
              "ratio": float(np.median(ratio)), "steps": len(first)},
         )
+    return None
+
+
+DEAD_GRAD = 1e-30  # a gradient norm at or below this is exactly zero for our purposes
+
+
+def detect_dead_network(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> Detection | None:
+    """TM311 without activations: the first and the last weight layer both got exactly zero gradient on
+    every step of the window (finite loss). Nothing below the output's bias learns any more."""
+    if len(first) < cfg.vanish_min_steps or len(last) != len(first):
+        return None
+    if np.all(first <= DEAD_GRAD) and np.all(last <= DEAD_GRAD):
+        return Detection(
+            DEAD_RELU_TRAINING.code,
+            f"every weight layer received exactly zero gradient for {len(first)} steps: the network is dead "
+            "(its hidden units output constants; not vanishing gradients, nothing reaches any layer)",
+            {"steps": len(first), "first_layer_norm": float(np.max(first)), "last_layer_norm": float(np.max(last)),
+             "dead": "network"}, key="TM311:network")
     return None
 
 
@@ -260,6 +280,12 @@ DIVERGENCE = rule(
         The loss averaged over the last steps is more than `divergence_ratio` times its best value, and
         has given back more than half of the progress made since the start. Training is going the wrong
         way and will not come back by itself.
+
+        Two earlier forms name the learning rate where the main rule has no best to judge against: a loss
+        that climbs `divergence_early_factor` times above its starting level within the warm-up (before
+        any best exists), and a loss that climbed step after step to `divergence_early_factor` times its
+        previous level just before it turned NaN/Inf (reported before TM301/TM302, which are then the
+        symptom).
         """,
     why="""
         A learning rate too high for the current region of the loss surface (often after warmup ends or a
@@ -360,7 +386,10 @@ def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, bes
 
 
 def _rebase(monitor: Monitor, obs: Observation) -> None:
-    monitor.step_window.rebase(obs.step)
+    w = monitor.step_window
+    w.rebase(obs.step)
+    if not math.isfinite(w.best):  # reported before any smoothed level existed: the next one sets the best
+        w.best, w.best_step = math.inf, -1
 
 
 @detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase)
@@ -371,6 +400,85 @@ def _loss_curve(obs: Observation) -> Detection | None:
     losses, steps = w.losses.values(), w.steps.values()
     return (detect_loss_spike(losses, steps, w.initial, w.best, obs.cfg)
             or detect_divergence(w.smoothed, w.best, w.best_step, w.initial, obs.cfg, losses, steps))
+
+
+def detect_early_divergence(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
+    """TM305 before any best exists: the loss of the first steps climbed ``divergence_early_factor`` times
+    above where it started, and most steps since then are up there too (not one outlier batch). The main rule cannot see
+    this: its initial level and its best are both taken from the blown-up curve."""
+    n = len(losses)
+    if n < 6:
+        return None
+    start = float(np.min(losses[:3]))  # the lowest of the first steps: the blow-up may begin at step 1
+    now = median(losses[-3:])
+    since = median(losses[3:])  # the whole climb, not one outlier batch: most steps since the start are up
+    if not (start > 0 and now > cfg.divergence_early_factor * start and since > cfg.divergence_early_factor * start):
+        return None
+    return Detection(
+        DIVERGENCE.code,
+        f"the loss rose from {_fmt(start)} to {_fmt(now)} within the first {n} steps, before any best was set: "
+        "the learning rate is the likely cause",
+        {"initial_loss": start, "smoothed_loss": now, "steps": n, "cause": "learning rate", "early": True},
+        onset=0,
+    )
+
+
+def detect_rise_before_nonfinite(losses: np.ndarray, steps: np.ndarray, cfg: Thresholds, initial: float = math.nan,
+                                 symptom: str = " before it turned non-finite") -> Detection | None:
+    """TM305 named with the NaN: the last finite losses before a non-finite one climbed step after step to
+    ``divergence_early_factor`` times the level before them, and above the run's initial loss. A NaN that comes out of a steady loss (dirty
+    rows, a log of 0) is not preceded by such a climb and stays TM301/TM302 alone."""
+    n = len(losses)
+    if n < 4:
+        return None
+    k = min(3, n - 1)
+    tail = losses[-k:]
+    base = median(losses[:-k][-40:])
+    if not (base > 0 and np.all(np.diff(losses[-(k + 1):]) > 0)):
+        return None
+    if math.isfinite(initial) and not tail[-1] > initial:
+        return None  # not back above where the run started: a climb of a near-zero loss is no divergence
+    if tail[-1] > cfg.divergence_early_factor * base and tail[-2] > math.sqrt(cfg.divergence_early_factor) * base:
+        return Detection(
+            DIVERGENCE.code,
+            f"the loss climbed from {_fmt(base)} to {_fmt(float(tail[-1]))} over the last {k} steps{symptom}: "
+            "the learning rate is the likely cause",
+            {"base_loss": base, "last_finite_loss": float(tail[-1]), "cause": "learning rate",
+             "onset_step": int(steps[-k])}, onset=int(steps[-k]),
+        )
+    return None
+
+
+@detector(DIVERGENCE, cadence=Cadence.NONFINITE, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _rise_before_nonfinite(obs: Observation) -> Detection | None:
+    """Asked before TM301/TM302, so that the cause is reported first and the NaN as its symptom."""
+    w = obs.monitor.step_window
+    if obs.monitor.consecutive_nonfinite != 1:
+        return None  # only the first non-finite step of a run of them
+    return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial)
+
+
+@detector(DIVERGENCE, cadence=Cadence.STEP, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _climb(obs: Observation) -> Detection | None:
+    """A loss climbing step after step by an order of magnitude is a divergence now, before its gradient
+    spikes (TM303) or its NaN (TM301) are reported as the symptoms they are. O(1) until the last four
+    losses are strictly increasing."""
+    w = obs.monitor.step_window
+    tail = w.losses.values(4)
+    if len(tail) < 4 or not (tail[0] < tail[1] < tail[2] < tail[3]):
+        return None
+    return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial, symptom="")
+
+
+@detector(DIVERGENCE, cadence=Cadence.WINDOW, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _early_divergence(obs: Observation) -> Detection | None:
+    w = obs.monitor.step_window
+    if w.finite_steps > obs.cfg.warmup_steps + obs.cfg.check_every or len(w.losses) != w.finite_steps:
+        return None  # the main rule has a best to judge against from here on (or the window was rebased)
+    return detect_early_divergence(w.losses.values(), obs.cfg)
 
 
 OSCILLATION = rule(
@@ -597,15 +705,24 @@ DEAD_RELU_TRAINING = rule(
     "TM311",
     "dead-relu-training",
     "warning",
-    summary="Most units of a ReLU layer stay inactive over a window of training.",
+    summary="Most units of a ReLU layer stay inactive over a window of training, or the whole network is dead.",
     what="""
         Sampled forward passes show that most units of the named ReLU layer output zero for every sample.
-        Dead units get no gradient and never recover.
+        Dead units get no gradient and never recover. Without sampled activations the same state is seen in
+        the gradients: the first and the last weight layer both receive exactly zero gradient on every step
+        of the window while the loss is finite (a dead network, not vanishing gradients: nothing reaches
+        any layer, so there is no first-to-last ratio to speak of).
         """,
     why="A learning rate spike pushed biases negative, a bad init, or inputs that are not centered.",
     fix="Lower the learning rate, use LeakyReLU/GELU, Kaiming init, normalize the inputs.",
     example="nn.ReLU()  ->  nn.LeakyReLU(0.01)",
 )
+
+@detector(DEAD_RELU_TRAINING, cadence=Cadence.SLOW, order=19)
+def _dead_network(obs: Observation) -> Detection | None:
+    w = obs.monitor.step_window
+    return detect_dead_network(w.first_norms.values(), w.last_norms.values(), obs.cfg)
+
 
 @detector(DEAD_RELU_TRAINING, cadence=Cadence.ACTIVATIONS, needs_warmup=False)
 def _dead_relu_training(obs: Observation) -> list[Detection]:
