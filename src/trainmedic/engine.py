@@ -90,6 +90,7 @@ class Engine:
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
         obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler)
         mon.observe_update(sig.update_norm, sig.weight_norm)
+        mon.players = sig.players
         mon.observe_stale(sig.stale)
         self._run(Cadence.EVERY, obs, v, lr)
 

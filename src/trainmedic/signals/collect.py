@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from trainmedic.signals import clipping
+from trainmedic.signals import clipping, players
 from trainmedic.signals.step import StepSignals
 
 _DIST_AVAILABLE = torch.distributed.is_available()
@@ -81,6 +81,7 @@ class Collector:
         if self._watching_clips:
             self._watching_clips = False
             clipping.unwatch()
+            players.forget(id(self))
         if self._probe_handle is not None:
             self._probe_handle.remove()
             self._probe_handle = None
@@ -153,7 +154,7 @@ class Collector:
         if self.clip_bound is None and self._watching_clips:
             self.clip_bound = clipping.bound_for(self.params)  # sticky: a script that clips keeps clipping
         return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm, self.backwards,
-                           clip_bound=self.clip_bound)
+                           clip_bound=self.clip_bound, players=players.stepped(id(self)))
 
     def reset_backwards(self) -> None:
         self.backwards = 0

@@ -188,6 +188,7 @@ class Monitor:
     best_val: float = math.inf
     best_epoch: int | None = None
     validated: bool = False  # the evaluations in val_hist carry validation values (not training losses)
+    players: int = 1  # optimizers stepping in turn at the last step (>= 2: a game, no loss to minimise)
     once_done: list[str] = field(default_factory=list)  # detectors that run once and have run
     dead_runs: dict[str, int] = field(default_factory=dict)  # ReLU layer -> dead samples in a row (TM311)
 
