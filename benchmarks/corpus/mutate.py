@@ -839,8 +839,10 @@ OPERATORS: tuple[Operator, ...] = (
     _op("normal_init", "every parameter re-initialised from N(0, 1)", "note 001; DeepCrime change-weights-init",
         {"TM205", "TM206", "TM207", "TM303", "TM305", "TM306", "TM307", "TM301", "TM302", "TM311"}, {"TM205"},
         _init_all("normal_(_tm_p, 0.0, 1.0)")),
+    # TM311 added after the baseline (issue 11, phase 2): a zero-initialised ReLU/tanh network gets exactly zero
+    # gradient in every weight layer, which is now named a dead network (TM311) instead of vanishing (TM304).
     _op("zero_init", "every parameter initialised to zero", "DeepCrime change-weights-init",
-        {"TM205", "TM304", "TM312", "TM315"}, {"TM205"}, _init_all("zeros_(_tm_p)")),
+        {"TM205", "TM304", "TM311", "TM312", "TM315"}, {"TM205"}, _init_all("zeros_(_tm_p)")),
     _op("sigmoid_activations", "every hidden activation replaced by sigmoid", "note 001; DeepCrime change-activation",
         {"TM206", "TM304", "TM315", "TM205"}, {"TM206", "TM304", "TM205"}, find_sigmoid),
     _op("deep_sigmoid", "a square hidden layer becomes a stack of 8 Linear+Sigmoid layers", "note 001",

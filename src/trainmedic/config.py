@@ -24,6 +24,9 @@ class Thresholds:
     spike_factor: float = 10.0  # grad norm above this multiple of the running median ...
     spike_z: float = 6.0  # ... and above this robust z-score (log space, MAD-based)
     clip_z: float = 3.0  # heal clips a spike to exp(median + clip_z * robust sigma) of log norms
+    spike_min_norm: float = 1.0  # ... and at least this large in absolute terms (0.36 vs 0.035 is no explosion)
+    spike_extreme: float = 1000.0  # a spike this many times the median is reported at once; a smaller one
+    spike_confirm: int = 10  # ... only if it repeats within the window or the loss stays up this many steps
 
     # --- TM304 vanishing gradients (AUTOTRAINER) -----------------------------------------------
     vanish_ratio: float = 1e-3  # first/last layer gradient-norm ratio below this ...
@@ -33,6 +36,8 @@ class Thresholds:
     # --- TM305 divergence ----------------------------------------------------------------------
     divergence_ratio: float = 4.0  # smoothed loss above this multiple of its best ...
     divergence_progress: float = 0.5  # ... and risen by more than this share of the progress made
+    divergence_early_factor: float = 10.0  # before any best (warm-up) or just before a NaN: a climb this many
+    #   times above the starting level names the learning rate (TM305 reported before TM301/TM302)
 
     # --- TM306 loss spike that does not come down ------------------------------------------------
     spike_loss_rel: float = 0.5  # recent median above baseline by this relative amount ...
@@ -53,6 +58,8 @@ class Thresholds:
     overfit_patience: int = 4
     overfit_margin: float = 0.05  # validation loss this far (relative) above its best
     overfit_train_gain: float = 0.1  # while the training loss improved by at least this much
+    overfit_z: float = 3.0  # the validation trend's rise since its best, in units of the curve's own noise
+    overfit_t: float = 2.0  # the Theil-Sen slope since the best, in standard errors of its residuals
 
     # --- TM310 grads never zeroed ----------------------------------------------------------------
     accumulate_min_repeats: int = 2  # steps in a row that find stale gradients before it is reported

@@ -96,6 +96,7 @@ class Engine:
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
         obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates)
         mon.observe_update(sig.update_norm, sig.weight_norm)
+        mon.players = sig.players
         mon.observe_stale(sig.stale)
         self._run(Cadence.EVERY, obs, v, lr)
 
@@ -195,11 +196,11 @@ class Engine:
             if mon.plateau_cooldown > 0:
                 mon.plateau_cooldown -= 1
                 mon.plateau_from = len(mon.val_hist) + 1
-            improved = mon.observe_evaluation(monitored, train, self.epoch)
+            has_val = val_loss is not None or val_metric is not None
+            improved = mon.observe_evaluation(monitored, train, self.epoch, validated=has_val)
             v.save_best = improved and self.restore_best
             self.best_saved = self.best_saved or v.save_best
-            obs = Observation(self.step_count, self.cfg, mon, has_val=val_loss is not None or val_metric is not None,
-                              plateau_scheduler=plateau_scheduler)
+            obs = Observation(self.step_count, self.cfg, mon, has_val=has_val, plateau_scheduler=plateau_scheduler)
             for d in self._due(Cadence.EPOCH):
                 dets = self._judge(d, obs)
                 for det in dets or ():

@@ -201,9 +201,13 @@ class PreflightWatcher(OpWatcher):
         if name in REGRESSION_LOSSES:
             self.meets.append((name, inp, tgt))
         if name == "binary_cross_entropy_with_logits":
-            if self.origin.get(id(inp)) == "sigmoid":
+            origin = self.origin.get(id(inp))
+            if origin == "sigmoid":
                 self._probs_into_logits(name, inp, "the output of a sigmoid")
-            elif inp.numel() >= 16 and inp.is_floating_point() and float(inp.min()) >= 0 and float(inp.max()) <= 1:
+            # The value range is only evidence when the producing op is unknown: raw logits of a linear layer
+            # (origin addmm) can all sit in [0, 1] at initialisation (a healthy GAN, two-moons seed 1).
+            elif origin is None and inp.numel() >= 16 and inp.is_floating_point() and float(inp.min()) >= 0 \
+                    and float(inp.max()) <= 1:
                 self._probs_into_logits(name, inp, "values that all lie in [0, 1]")
             if not tgt.is_floating_point():
                 self.issue("TM203", f"`F.{name}` needs float targets, got {tgt.dtype}; use y.float()",

@@ -50,6 +50,7 @@ from trainmedic.observe.live import Observed
 from trainmedic.replay import user_location
 from trainmedic.report.files import merged_findings
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
+from trainmedic.signals import clipping
 
 #: losses in torch.nn.functional whose first two arguments are (input, target)
 LOSS_FUNCTIONS = (
@@ -160,9 +161,12 @@ class Session(LoopWatching, ScheduleWatching):
         attach("ReduceLROnPlateau.step", lambda: wrap(sched.ReduceLROnPlateau, "step", self._wrap_plateau_step))
         attach("DataLoader.__iter__", lambda: wrap(torch.utils.data.DataLoader, "__iter__", self._wrap_loader_iter))
         self._install_loops(attach, wrap)
+        attach("clip_grad_norm_/clip_grad_value_", clipping.watch)  # from the start: TM303 knows the clip bound
 
     def uninstall(self) -> None:
         global _active
+        if self._installed and "installing clip_grad_norm_/clip_grad_value_" not in self._off:
+            clipping.unwatch()
         self._patches.remove()
         for h in (self._discover_handle, self._input_handle):
             if h is not None:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from trainmedic.config import Thresholds
+from trainmedic.rules.curves import overfitting_evidence
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
 from trainmedic.signals.monitor import Monitor, gradient_bounds, median
@@ -23,6 +24,13 @@ __all__ = ["Detection", "gradient_bounds", "median"]
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
+
+
+def in_game(obs: Observation) -> bool:
+    """Several optimizers step in turn (a GAN's players, an actor and its critic: signals/players.py).
+    Their losses are moves in a game, not curves to minimise: the curve-shape rules (TM305 in all its
+    forms, TM306, TM307, TM308, TM309) stay silent, so heal never rolls one player back on their basis."""
+    return obs.monitor.players >= 2
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,9 +107,13 @@ EXPLODING_GRADIENTS = rule(
     "warning",
     summary="The gradient norm jumped far above its running level.",
     what="""
-        The global gradient norm of a step was more than `spike_factor` times its recent median and
-        more than `spike_z` robust standard deviations above it (in log space). One such step moves the
-        weights much further than any step before it.
+        The global gradient norm of a step was more than `spike_factor` times its recent median, more than
+        `spike_z` robust standard deviations above it (in log space) and at least `spike_min_norm` in
+        absolute terms, in a script that does not clip its gradients itself (`clip_grad_norm_`,
+        `clip_grad_value_`, Lightning's `gradient_clip_val`: its bound holds every step). A spike of
+        `spike_extreme` times the median is reported at once; a smaller one when it repeats within the
+        window or when the loss has not come back down `spike_confirm` steps later. A lone outlier batch
+        after which training goes on as before is not reported.
         """,
     why="""
         Too high a learning rate, deep nets whose layers multiply the gradient (practitioner note 001:
@@ -123,6 +135,7 @@ EXPLODING_GRADIENTS = rule(
 
 
 def detect_exploding_gradients(grad_norm: float, threshold: float, median: float) -> Detection | None:
+    """The bare relative test (kept for callers that judge one norm against a bound)."""
     if not (grad_norm > threshold):
         return None
     return Detection(
@@ -133,13 +146,65 @@ def detect_exploding_gradients(grad_norm: float, threshold: float, median: float
     )
 
 
-@detector(EXPLODING_GRADIENTS, cadence=Cadence.STEP, anomaly=True)
-def _exploding_gradients(obs: Observation) -> Detection | None:
-    """O(1): the step's norm against the bound cached at the last window check."""
-    w = obs.monitor.step_window
-    if obs.signals is None or not obs.signals.grad_norm > 0:
+def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarray, steps: np.ndarray,
+                          cfg: Thresholds, clip_bound: float | None = None, reported: int = -1
+                          ) -> Detection | None:
+    """TM303 from the recent spike candidates ``[step, norm, median, threshold]`` (each already above
+    ``spike_factor`` x the median and ``spike_z`` robust sigmas).
+
+    A candidate counts only when it is at least ``spike_min_norm`` in absolute terms and the script does
+    not clip (a clipped script bounds every step itself: ``clip_bound`` is its bound). It is reported:
+    at once when it is ``spike_extreme`` x the median; when a second one follows within the window; or,
+    ``spike_confirm`` steps later, when the loss stayed above its level before the spike (by
+    ``spike_loss_rel`` relative and ``spike_loss_k`` robust sigmas). A lone spike after which the loss
+    goes on as before is a transient outlier, not an explosion.
+    """
+    if clip_bound is not None:
         return None
-    det = detect_exploding_gradients(obs.signals.grad_norm, w.spike_threshold, w.gnorm_median)
+    live = [sp for sp in spikes if sp[0] > reported and sp[1] >= cfg.spike_min_norm]
+    if not live:
+        return None
+    for i, (s, norm, med, threshold) in enumerate(live):
+        s = int(s)
+        why = None
+        if norm >= cfg.spike_extreme * med:
+            why = "extreme"
+        elif i > 0 and cfg.spike_confirm < s - int(live[i - 1][0]) <= cfg.window:
+            why = "repeated"
+        elif cfg.spike_confirm <= step - s <= cfg.spike_confirm + cfg.check_every:
+            before, after = losses[(steps < s) & (steps >= s - 4 * cfg.spike_confirm)], \
+                losses[(steps > s) & (steps <= s + cfg.spike_confirm)]
+            if len(before) >= cfg.spike_confirm and len(after):
+                base = median(before)
+                sigma = _robust_sigma(before, base)
+                if median(after) > base + max(cfg.spike_loss_rel * abs(base), cfg.spike_loss_k * sigma):
+                    why = "loss stayed up"
+        if why is None:
+            continue
+        det = detect_exploding_gradients(norm, threshold, med)
+        if det is not None:
+            det.onset = s
+            det.message += {"extreme": "", "repeated": " (repeated within the window)",
+                            "loss stayed up": "; the loss did not come back down after it"}[why]
+            det.evidence.update({"spike_step": s, "reason": why})
+            return det
+    return None
+
+
+def _mark_spikes_reported(monitor: Monitor, obs: Observation) -> None:
+    monitor.step_window.spikes_reported = obs.step
+
+
+@detector(EXPLODING_GRADIENTS, cadence=Cadence.STEP, anomaly=True, after_fire=_mark_spikes_reported)
+def _exploding_gradients(obs: Observation) -> Detection | None:
+    """O(1) unless a spike candidate is pending: the candidates are recorded by the step window."""
+    w = obs.monitor.step_window
+    if obs.signals is None or not w.spikes or w.spikes[-1][0] <= w.spikes_reported:
+        return None
+    if obs.step - w.spikes[-1][0] > obs.cfg.spike_confirm + obs.cfg.check_every:
+        return None  # every candidate has been judged: nothing more to learn about them
+    det = judge_gradient_spikes(w.spikes, obs.step, w.losses.values(), w.steps.values(), obs.cfg,
+                                obs.signals.clip_bound, w.spikes_reported)
     if det:
         det.evidence["clip_bound"] = w.clip_bound
     return det
@@ -173,7 +238,9 @@ VANISHING_GRADIENTS = rule(
 
 
 def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> Detection | None:
-    if len(first) < cfg.vanish_min_steps:
+    """Vanishing needs a live top: when the last layer gets no gradient either the network is dead
+    (:func:`detect_dead_network`), and a 0/0 ratio is no evidence of depth attenuating anything."""
+    if len(first) < cfg.vanish_min_steps or not median(last) > DEAD_GRAD:
         return None
     ratio = first / np.maximum(last, 1e-38)
     if np.all(ratio < cfg.vanish_ratio) and np.all(first < cfg.vanish_first_norm):
@@ -184,6 +251,24 @@ def detect_vanishing(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> De
             {"first_layer_norm": float(np.median(first)), "last_layer_norm": float(np.median(last)),
              "ratio": float(np.median(ratio)), "steps": len(first)},
         )
+    return None
+
+
+DEAD_GRAD = 1e-30  # a gradient norm at or below this is exactly zero for our purposes
+
+
+def detect_dead_network(first: np.ndarray, last: np.ndarray, cfg: Thresholds) -> Detection | None:
+    """TM311 without activations: the first and the last weight layer both got exactly zero gradient on
+    every step of the window (finite loss). Nothing below the output's bias learns any more."""
+    if len(first) < cfg.vanish_min_steps or len(last) != len(first):
+        return None
+    if np.all(first <= DEAD_GRAD) and np.all(last <= DEAD_GRAD):
+        return Detection(
+            DEAD_RELU_TRAINING.code,
+            f"every weight layer received exactly zero gradient for {len(first)} steps: the network is dead "
+            "(its hidden units output constants; not vanishing gradients, nothing reaches any layer)",
+            {"steps": len(first), "first_layer_norm": float(np.max(first)), "last_layer_norm": float(np.max(last)),
+             "dead": "network"}, key="TM311:network")
     return None
 
 
@@ -202,6 +287,12 @@ DIVERGENCE = rule(
         The loss averaged over the last steps is more than `divergence_ratio` times its best value, and
         has given back more than half of the progress made since the start. Training is going the wrong
         way and will not come back by itself.
+
+        Two earlier forms name the learning rate where the main rule has no best to judge against: a loss
+        that climbs `divergence_early_factor` times above its starting level within the warm-up (before
+        any best exists), and a loss that climbed step after step to `divergence_early_factor` times its
+        previous level just before it turned NaN/Inf (reported before TM301/TM302, which are then the
+        symptom).
         """,
     why="""
         A learning rate too high for the current region of the loss surface (often after warmup ends or a
@@ -302,17 +393,107 @@ def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, bes
 
 
 def _rebase(monitor: Monitor, obs: Observation) -> None:
-    monitor.step_window.rebase(obs.step)
+    w = monitor.step_window
+    w.rebase(obs.step)
+    if not math.isfinite(w.best):  # reported before any smoothed level existed: the next one sets the best
+        w.best, w.best_step = math.inf, -1
 
 
 @detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase)
 def _loss_curve(obs: Observation) -> Detection | None:
     """A spike names its onset more precisely than divergence (the step of the best loss), so it is asked
     first: a rollback then loses fewer good steps."""
+    if in_game(obs):
+        return None
     w = obs.monitor.step_window
     losses, steps = w.losses.values(), w.steps.values()
     return (detect_loss_spike(losses, steps, w.initial, w.best, obs.cfg)
             or detect_divergence(w.smoothed, w.best, w.best_step, w.initial, obs.cfg, losses, steps))
+
+
+def detect_early_divergence(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
+    """TM305 before any best exists: the loss of the first steps climbed ``divergence_early_factor`` times
+    above where it started, and most steps since then are up there too (not one outlier batch). The main rule cannot see
+    this: its initial level and its best are both taken from the blown-up curve."""
+    n = len(losses)
+    if n < 6:
+        return None
+    start = float(np.min(losses[:3]))  # the lowest of the first steps: the blow-up may begin at step 1
+    now = median(losses[-3:])
+    since = median(losses[3:])  # the whole climb, not one outlier batch: most steps since the start are up
+    if not (start > 0 and now > cfg.divergence_early_factor * start and since > cfg.divergence_early_factor * start):
+        return None
+    return Detection(
+        DIVERGENCE.code,
+        f"the loss rose from {_fmt(start)} to {_fmt(now)} within the first {n} steps, before any best was set: "
+        "the learning rate is the likely cause",
+        {"initial_loss": start, "smoothed_loss": now, "steps": n, "cause": "learning rate", "early": True},
+        onset=0,
+    )
+
+
+def detect_rise_before_nonfinite(losses: np.ndarray, steps: np.ndarray, cfg: Thresholds, initial: float = math.nan,
+                                 symptom: str = " before it turned non-finite") -> Detection | None:
+    """TM305 named with the NaN: the last finite losses before a non-finite one climbed step after step to
+    ``divergence_early_factor`` times the level before them, and above the run's initial loss. A NaN that comes out of a steady loss (dirty
+    rows, a log of 0) is not preceded by such a climb and stays TM301/TM302 alone."""
+    n = len(losses)
+    if n < 4:
+        return None
+    k = min(3, n - 1)
+    tail = losses[-k:]
+    base = median(losses[:-k][-40:])
+    if not (base > 0 and np.all(np.diff(losses[-(k + 1):]) > 0)):
+        return None
+    if math.isfinite(initial) and not tail[-1] > initial:
+        return None  # not back above where the run started: a climb of a near-zero loss is no divergence
+    if tail[-1] > cfg.divergence_early_factor * base and tail[-2] > math.sqrt(cfg.divergence_early_factor) * base:
+        return Detection(
+            DIVERGENCE.code,
+            f"the loss climbed from {_fmt(base)} to {_fmt(float(tail[-1]))} over the last {k} steps{symptom}: "
+            "the learning rate is the likely cause",
+            {"base_loss": base, "last_finite_loss": float(tail[-1]), "cause": "learning rate",
+             "onset_step": int(steps[-k])}, onset=int(steps[-k]),
+        )
+    return None
+
+
+@detector(DIVERGENCE, cadence=Cadence.NONFINITE, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _rise_before_nonfinite(obs: Observation) -> Detection | None:
+    """Asked before TM301/TM302, so that the cause is reported first and the NaN as its symptom."""
+    if in_game(obs):
+        return None
+    w = obs.monitor.step_window
+    if obs.monitor.consecutive_nonfinite != 1:
+        return None  # only the first non-finite step of a run of them
+    return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial)
+
+
+@detector(DIVERGENCE, cadence=Cadence.STEP, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _climb(obs: Observation) -> Detection | None:
+    """A loss climbing step after step by an order of magnitude is a divergence now, before its gradient
+    spikes (TM303) or its NaN (TM301) are reported as the symptoms they are. O(1) until the last four
+    losses are strictly increasing."""
+    if in_game(obs):
+        return None
+    w = obs.monitor.step_window
+    tail = w.losses.values(4)
+    if len(tail) < 4 or not (tail[0] < tail[1] < tail[2] < tail[3]):
+        return None
+    return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial, symptom="")
+
+
+@detector(DIVERGENCE, cadence=Cadence.WINDOW, order=-10, anomaly=True, needs_warmup=False,
+          after_fire=_rebase)
+def _early_divergence(obs: Observation) -> Detection | None:
+    if in_game(obs):
+        return None
+    w = obs.monitor.step_window
+    if w.finite_steps > obs.cfg.warmup_steps + obs.cfg.check_every or len(w.losses) != w.finite_steps:
+        return None  # the main rule has a best to judge against from here on (or the window was rebased)
+    return detect_early_divergence(w.losses.values(), obs.cfg)
 
 
 OSCILLATION = rule(
@@ -367,6 +548,8 @@ def detect_oscillation(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
 
 @detector(OSCILLATION, cadence=Cadence.SLOW, order=10, quiet=lambda cfg: cfg.osc_window)
 def _oscillation(obs: Observation) -> Detection | None:
+    if in_game(obs):
+        return None
     return detect_oscillation(obs.monitor.step_window.losses.values(), obs.cfg)
 
 
@@ -422,7 +605,7 @@ def _restart_plateau(monitor: Monitor, obs: Observation) -> None:
           needs_warmup=False)
 def _plateau(obs: Observation) -> Detection | None:
     m = obs.monitor
-    if obs.plateau_scheduler or m.plateau_cooldown > 0:
+    if in_game(obs) or obs.plateau_scheduler or m.plateau_cooldown > 0:
         return None  # the user's ReduceLROnPlateau answers plateaus; or an lr change is settling
     det = detect_plateau(np.asarray(m.val_hist[m.plateau_from:]), obs.cfg)
     if det:
@@ -436,9 +619,13 @@ OVERFITTING = rule(
     "warning",
     summary="Validation loss keeps getting worse while the training loss keeps improving.",
     what="""
-        The validation loss has not improved for `overfit_patience` evaluations and sits (median of
-        the evaluations since its best) more than `overfit_margin` above its best, while the training loss
-        fell by at least `overfit_train_gain` (relative) over the same span. The model is memorizing the training set.
+        The validation loss has not improved for `overfit_patience` evaluations, and since its best it has
+        risen along a trend that stands out of the curve's own noise: the robust (Theil-Sen) slope of the
+        evaluations since the best is positive by `overfit_t` standard errors, the rise it implies is more
+        than `overfit_z` times the scatter of the whole validation curve and more than `overfit_margin` of
+        the best value, and the last evaluations are not coming back down. Meanwhile the training loss fell
+        by at least `overfit_train_gain` (relative). The model is memorizing the training set. A transient
+        bump that recedes, or a zigzag as large as the rise, is not reported.
         """,
     why="""
         Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
@@ -458,29 +645,27 @@ OVERFITTING = rule(
 
 
 def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> Detection | None:
-    if len(val) <= cfg.overfit_patience:
+    """The validation curve judged against its own noise and trend (:func:`~trainmedic.rules.curves.
+    overfitting_evidence`): a bump inside the scatter, or one that comes back down, is not overfitting."""
+    ev = overfitting_evidence(val, train, patience=cfg.overfit_patience, margin=cfg.overfit_margin,
+                              train_gain=cfg.overfit_train_gain, z=cfg.overfit_z, t_min=cfg.overfit_t)
+    if not ev.overfitting:
         return None
-    b = int(np.argmin(val))
-    waited = len(val) - 1 - b
-    # The median of the evaluations since the best, so one noisy evaluation neither fires nor hides it.
-    worse = float(np.median(val[b + 1:])) - val[b] if waited else 0.0
-    gain = train[b] - train[-1]
-    if (waited >= cfg.overfit_patience and worse > cfg.overfit_margin * abs(val[b])
-            and val[-1] > val[b] and gain > cfg.overfit_train_gain * abs(train[b])):
-        return Detection(
-            OVERFITTING.code,
-            f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {waited} "
-            f"evaluations while training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
-            {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
-             "train_loss_at_best": float(train[b]), "train_loss": float(train[-1])},
-        )
-    return None
+    b = ev.best_index
+    return Detection(
+        OVERFITTING.code,
+        f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {ev.waited} "
+        f"evaluations (trend +{_fmt(ev.rise)}, {ev.rise / max(ev.noise, 1e-30):.1f}x the curve's noise) while "
+        f"training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
+        {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
+         "train_loss_at_best": float(train[b]), "train_loss": float(train[-1]), **ev.as_dict()},
+    )
 
 
 @detector(OVERFITTING, cadence=Cadence.EPOCH, order=10, exclusive=True, needs_warmup=False)
 def _overfitting(obs: Observation) -> Detection | None:
     m = obs.monitor
-    if not obs.has_val:
+    if not obs.has_val or in_game(obs):
         return None
     det = detect_overfitting(np.asarray(m.val_hist), np.asarray(m.train_hist), obs.cfg)
     if det:
@@ -537,15 +722,24 @@ DEAD_RELU_TRAINING = rule(
     "TM311",
     "dead-relu-training",
     "warning",
-    summary="Most units of a ReLU layer stay inactive over a window of training.",
+    summary="Most units of a ReLU layer stay inactive over a window of training, or the whole network is dead.",
     what="""
         Sampled forward passes show that most units of the named ReLU layer output zero for every sample.
-        Dead units get no gradient and never recover.
+        Dead units get no gradient and never recover. Without sampled activations the same state is seen in
+        the gradients: the first and the last weight layer both receive exactly zero gradient on every step
+        of the window while the loss is finite (a dead network, not vanishing gradients: nothing reaches
+        any layer, so there is no first-to-last ratio to speak of).
         """,
     why="A learning rate spike pushed biases negative, a bad init, or inputs that are not centered.",
     fix="Lower the learning rate, use LeakyReLU/GELU, Kaiming init, normalize the inputs.",
     example="nn.ReLU()  ->  nn.LeakyReLU(0.01)",
 )
+
+@detector(DEAD_RELU_TRAINING, cadence=Cadence.SLOW, order=19)
+def _dead_network(obs: Observation) -> Detection | None:
+    w = obs.monitor.step_window
+    return detect_dead_network(w.first_norms.values(), w.last_norms.values(), obs.cfg)
+
 
 @detector(DEAD_RELU_TRAINING, cadence=Cadence.ACTIVATIONS, needs_warmup=False)
 def _dead_relu_training(obs: Observation) -> list[Detection]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from trainmedic.signals import clipping, players
 from trainmedic.signals.step import StepSignals
 
 _DIST_AVAILABLE = torch.distributed.is_available()
@@ -43,6 +44,9 @@ class Collector:
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._before: list[torch.Tensor] | None = None
         self._probe_handle = None
+        self.clip_bound: float | None = None  # the norm bound the script clips these parameters to (TM303)
+        clipping.watch()
+        self._watching_clips = True
 
     # -- stale-gradient probe (TM310) ---------------------------------------------------------------
     def attach_probe(self) -> None:
@@ -74,6 +78,10 @@ class Collector:
         return self._probe_handle is not None
 
     def detach(self) -> None:
+        if self._watching_clips:
+            self._watching_clips = False
+            clipping.unwatch()
+            players.forget(id(self))
         if self._probe_handle is not None:
             self._probe_handle.remove()
             self._probe_handle = None
@@ -143,7 +151,10 @@ class Collector:
         grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
         if present_norms and not math.isfinite(grad_norm):
             grad_norm = math.nan if any(math.isnan(v) for v in present_norms) else math.inf
-        return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm, self.backwards)
+        if self.clip_bound is None and self._watching_clips:
+            self.clip_bound = clipping.bound_for(self.params)  # sticky: a script that clips keeps clipping
+        return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm, self.backwards,
+                           clip_bound=self.clip_bound, players=players.stepped(id(self)))
 
     def reset_backwards(self) -> None:
         self.backwards = 0

@@ -91,6 +91,8 @@ class StepWindow:
     spike_threshold: float = math.inf
     clip_bound: float = math.inf
     gnorm_median: float = math.nan
+    spikes: list[list[float]] = field(default_factory=list)  # recent [step, grad norm, median, threshold]
+    spikes_reported: int = -1  # the last step whose spikes TM303 has reported
     last_anomaly: int = -(10**9)  # the last step a run-time detector fired (snapshots wait after it)
     quiet_until: dict[str, int] = field(default_factory=dict)  # detector -> step it may fire again
 
@@ -112,6 +114,9 @@ class StepWindow:
         if grad_norm > 0:
             spiked = self.finite_steps > cfg.warmup_steps and grad_norm > self.spike_threshold
             self.log_gnorms.append(math.log(self.clip_bound if spiked else grad_norm))
+            if spiked:  # a candidate for TM303, judged there (scale, the script's clipping, its effect)
+                self.spikes.append([step, grad_norm, self.gnorm_median, self.spike_threshold])
+                del self.spikes[:-8]
 
     def refresh(self, step: int, cfg: Thresholds) -> None:
         """Recompute the smoothed level, the best and the gradient bounds (every ``check_every`` steps)."""
@@ -182,6 +187,8 @@ class Monitor:
     plateau_cooldown: int = 0
     best_val: float = math.inf
     best_epoch: int | None = None
+    validated: bool = False  # the evaluations in val_hist carry validation values (not training losses)
+    players: int = 1  # optimizers stepping in turn at the last step (>= 2: a game, no loss to minimise)
     once_done: list[str] = field(default_factory=list)  # detectors that run once and have run
     dead_runs: dict[str, int] = field(default_factory=dict)  # ReLU layer -> dead samples in a row (TM311)
 
@@ -222,8 +229,22 @@ class Monitor:
         self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
         return train
 
-    def observe_evaluation(self, monitored: float, train: float, epoch: int) -> bool:
-        """Record an evaluation; True when it improved on the best (ReduceLROnPlateau's relative rule)."""
+    def observe_evaluation(self, monitored: float, train: float, epoch: int, validated: bool = False) -> bool:
+        """Record an evaluation; True when it improved on the best (ReduceLROnPlateau's relative rule).
+
+        ``validated``: the value is a validation loss/metric. The first one after evaluations that could
+        only monitor the training loss (an epoch closed before the script's first validation, e.g. one that
+        validates every second epoch) starts the history over: the two series are in different units and
+        must never be compared (a training MSE as the "best" made every later validation look worse).
+        """
+        if validated and not self.validated:
+            self.validated = True
+            self.val_hist.clear()
+            self.train_hist.clear()
+            self.plateau_from = 0
+            self.best_val, self.best_epoch = math.inf, None
+        elif self.validated and not validated:
+            return False  # a training-only epoch between validations: not a point of the monitored curve
         self.val_hist.append(monitored)
         self.train_hist.append(train)
         if len(self.val_hist) > 2 * MAX_EVALUATIONS:  # the detectors look at recent evaluations only

@@ -19,6 +19,8 @@ class StepSignals:
     update_norm: float | None  # ||w_t - w_{t-1}|| when sampled at the previous step
     weight_norm: float | None
     backwards: int = 0  # backward passes the stale-gradient probe saw since the last step
+    clip_bound: float | None = None  # the norm bound the script clips to (clip_grad_norm_/_value_), if any
+    players: int = 1  # optimizers of the process stepping in turn (a game: signals/players.py)
 
     @property
     def loss_finite(self) -> bool:
