@@ -76,15 +76,19 @@ class DataSample:
 
 
 def _robust_sigma(x: np.ndarray) -> float:
+    """The MAD scale; where more than half the values are one value (a sparse pixel or count column) the MAD
+    is 0 and the whole range of the values stands in: the standard deviation of a mostly-constant column is
+    tiny, and every rare value would then look like a sentinel."""
     s = 1.4826 * float(np.median(np.abs(x - np.median(x))))
-    return s if s > 0 else float(np.std(x))
+    return s if s > 0 else float(np.max(x) - np.min(x))
 
 
 def sentinels(columns: np.ndarray, names: str = "column") -> list[Issue]:
     """A value repeated in a column and far outside the rest of it (``-9999`` for "missing"): TM109.
 
-    "Far outside" is a gap: the value is more than 10 robust sigmas from the median of the other values
-    and from the nearest of them. A long tail is continuous and has no such gap; a sentinel does.
+    "Far outside" is a gap: the value lies beyond the rest of the column, more than 10 robust sigmas from
+    the median of the other values and from the nearest of them. A long tail is continuous and has no such
+    gap; a sentinel does.
     """
     out = []
     x = columns if columns.ndim == 2 else columns.reshape(-1, 1)
@@ -103,7 +107,8 @@ def sentinels(columns: np.ndarray, names: str = "column") -> list[Issue]:
             sigma = _robust_sigma(others)
             med = float(np.median(others))
             gap = float(np.min(np.abs(others - v)))
-            if sigma > 0 and abs(v - med) > 10 * sigma and gap > 10 * sigma:
+            beyond = v < others.min() or v > others.max()
+            if beyond and sigma > 0 and abs(v - med) > 10 * sigma and gap > 10 * sigma:
                 where = f"{names} {j}" if x.shape[1] > 1 else names
                 out.append(Issue("TM109", f"{where} holds the value {v:g} {c} times in {len(col)} rows, "
                                  f"{abs(v - med) / sigma:.0f} robust sigmas from the rest (median {med:.4g}): a "

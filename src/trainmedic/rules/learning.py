@@ -6,10 +6,9 @@ first layer (TM318), or, when the loop itself raises the rate mid-run, lift the 
 without the spike a divergence detector waits for (TM319). Each is a finding in watch mode; in heal mode
 each is a rollback followed by a learning-rate probe (:mod:`trainmedic.heal.policy`).
 
-This module also registers a second detector for TM305 (divergence): a blow-up *inside* the detectors'
-warm-up. TM305's own detector judges the loss against the best level reached, which is meaningless while
-the first steps are still being averaged: a run that blows up at step 6 has its blown-up level as its
-"best" and is never called divergent (issue 12, the baseline's "blow-up inside the warm-up" class).
+A blow-up *inside* the detectors' warm-up (a run that blows up at step 6 has its blown-up level as its
+"best") is TM305's own business: :func:`trainmedic.rules.runtime._early_divergence` reports it, and heal
+answers it with a restart from the initial weights, a probe and a warmup.
 
 The detectors are pure: they read the step window of :class:`~trainmedic.signals.monitor.Monitor` and the
 learning-rate record :class:`RateWatch`, which the engine keeps (plain data, in its ``state_dict()``).
@@ -26,8 +25,7 @@ import numpy as np
 from trainmedic.heal import progress
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
-from trainmedic.rules.runtime import DIVERGENCE
-from trainmedic.signals.monitor import Monitor, StepWindow, median
+from trainmedic.signals.monitor import Monitor, StepWindow
 
 
 def start_level(window: StepWindow) -> float:
@@ -250,25 +248,3 @@ def _harmful_rate_raise(obs: Observation) -> Detection | None:
                      f"{rates.raised_at}: {v.message}",
                      {**v.evidence, "raised_at": rates.raised_at, "lr_before": rates.lr_before,
                       "lr_after": rates.lr_after}, onset=rates.raised_at)
-
-
-@detector(DIVERGENCE, cadence=Cadence.WINDOW, order=5, anomaly=True, needs_warmup=False)
-def _early_divergence(obs: Observation) -> Detection | None:
-    """TM305 inside the warm-up: the loss of the last 5 steps above `divergence_ratio` times the largest of
-    the first three."""
-    m, cfg = obs.monitor, obs.cfg
-    if m.warm:
-        return None  # TM305's own detector judges from here on
-    w = m.step_window
-    x = w.losses.values()
-    ref = early_level(w)
-    if len(x) < 5 or not ref > 0:
-        return None
-    level = median(x[-5:])
-    if level > cfg.divergence_ratio * ref:
-        return Detection(DIVERGENCE.code,
-                         f"loss {level:.4g} within {w.finite_steps} steps of a start at {ref:.4g}, inside the "
-                         "detectors' warm-up",
-                         {"smoothed_loss": level, "initial_loss": ref, "steps": w.finite_steps,
-                          "onset_step": int(w.steps.values()[0])}, onset=int(w.steps.values()[0]))
-    return None

@@ -736,7 +736,7 @@ DEAD_RELU_TRAINING = rule(
 )
 
 @detector(DEAD_RELU_TRAINING, cadence=Cadence.SLOW, order=19)
-def _dead_network(obs: Observation) -> Detection | None:
+def _all_gradients_zero(obs: Observation) -> Detection | None:
     w = obs.monitor.step_window
     return detect_dead_network(w.first_norms.values(), w.last_norms.values(), obs.cfg)
 
