@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from trainmedic.errors import UsageError
@@ -49,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated subset of mlp,lightgbm,linear (default all)")
     f.add_argument("--epochs", type=int, help="maximum MLP epochs (default 300, early stopping decides)")
     f.add_argument("--fast", action="store_true", help="a quick setting: fewer epochs, bags and boosting rounds")
-    f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress bars)")
-    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress)")
+    f.add_argument("--quiet", action="store_true",
+                   help="no progress (by default: bars on a terminal, one log line per fold and model otherwise)")
     f.set_defaults(func=run_fit)
 
 
@@ -102,7 +102,7 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg.seed = args.seed
     cfg.task = None if args.task == "auto" else args.task
     cfg.models = models
-    cfg.progress = not (args.json or args.quiet) and sys.stderr.isatty()
+    cfg.progress = not (args.json or args.quiet)
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {args.epochs}")

@@ -179,6 +179,7 @@ class MLPModel:
         self.findings: list[Finding] = []
         self.epochs: list[int] = []
         self.curves: list[dict[str, list[float]]] = []
+        self.heal_events: list[list[dict[str, Any]]] = []  # per bag: Medic's actions, at their epochs
 
     # ---- output heads and losses ------------------------------------------------------------------
     def _out_dim(self) -> int:
@@ -300,6 +301,10 @@ class MLPModel:
         self.curves.append(curve)
         if medic is not None:
             self.findings.extend(medic.findings)
+            self.heal_events.append([
+                {"epoch": int(e.get("epoch") or 0), "action": str(e.get("action")), "code": str(e.get("reason", ""))}
+                for e in medic.events if e.get("type") == "action"
+            ])
             with contextlib.suppress(Exception):
                 medic.close()
         return net, best_la

@@ -82,7 +82,7 @@ def _notes(cv: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def render_fit_report(cv: dict[str, Any], findings: list[Finding]) -> str:
+def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[str, Any] | None = None) -> str:
     extra = [k for k, v in cv["models"].get("blend", {}).items() if isinstance(v, dict) and "mean" in v]
     return _ENV.from_string(_TEMPLATE).render(cv=cv, findings=[f.to_dict() for f in findings], extra=extra,
                                               notes=_notes(cv))
