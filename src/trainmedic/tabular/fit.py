@@ -201,7 +201,7 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
 # ----------------------------------------------------------------------------------------------------------
 # cross-validation
 # ----------------------------------------------------------------------------------------------------------
-def _splits(p: Prepared, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_splits(p: Prepared, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(p.y)
@@ -245,7 +245,7 @@ def _oof_entry(task: str, pred: Any, y: np.ndarray | None) -> Any:
 
 def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
     task = p.info.kind
-    folds = _splits(p, cfg)
+    folds = fold_splits(p, cfg)
     n = len(p.y)
     names = [m for m in MODEL_NAMES if m in cfg.models]
     oof: dict[str, Any] = {}
@@ -402,13 +402,19 @@ def fit_table(
     test: Any = None,
     out: str | os.PathLike[str] | None = None,
     config: FitConfig | None = None,
+    save: str | os.PathLike[str] | None = None,
 ) -> FitResult:
-    """Cross-validate the models on ``data`` (a path or DataFrame) and write the outputs into ``out``."""
+    """Cross-validate the models on ``data`` (a path or DataFrame) and write the outputs into ``out``;
+    with ``save``, also the fitted models (``trainmedic predict`` applies them to new data)."""
     cfg = config or FitConfig()
     t0 = time.perf_counter()
     p = prepare(data, target, test, cfg)
     if out is not None:
         check_writable_dir(out, "--out")
+    if save is not None:
+        from trainmedic.tabular.saved import check_save_dir
+
+        check_save_dir(save)
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)
     res = cross_validate(p, cfg)
@@ -418,9 +424,13 @@ def fit_table(
     result = FitResult(cv=cv, findings=findings, oof=res["oof"], y=p.y, info=p.info)
     if res["test_pred"] is not None:
         result.submission = _submission(p, res["test_pred"])
+    if save is not None:
+        from trainmedic.tabular.saved import save_fit
+
+        result.files["model"] = save_fit(save, p, res)["model.json"]
     if out is not None:
         result.out_dir = Path(out)
-        result.files = write_outputs(Path(out), result)
+        result.files.update(write_outputs(Path(out), result))
     return result
 
 
@@ -510,15 +520,9 @@ def _fit_findings(p: Prepared, res: dict[str, Any], cv: dict[str, Any]) -> list[
 
 
 def _submission(p: Prepared, pred: np.ndarray) -> pd.DataFrame:
-    task = p.info.kind
-    if task == "log-regression":
-        values: Any = np.exp(pred)
-    elif task in ("binary", "multiclass"):
-        values = [p.info.classes[i] for i in np.argmax(pred, axis=1)]
-    else:
-        values = pred
-    id_name = p.test_ids.name if p.test_ids is not None and p.test_ids.name else "id"
-    return pd.DataFrame({id_name: p.test_ids.to_numpy(), p.target: values})
+    from trainmedic.tabular.saved import submission_frame
+
+    return submission_frame(p.info.kind, p.info.classes, p.target, p.test_ids, pred)
 
 
 FIT_FILES = ("cv.json", "findings.json", "report.html", "submission.csv")
