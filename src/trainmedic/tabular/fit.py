@@ -55,6 +55,7 @@ class FitConfig:
     # rows it learns from makes their look-alikes in validation worse). None or 0 switches it off.
     # Regression tasks only.
     trim_z: float | None = 4.0
+    importance: bool = True  # permutation importance on out-of-fold rows (cv.json and the report)
     threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
     # True: bars on a terminal, log lines otherwise; "bars", "lines" force one; False or "off": silent
     progress: bool | str = True
@@ -418,10 +419,19 @@ def fit_table(
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)
     res = cross_validate(p, cfg)
+    importance = None
+    if cfg.importance:
+        from trainmedic.tabular.importance import importance_document
+
+        importance = importance_document(p.info.kind, p.features, p.y, res, cfg.seed)
     elapsed = time.perf_counter() - t0
     cv = _cv_document(p, cfg, res, elapsed)
+    if importance is not None:
+        cv["importance"] = importance
     findings += _fit_findings(p, res, cv)
     result = FitResult(cv=cv, findings=findings, oof=res["oof"], y=p.y, info=p.info)
+    ids = p.df[p.id_col].iloc[p.rows] if p.id_col is not None else pd.Series(p.rows)
+    result.plots = {"y": p.y, "oof": res["oof"], "ids": [_plain(v) for v in ids]}
     if res["test_pred"] is not None:
         result.submission = _submission(p, res["test_pred"])
     if save is not None:
@@ -432,6 +442,10 @@ def fit_table(
         result.out_dir = Path(out)
         result.files.update(write_outputs(Path(out), result))
     return result
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
 
 
 def _summary(scores: list[dict[str, float]]) -> dict[str, Any]:
