@@ -32,7 +32,13 @@ from trainmedic.tabular.checks import check_frame
 from trainmedic.tabular.io import ReadReport, load_frame
 from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, subset_frame
 from trainmedic.tabular.outdir import check_writable_dir, commit_files
-from trainmedic.tabular.preprocess import FeatureFrame, find_id_column, is_id_like, prepare_features
+from trainmedic.tabular.preprocess import (
+    FREE_TEXT,
+    FeatureFrame,
+    column_role,
+    find_id_column,
+    prepare_features,
+)
 from trainmedic.tabular.progress import FitProgress
 from trainmedic.tabular.target import TASKS, TargetInfo, resolve_task, target_array
 
@@ -173,14 +179,12 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
             continue
         if re.fullmatch(r"Unnamed: \d+", c):
             dropped[c] = "saved index column (TM104)"
-        elif is_id_like(df[c], n):
-            s = df[c]
-            named = c == id_col and (c.lower() in ("id", "ids", "key", "index") or c.lower().endswith("id"))
-            rownum = pd.api.types.is_numeric_dtype(s) and (
-                np.array_equal(s.to_numpy(), np.arange(n)) or np.array_equal(s.to_numpy(), np.arange(1, n + 1))
-            )
-            if named or rownum or not pd.api.types.is_numeric_dtype(s):
-                dropped[c] = "identifier, unique per row (TM106)"
+            continue
+        role = column_role(df[c], c, n)
+        if role == "identifier":
+            dropped[c] = "identifier, unique per row (TM106)"
+        elif role == "free text":
+            dropped[c] = FREE_TEXT
     ff = prepare_features(df.iloc[rows], drop=[target, *dropped])
     dropped.update(ff.dropped)
     if not ff.numeric and not ff.categorical:

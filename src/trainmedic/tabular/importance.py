@@ -10,6 +10,7 @@ judged metric over the folds (a column the models ignore scores about 0; a negat
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,7 @@ def lightgbm_gain(features: FeatureFrame, models: list[Any]) -> dict[str, float]
 
 def importance_document(task: str, features: FeatureFrame, y: np.ndarray, res: dict[str, Any],
                         seed: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
     perm = permutation_importance(task, features, y, res["folds"], res["fitted"], res["weights"], seed)
     doc: dict[str, Any] = {
         "permutation": dict(sorted(perm.items(), key=lambda kv: -kv[1])),
@@ -79,6 +81,7 @@ def importance_document(task: str, features: FeatureFrame, y: np.ndarray, res: d
         gain = lightgbm_gain(features, res["fitted"]["lightgbm"])
         if gain is not None:
             doc["lightgbm_gain"] = dict(sorted(gain.items(), key=lambda kv: -kv[1]))
+    doc["time_s"] = round(time.perf_counter() - t0, 2)
     return doc
 
 

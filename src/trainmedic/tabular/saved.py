@@ -31,7 +31,7 @@ from trainmedic.tabular import blend as B
 from trainmedic.tabular.frozen import FrozenTransform, freeze
 from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, build_mlp
 from trainmedic.tabular.outdir import commit_files
-from trainmedic.tabular.preprocess import FeatureFrame, numeric_text_share, prepare_features
+from trainmedic.tabular.preprocess import FeatureFrame, looks_like_dates, numeric_text_share, prepare_features
 
 FORMAT = "trainmedic-fit-model"
 VERSION = 1
@@ -98,6 +98,7 @@ def save_fit(directory: str | os.PathLike[str], p: Any, res: dict[str, Any]) -> 
         "columns": [c for c in p.df.columns if c != p.target],
         "numeric": list(p.features.numeric),
         "categorical": list(p.features.categorical),
+        "dates": {k: list(v) for k, v in p.features.dates.items()},
         "dropped": dict(p.dropped_cols),
         "names": list(res["names"]),
         "weights": {k: [float(x) for x in v] for k, v in res["weights"].items()},
@@ -242,13 +243,18 @@ class SavedFit:
             parts = ([f"missing {_cols(missing)}"] if missing else []) + ([f"extra {_cols(extra)}"] if extra else [])
             raise UsageError(f"{source} does not have the columns the model was fitted on ({'; '.join(parts)}) "
                              f"(TM114); give a file with the training columns (the target may be absent)")
-        text = [c for c in m["numeric"] if not pd.api.types.is_numeric_dtype(df[c])
+        derived = {d for parts in m["dates"].values() for d in parts}
+        text = [c for c in m["numeric"] if c not in derived and not pd.api.types.is_numeric_dtype(df[c])
                 and not pd.api.types.is_bool_dtype(df[c]) and not pd.api.types.is_datetime64_any_dtype(df[c])
                 and df[c].notna().any() and numeric_text_share(df[c])[0] < 0.95]
         if text:
             raise UsageError(f"{source}: column(s) {_cols(text)} were numbers in training and are text here "
                              f"(TM114); fix their values or the file's separator/decimal mark")
-        ref = FeatureFrame(pd.DataFrame(), list(m["numeric"]), list(m["categorical"]))
+        bad_dates = [c for c in m["dates"] if df[c].notna().any() and not looks_like_dates(df[c])]
+        if bad_dates:
+            raise UsageError(f"{source}: column(s) {_cols(bad_dates)} were dates in training and are not here "
+                             f"(TM114); fix their values")
+        ref = FeatureFrame(pd.DataFrame(), list(m["numeric"]), list(m["categorical"]), dates=m["dates"])
         return prepare_features(df, drop=[target, *m["dropped"]], reference=ref)
 
     def predict_model(self, name: str, X: FeatureFrame, fold: int) -> Any:
