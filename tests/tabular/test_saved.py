@@ -135,7 +135,7 @@ def test_a_saved_file_that_would_run_code_is_refused(house_saved, tmp_path, caps
     _, test, d, _, _ = house_saved
     m = _copy(d / "model", tmp_path / "m")
     EVIL_DIR = str(tmp_path / "pwned")
-    payload = pickle.dumps({"bag0": _Evil()})
+    payload = pickle.dumps({"bag0": _Evil()}, protocol=2)
     (m / "mlp-fold0.pt").write_bytes(payload)
     manifest = json.loads((m / "model.json").read_text())
     manifest["sha256"]["mlp-fold0.pt"] = hashlib.sha256(payload).hexdigest()

@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated subset of mlp,lightgbm,linear (default all)")
     f.add_argument("--epochs", type=int, help="maximum MLP epochs (default 300, early stopping decides)")
     f.add_argument("--fast", action="store_true", help="a quick setting: fewer epochs, bags and boosting rounds")
+    f.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="about this many seconds for the cross-validation: each fold and model gets a share, "
+                        "the network and LightGBM stop at theirs with the best model so far")
+    f.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
     f.add_argument("--save", metavar="DIR",
                    help="also store the fitted preprocessing and models in DIR (no pickle), for `trainmedic predict`")
     f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress)")
@@ -118,6 +122,13 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg.task = None if args.task == "auto" else args.task
     cfg.models = models
     cfg.progress = not (args.json or args.quiet)
+    if args.time_budget is not None:
+        if not args.time_budget > 0:
+            raise UsageError(f"--time-budget must be a positive number of seconds, got {args.time_budget:g}")
+        cfg.time_budget = args.time_budget
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    cfg.threads = args.threads
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {args.epochs}")

@@ -61,6 +61,9 @@ class FitConfig:
     # rows it learns from makes their look-alikes in validation worse). None or 0 switches it off.
     # Regression tasks only.
     trim_z: float | None = 4.0
+    # Seconds for the whole fit: each (fold, model) gets an equal share of what is left when it starts;
+    # the network and LightGBM stop there with the best model so far (cv.json counts the stops). None: no limit.
+    time_budget: float | None = None
     importance: bool = True  # permutation importance on out-of-fold rows (cv.json and the report)
     threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
     # True: bars on a terminal, log lines otherwise; "bars", "lines" force one; False or "off": silent
@@ -263,6 +266,8 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
     heal_events: list[list[dict[str, Any]]] = []
     curves: list[dict[str, list[float]]] = []
     fitted: dict[str, list[Any]] = {m: [] for m in names}
+    t_start = time.perf_counter()
+    units_left = len(folds) * len(names)
     try:
         for k, (tr, va) in enumerate(folds):
             tr_dense = tr
@@ -277,6 +282,10 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
                 prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
                 model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
+                if cfg.time_budget and hasattr(model, "deadline"):
+                    now = time.perf_counter()
+                    model.deadline = now + max(0.0, t_start + cfg.time_budget - now) / units_left
+                units_left -= 1
                 model.fit(Xtr, ytr, inner)
                 pred = model.predict(Xva)
                 entry = _oof_entry(task, pred, yva)
@@ -289,6 +298,10 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
                     tp = tp.mean if task == "count" else tp
                     test_sum[name] = tp if name not in test_sum else test_sum[name] + tp
                 fitted[name].append(model)
+                if hasattr(model, "budget_stopped"):
+                    detail[name].setdefault("budget_stopped", []).append(bool(model.budget_stopped))
+                if name == "mlp":
+                    detail[name].setdefault("rows_used", []).append(model.rows_used)
                 detail[name]["time_s"].append(round(prog.model_done(), 3))
                 detail[name].setdefault("train_rows", []).append(int(len(rows)))
                 if name == "mlp":
