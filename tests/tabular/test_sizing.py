@@ -18,7 +18,7 @@ def test_time_budget_stops_the_network_with_its_best_weights(tmp_path, capsys):
     df.to_csv(path, index=False)
     t0 = time.perf_counter()
     code = main(["fit", str(path), "--target", "y", "--folds", "2", "--models", "mlp", "--epochs", "5000",
-                 "--time-budget", "4", "--out", str(tmp_path / "o"), "--quiet"])
+                 "--time-budget", "8", "--out", str(tmp_path / "o"), "--quiet"])
     took = time.perf_counter() - t0
     assert code == 0
     mlp = json.loads((tmp_path / "o" / "cv.json").read_text())["models"]["mlp"]

@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--epochs", type=int, help="maximum MLP epochs (default 300, early stopping decides)")
     f.add_argument("--fast", action="store_true", help="a quick setting: fewer epochs, bags and boosting rounds")
     f.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="about this many seconds for the cross-validation: each fold and model gets a share, "
-                        "the network and LightGBM stop at theirs with the best model so far")
+                   help="about this many seconds for the whole fit: each fold and model gets a share of what "
+                        "reading and checks leave, the network and LightGBM stop at theirs with the best model so far")
     f.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
     f.add_argument("--save", metavar="DIR",
                    help="also store the fitted preprocessing and models in DIR (no pickle), for `trainmedic predict`")
@@ -184,6 +184,9 @@ def _print_summary(res: Any) -> None:
                       *[f"{m[k]['mean']:.4f}" if k in m else "" for k in extra], style=style)
     console.print(table)
     console.print(f"task: {cv['task_reason']}; {cv['rows']} rows; {cv['time_s']} s")
+    if cv.get("dropped_columns"):
+        console.print("not used: " + "; ".join(f"{c} ({why})" for c, why in cv["dropped_columns"].items()),
+                      markup=False, highlight=False, soft_wrap=True)
     for f in res.findings:
         if f.severity in ("error", "warning"):
             console.print(f"  [yellow]{f.code}[/yellow] {f.name}: {f.message}", highlight=False, soft_wrap=True)

@@ -61,8 +61,11 @@ class FitConfig:
     # rows it learns from makes their look-alikes in validation worse). None or 0 switches it off.
     # Regression tasks only.
     trim_z: float | None = 4.0
-    # Seconds for the whole fit: each (fold, model) gets an equal share of what is left when it starts;
-    # the network and LightGBM stop there with the best model so far (cv.json counts the stops). None: no limit.
+    # Seconds for the whole fit, reading included. The models' training gets what is left of it after the
+    # reading and checks, less a tenth kept for permutation importance and writing; each (fold, model)
+    # gets an equal share of what is left when it starts, and the network and LightGBM stop there with the
+    # best model so far (cv.json counts the stops); importance stops after the fold that runs out of time.
+    # None: no limit.
     time_budget: float | None = None
     importance: bool = True  # permutation importance on out-of-fold rows (cv.json and the report)
     threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
@@ -251,7 +254,8 @@ def _oof_entry(task: str, pred: Any, y: np.ndarray | None) -> Any:
     return pred
 
 
-def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
+def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -> dict[str, Any]:
+    """The folds. ``deadline`` (a ``time.perf_counter()`` value) shares the time left among the models."""
     task = p.info.kind
     folds = fold_splits(p, cfg)
     n = len(p.y)
@@ -266,7 +270,6 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
     heal_events: list[list[dict[str, Any]]] = []
     curves: list[dict[str, list[float]]] = []
     fitted: dict[str, list[Any]] = {m: [] for m in names}
-    t_start = time.perf_counter()
     units_left = len(folds) * len(names)
     try:
         for k, (tr, va) in enumerate(folds):
@@ -282,9 +285,9 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
                 prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
                 model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
-                if cfg.time_budget and hasattr(model, "deadline"):
+                if deadline is not None and hasattr(model, "deadline"):
                     now = time.perf_counter()
-                    model.deadline = now + max(0.0, t_start + cfg.time_budget - now) / units_left
+                    model.deadline = now + max(0.0, deadline - now) / units_left
                 units_left -= 1
                 model.fit(Xtr, ytr, inner)
                 pred = model.predict(Xva)
@@ -435,12 +438,13 @@ def fit_table(
         check_save_dir(save)
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)
-    res = cross_validate(p, cfg)
+    end = t0 + cfg.time_budget if cfg.time_budget else None
+    res = cross_validate(p, cfg, None if end is None else end - 0.1 * cfg.time_budget)
     importance = None
     if cfg.importance:
         from trainmedic.tabular.importance import importance_document
 
-        importance = importance_document(p.info.kind, p.features, p.y, res, cfg.seed)
+        importance = importance_document(p.info.kind, p.features, p.y, res, cfg.seed, deadline=end)
     elapsed = time.perf_counter() - t0
     cv = _cv_document(p, cfg, res, elapsed)
     if importance is not None:

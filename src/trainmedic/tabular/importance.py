@@ -29,7 +29,9 @@ def _blend_point(task: str, preds: list[Any], weights: dict[str, np.ndarray]) ->
 
 def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, folds: list[Any],
                            fitted: dict[str, list[Any]], weights: dict[str, np.ndarray], seed: int,
-                           max_rows: int = 2000) -> dict[str, float]:
+                           max_rows: int = 2000, deadline: float | None = None) -> tuple[dict[str, float], int]:
+    """Mean increase of the blend's metric per column, and the number of folds it was measured on (all,
+    unless ``deadline``, a ``time.perf_counter()`` value, passed: it stops after the fold that crosses it)."""
     names = list(fitted)
     columns = list(features.numeric) + list(features.categorical)
     rng = np.random.default_rng(seed)
@@ -49,7 +51,9 @@ def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, fol
             shuffled = X.X.copy()
             shuffled[c] = X.X[c].to_numpy()[perm]
             gains[c].append(judged(FeatureFrame(shuffled, X.numeric, X.categorical)) - base)
-    return {c: float(np.mean(v)) for c, v in gains.items()}
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return {c: float(np.mean(v)) for c, v in gains.items()}, len(next(iter(gains.values()), []))
 
 
 def lightgbm_gain(features: FeatureFrame, models: list[Any]) -> dict[str, float] | None:
@@ -69,13 +73,15 @@ def lightgbm_gain(features: FeatureFrame, models: list[Any]) -> dict[str, float]
 
 
 def importance_document(task: str, features: FeatureFrame, y: np.ndarray, res: dict[str, Any],
-                        seed: int) -> dict[str, Any]:
+                        seed: int, deadline: float | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    perm = permutation_importance(task, features, y, res["folds"], res["fitted"], res["weights"], seed)
+    perm, folds_used = permutation_importance(task, features, y, res["folds"], res["fitted"], res["weights"],
+                                              seed, deadline=deadline)
     doc: dict[str, Any] = {
         "permutation": dict(sorted(perm.items(), key=lambda kv: -kv[1])),
         "permutation_note": "mean increase of the blend's judged metric on out-of-fold rows (at most 2000 a "
                             "fold) when the column is shuffled; about 0: unused",
+        "permutation_folds": folds_used,
     }
     if "lightgbm" in res["fitted"]:
         gain = lightgbm_gain(features, res["fitted"]["lightgbm"])
