@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from trainmedic.tabular import blend as B
 from trainmedic.tabular.models import subset_frame
@@ -22,35 +23,45 @@ from trainmedic.tabular.preprocess import FeatureFrame
 
 def _blend_point(task: str, preds: list[Any], weights: dict[str, np.ndarray]) -> Any:
     if task == "count":
-        means = [p.mean for p in preds]
-        return np.column_stack(means) @ weights["mean"], None
+        return np.column_stack(preds) @ weights["mean"], None
     return B.apply_weights(task, preds, weights)
+
+
+def _point(task: str, pred: Any) -> np.ndarray:
+    return pred.mean if task == "count" else np.asarray(pred)
 
 
 def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, folds: list[Any],
                            fitted: dict[str, list[Any]], weights: dict[str, np.ndarray], seed: int,
                            max_rows: int = 2000, deadline: float | None = None) -> tuple[dict[str, float], int]:
     """Mean increase of the blend's metric per column, and the number of folds it was measured on (all,
-    unless ``deadline``, a ``time.perf_counter()`` value, passed: it stops after the fold that crosses it)."""
+    unless ``deadline``, a ``time.perf_counter()`` value, passed: it stops after the fold that crosses it).
+
+    All the permuted copies of a fold's sample are stacked into one frame, so each model predicts once per
+    fold (a fitted preprocessing costs about the same for 300 rows as for 30,000).
+    """
     names = list(fitted)
     columns = list(features.numeric) + list(features.categorical)
     rng = np.random.default_rng(seed)
     gains: dict[str, list[float]] = {c: [] for c in columns}
     for k, (_, va) in enumerate(folds):
         rows = va if len(va) <= max_rows else np.sort(rng.choice(va, max_rows, replace=False))
-        X = subset_frame(features, rows)
-        models = [fitted[n][k] for n in names]
-
-        def judged(frame: FeatureFrame, models: list[Any] = models, rows: np.ndarray = rows) -> float:
-            pred = _blend_point(task, [m.predict(frame) for m in models], weights)
-            return next(iter(B.score(task, pred, y[rows]).values()))
-
-        base = judged(X)
+        X = subset_frame(features, rows).X.reset_index(drop=True)
         perm = rng.permutation(len(rows))
+        copies = [X]
         for c in columns:
-            shuffled = X.X.copy()
-            shuffled[c] = X.X[c].to_numpy()[perm]
-            gains[c].append(judged(FeatureFrame(shuffled, X.numeric, X.categorical)) - base)
+            shuffled = X.copy()
+            shuffled[c] = X[c].to_numpy()[perm]
+            copies.append(shuffled)
+        stacked = FeatureFrame(pd.concat(copies, ignore_index=True), features.numeric, features.categorical)
+        preds = [_point(task, fitted[n][k].predict(stacked)) for n in names]
+        m = len(rows)
+        scores = []
+        for j in range(len(copies)):
+            part = _blend_point(task, [p[j * m:(j + 1) * m] for p in preds], weights)
+            scores.append(next(iter(B.score(task, part, y[rows]).values())))
+        for j, c in enumerate(columns, start=1):
+            gains[c].append(scores[j] - scores[0])
         if deadline is not None and time.perf_counter() > deadline:
             break
     return {c: float(np.mean(v)) for c, v in gains.items()}, len(next(iter(gains.values()), []))
