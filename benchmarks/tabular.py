@@ -15,6 +15,15 @@ DoctorVisits (visits, shuffled 5-fold): mean Poisson deviance and held-out NLL p
     python benchmarks/tabular.py                 # seed 0, prints tables, writes benchmarks/results/tabular.json
     python benchmarks/tabular.py --seeds 0 1 2   # the same on several fold seeds
     python benchmarks/tabular.py --only house    # or: --only visits
+    python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
+
+Speed (``--only speed``, not part of the default run: several minutes): a generated binary classification
+file (scikit-learn ``make_classification``, 200,000 rows, 50 features of which 20 informative and 10
+redundant, 5 % flipped labels), written to CSV and given to ``fit`` as a user would (reading, checks, the
+three models, blend, permutation importance: all timed); the baseline is scikit-learn's
+HistGradientBoostingClassifier (defaults, its own early stopping) with 5-fold stratified CV on the same
+folds. Both single-threaded (OMP_NUM_THREADS=1, torch 1 thread, LightGBM 1 thread). Reported: wall time of
+each, their ratio, and the out-of-fold log-loss of each.
 """
 
 from __future__ import annotations
@@ -250,6 +259,55 @@ def bench_visits(seed: int, cfg: FitConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# speed: 200k x 50 classification
+# ----------------------------------------------------------------------------------------------------------
+def bench_speed(seed: int, rows: int = 200_000, budget: str | None = None) -> dict:
+    """``budget``: fit's --time-budget in seconds, or "auto": the goal, 3 x the baseline's measured time
+    (the budget covers the whole fit: reading, checks, models, importance), or None: no budget."""
+    import tempfile
+
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = make_classification(n_samples=rows, n_features=50, n_informative=20, n_redundant=10, flip_y=0.05,
+                               random_state=seed)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    df["target"] = y
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y))
+    t0 = time.perf_counter()
+    oof = np.zeros((len(y), 2))
+    for tr, va in folds:
+        m = HistGradientBoostingClassifier(random_state=seed).fit(X[tr], y[tr])
+        oof[va] = m.predict_proba(X[va])
+    hgb_time = time.perf_counter() - t0
+    hgb = [B.log_loss(oof[va], y[va]) for _, va in folds]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "speed.csv"
+        df.to_csv(path, index=False)
+        seconds = 3.0 * hgb_time if budget == "auto" else float(budget) if budget else None
+        cfg = FitConfig(seed=seed, progress="lines", time_budget=seconds)
+        t0 = time.perf_counter()
+        res = fit_table(str(path), "target", config=cfg)
+        fit_time = time.perf_counter() - t0
+    models = {name: {"log_loss": m["mean"], "time_s": m.get("time_s")} for name, m in res.cv["models"].items()}
+    return {"rows": rows, "features": 50, "seed": seed, "time_budget": budget,
+            "time_budget_s": round(seconds, 1) if seconds else None,
+            "hgb": {"time_s": round(hgb_time, 1), "log_loss": float(np.mean(hgb)), "folds": hgb},
+            "fit": {"time_s": round(fit_time, 1), "log_loss": res.cv["mean"], "folds": res.cv["folds"],
+                    "models": models, "importance_time_s": (res.cv.get("importance") or {}).get("time_s")},
+            "time_ratio": round(fit_time / hgb_time, 2)}
+
+
+def print_speed(r: dict) -> None:
+    print(f"\nSpeed: {r['rows']} x {r['features']} binary classification, 5 folds (seed {r['seed']}), one thread")
+    print(f"  HistGradientBoosting 5-fold CV: {r['hgb']['time_s']:7.1f} s   log-loss {r['hgb']['log_loss']:.4f}")
+    print(f"  trainmedic fit (blend):         {r['fit']['time_s']:7.1f} s   log-loss {r['fit']['log_loss']:.4f}"
+          f"   ({r['time_ratio']}x the time)")
+    for name, m in r["fit"]["models"].items():
+        print(f"    {name:30s} log-loss {m['log_loss']:.4f}  per-fold seconds {m['time_s']}")
+
+
 def print_house(r: dict) -> None:
     print(f"\nHouse prices: log-RMSE, mean over 5 shuffled folds (seed {r['seed']}), all {r['rows']} rows"
           f"  [fit wall time {r['fit_time_s']} s]")
@@ -269,14 +327,22 @@ def print_visits(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--only", choices=["house", "visits"])
+    ap.add_argument("--only", choices=["house", "visits", "speed"])
+    ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
+    ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
+                    "(3 x the baseline's measured time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--out", default=str(RESULTS / "tabular.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     doc = {"benchmark": "tabular", "python": platform.python_version(), "torch": torch.__version__,
-           "cpus": os.cpu_count(), "house": [], "visits": []}
+           "cpus": os.cpu_count(), "house": [], "visits": [], "speed": []}
     for seed in args.seeds:
+        if args.only == "speed":
+            r = bench_speed(seed, args.rows, args.time_budget)
+            doc["speed"].append(r)
+            print_speed(r)
+            continue
         cfg = FitConfig(seed=seed, progress=False)
         if args.only in (None, "house"):
             r = bench_house(seed, cfg)
@@ -296,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                     vals = [r["results"][n][metric]["mean"] if metric else r["results"][n]["mean"]
                             for r in doc[key] if n in r["results"]]
                     print(f"  {n:48s} {np.mean(vals):.4f}")
-    out = Path(args.out)
+    out = Path(args.out if args.only != "speed" or args.out != str(RESULTS / "tabular.json")
+               else RESULTS / "tabular_speed.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwrote {out}")

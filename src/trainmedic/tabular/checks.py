@@ -21,7 +21,7 @@ from trainmedic.findings import Finding
 from trainmedic.rules import data as R
 from trainmedic.rules.internal import CHECK_FAILED
 from trainmedic.tabular.io import ReadReport, load_frame
-from trainmedic.tabular.preprocess import NUMERIC_TEXT_SHARE, is_id_like, numeric_text_share
+from trainmedic.tabular.preprocess import NUMERIC_TEXT_SHARE, column_role, is_id_like, numeric_text_share
 from trainmedic.tabular.target import TargetInfo, infer_task, target_array
 
 SMALL_DATA_ROWS = 10_000
@@ -89,7 +89,8 @@ class _Context:
                 self.info_error = str(exc)
         self.features = [c for c in df.columns if c != target]
         self.index_cols = [c for c in self.features if _is_index_column(df[c], c, self.n)]
-        self.id_cols = [c for c in self.features if c not in self.index_cols and is_id_like(df[c], self.n)]
+        self.id_cols = [c for c in self.features if c not in self.index_cols and is_id_like(df[c], self.n)
+                        and column_role(df[c], c, self.n) == "identifier"]
         self.model_features = [c for c in self.features if c not in self.index_cols and c not in self.id_cols]
         self.numeric = [c for c in self.model_features if pd.api.types.is_numeric_dtype(df[c])
                         and not pd.api.types.is_bool_dtype(df[c])]
@@ -268,7 +269,7 @@ def id_like_column(ctx: _Context) -> Finding | None:
     msg = (f"column(s) {', '.join(repr(c) for c in ctx.id_cols)} take a different value on every row: "
            f"identifiers, a shortcut or leak if used as features")
     return Finding(R.ID_LIKE_COLUMN.code, msg, evidence={"columns": ev},
-                   action="keep out of the features (fit drops named ids and text ids, and uses the id for submission.csv)")
+                   action="keep out of the features (fit drops them, and uses the id for submission.csv)")
 
 
 # ---- TM107 -------------------------------------------------------------------------------------------

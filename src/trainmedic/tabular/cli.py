@@ -49,9 +49,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated subset of mlp,lightgbm,linear (default all)")
     f.add_argument("--epochs", type=int, help="maximum MLP epochs (default 300, early stopping decides)")
     f.add_argument("--fast", action="store_true", help="a quick setting: fewer epochs, bags and boosting rounds")
-    f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress bars)")
-    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="about this many seconds for the whole fit: each fold and model gets a share of what "
+                        "reading and checks leave, the network and LightGBM stop at theirs with the best model so far")
+    f.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
+    f.add_argument("--save", metavar="DIR",
+                   help="also store the fitted preprocessing and models in DIR (no pickle), for `trainmedic predict`")
+    f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress)")
+    f.add_argument("--quiet", action="store_true",
+                   help="no progress (by default: bars on a terminal, one log line per fold and model otherwise)")
     f.set_defaults(func=run_fit)
+
+    pr = sub.add_parser(
+        "predict",
+        help="apply the models stored by `fit --save DIR` to a new table",
+        description="Apply every fold's saved model, averaged and blended as `fit` does for --test, to a CSV or "
+        "Parquet file with the training columns (the target may be absent). Writes id,target like fit's "
+        "submission.csv.",
+    )
+    pr.add_argument("model_dir", metavar="DIR", help="the folder written by `trainmedic fit --save DIR`")
+    pr.add_argument("path", help="CSV or Parquet file to predict")
+    pr.add_argument("--out", required=True, help="the CSV file to write the predictions to")
+    pr.set_defaults(func=run_predict)
 
 
 # ---- check-data --------------------------------------------------------------------------------------------
@@ -102,16 +121,47 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg.seed = args.seed
     cfg.task = None if args.task == "auto" else args.task
     cfg.models = models
-    cfg.progress = not (args.json or args.quiet) and sys.stderr.isatty()
+    cfg.progress = not (args.json or args.quiet)
+    if args.time_budget is not None:
+        if not args.time_budget > 0:
+            raise UsageError(f"--time-budget must be a positive number of seconds, got {args.time_budget:g}")
+        cfg.time_budget = args.time_budget
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    cfg.threads = args.threads
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
         cfg.mlp.max_epochs = args.epochs
-    res = fit_table(args.path, args.target, test=args.test, out=args.out, config=cfg)
+    res = fit_table(args.path, args.target, test=args.test, out=args.out, config=cfg, save=args.save)
     if args.json:
         print(json.dumps(res.cv, indent=2, default=str))
         return 0
     _print_summary(res)
+    return 0
+
+
+# ---- predict -----------------------------------------------------------------------------------------------
+def run_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trainmedic.findings import atomic_write_text
+    from trainmedic.tabular.io import read_table
+    from trainmedic.tabular.outdir import check_writable_dir
+    from trainmedic.tabular.saved import SavedFit
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give the path of the CSV file to write")
+    check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
+    model = SavedFit(args.model_dir)
+    df, rep = read_table(args.path)
+    preds = model.predict_frame(df, rep.source)
+    try:
+        atomic_write_text(out, preds.to_csv(index=False))
+    except OSError as exc:
+        raise UsageError(f"could not write --out {out} ({exc.strerror or exc})") from None
+    print(f"{len(preds)} predictions of {model.manifest['target']!r} written to {out}", file=sys.stderr)
     return 0
 
 
@@ -134,6 +184,9 @@ def _print_summary(res: Any) -> None:
                       *[f"{m[k]['mean']:.4f}" if k in m else "" for k in extra], style=style)
     console.print(table)
     console.print(f"task: {cv['task_reason']}; {cv['rows']} rows; {cv['time_s']} s")
+    if cv.get("dropped_columns"):
+        console.print("not used: " + "; ".join(f"{c} ({why})" for c, why in cv["dropped_columns"].items()),
+                      markup=False, highlight=False, soft_wrap=True)
     for f in res.findings:
         if f.severity in ("error", "warning"):
             console.print(f"  [yellow]{f.code}[/yellow] {f.name}: {f.message}", highlight=False, soft_wrap=True)

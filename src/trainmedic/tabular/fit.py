@@ -26,12 +26,20 @@ import numpy as np
 import pandas as pd
 
 from trainmedic.errors import UsageError
-from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
+from trainmedic.findings import Finding, jsonable
 from trainmedic.tabular import blend as B
 from trainmedic.tabular.checks import check_frame
 from trainmedic.tabular.io import ReadReport, load_frame
 from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, subset_frame
-from trainmedic.tabular.preprocess import FeatureFrame, find_id_column, is_id_like, prepare_features
+from trainmedic.tabular.outdir import check_writable_dir, commit_files
+from trainmedic.tabular.preprocess import (
+    FREE_TEXT,
+    FeatureFrame,
+    column_role,
+    find_id_column,
+    prepare_features,
+)
+from trainmedic.tabular.progress import FitProgress
 from trainmedic.tabular.target import TASKS, TargetInfo, resolve_task, target_array
 
 MODEL_NAMES = ("mlp", "lightgbm", "linear")
@@ -53,8 +61,16 @@ class FitConfig:
     # rows it learns from makes their look-alikes in validation worse). None or 0 switches it off.
     # Regression tasks only.
     trim_z: float | None = 4.0
+    # Seconds for the whole fit, reading included. The models' training gets what is left of it after the
+    # reading and checks, less a tenth kept for permutation importance and writing; each (fold, model)
+    # gets an equal share of what is left when it starts, and the network and LightGBM stop there with the
+    # best model so far (cv.json counts the stops); importance stops after the fold that runs out of time.
+    # None: no limit.
+    time_budget: float | None = None
+    importance: bool = True  # permutation importance on out-of-fold rows (cv.json and the report)
     threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
-    progress: bool = True
+    # True: bars on a terminal, log lines otherwise; "bars", "lines" force one; False or "off": silent
+    progress: bool | str = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -72,6 +88,7 @@ class FitResult:
     submission: pd.DataFrame | None = None
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
+    plots: dict[str, Any] = field(default_factory=dict)  # data for the report's figures (not in cv.json)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -112,6 +129,8 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
     cfg = config or FitConfig()
     if cfg.folds < 2:
         raise UsageError(f"--folds must be at least 2, got {cfg.folds}")
+    if not 0 <= int(cfg.seed) < 2**31:
+        raise UsageError(f"--seed must be a whole number from 0 to {2**31 - 1}, got {cfg.seed}")
     if cfg.task not in (None, "", "auto") and cfg.task not in TASKS:
         raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     unknown = [m for m in cfg.models if m not in MODEL_NAMES]
@@ -166,14 +185,12 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
             continue
         if re.fullmatch(r"Unnamed: \d+", c):
             dropped[c] = "saved index column (TM104)"
-        elif is_id_like(df[c], n):
-            s = df[c]
-            named = c == id_col and (c.lower() in ("id", "ids", "key", "index") or c.lower().endswith("id"))
-            rownum = pd.api.types.is_numeric_dtype(s) and (
-                np.array_equal(s.to_numpy(), np.arange(n)) or np.array_equal(s.to_numpy(), np.arange(1, n + 1))
-            )
-            if named or rownum or not pd.api.types.is_numeric_dtype(s):
-                dropped[c] = "identifier, unique per row (TM106)"
+            continue
+        role = column_role(df[c], c, n)
+        if role == "identifier":
+            dropped[c] = "identifier, unique per row (TM106)"
+        elif role == "free text":
+            dropped[c] = FREE_TEXT
     ff = prepare_features(df.iloc[rows], drop=[target, *dropped])
     dropped.update(ff.dropped)
     if not ff.numeric and not ff.categorical:
@@ -195,7 +212,7 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
 # ----------------------------------------------------------------------------------------------------------
 # cross-validation
 # ----------------------------------------------------------------------------------------------------------
-def _splits(p: Prepared, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_splits(p: Prepared, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(p.y)
@@ -237,47 +254,10 @@ def _oof_entry(task: str, pred: Any, y: np.ndarray | None) -> Any:
     return pred
 
 
-class _Progress:
-    """Rich progress bars for folds and epochs, or nothing when quiet / not a terminal."""
-
-    def __init__(self, enabled: bool, total_folds: int) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        except ImportError:  # pragma: no cover
-            return
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
-        self.bar.start()
-        self.folds = self.bar.add_task("folds", total=total_folds)
-        self.epochs = self.bar.add_task("model", total=1)
-
-    def model(self, desc: str, total: int = 1) -> None:
-        if self.bar:
-            self.bar.update(self.epochs, description=desc, completed=0, total=total)
-
-    def epoch(self, done: int, total: int) -> None:
-        if self.bar:
-            self.bar.update(self.epochs, completed=done, total=total)
-
-    def fold_done(self) -> None:
-        if self.bar:
-            self.bar.advance(self.folds)
-
-    def close(self) -> None:
-        if self.bar:
-            self.bar.stop()
-
-
-def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
+def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -> dict[str, Any]:
+    """The folds. ``deadline`` (a ``time.perf_counter()`` value) shares the time left among the models."""
     task = p.info.kind
-    folds = _splits(p, cfg)
+    folds = fold_splits(p, cfg)
     n = len(p.y)
     names = [m for m in MODEL_NAMES if m in cfg.models]
     oof: dict[str, Any] = {}
@@ -286,7 +266,11 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
     detail: dict[str, dict[str, list[Any]]] = {m: {"time_s": []} for m in names}
     medic_findings: list[tuple[int, Finding]] = []
     trimmed: list[list[int]] = []
-    prog = _Progress(cfg.progress, len(folds))
+    prog = FitProgress(_progress_mode(cfg.progress), len(folds), names)
+    heal_events: list[list[dict[str, Any]]] = []
+    curves: list[dict[str, list[float]]] = []
+    fitted: dict[str, list[Any]] = {m: [] for m in names}
+    units_left = len(folds) * len(names)
     try:
         for k, (tr, va) in enumerate(folds):
             tr_dense = tr
@@ -299,9 +283,12 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
                 rows = tr_dense if name in DENSE else tr
                 Xtr, ytr = subset_frame(p.features, rows), p.y[rows]
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
-                prog.model(f"fold {k + 1}/{len(folds)}: {name}", cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
-                t0 = time.perf_counter()
+                prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
                 model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
+                if deadline is not None and hasattr(model, "deadline"):
+                    now = time.perf_counter()
+                    model.deadline = now + max(0.0, deadline - now) / units_left
+                units_left -= 1
                 model.fit(Xtr, ytr, inner)
                 pred = model.predict(Xva)
                 entry = _oof_entry(task, pred, yva)
@@ -313,11 +300,18 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
                     tp = model.predict(p.test_features)
                     tp = tp.mean if task == "count" else tp
                     test_sum[name] = tp if name not in test_sum else test_sum[name] + tp
-                detail[name]["time_s"].append(round(time.perf_counter() - t0, 3))
+                fitted[name].append(model)
+                if hasattr(model, "budget_stopped"):
+                    detail[name].setdefault("budget_stopped", []).append(bool(model.budget_stopped))
+                if name == "mlp":
+                    detail[name].setdefault("rows_used", []).append(model.rows_used)
+                detail[name]["time_s"].append(round(prog.model_done(), 3))
                 detail[name].setdefault("train_rows", []).append(int(len(rows)))
                 if name == "mlp":
                     detail[name].setdefault("epochs", []).append(model.epochs)
                     medic_findings.extend((k, f) for f in model.findings)
+                    heal_events.append(model.heal_events[0] if model.heal_events else [])
+                    curves.append({key: [round(float(v), 6) for v in vals] for key, vals in model.curves[0].items()})
                 elif name == "lightgbm":
                     detail[name].setdefault("rounds", []).append(model.rounds)
                     if task == "count":
@@ -368,7 +362,18 @@ def cross_validate(p: Prepared, cfg: FitConfig) -> dict[str, Any]:
         "test_pred": test_pred,
         "medic_findings": medic_findings,
         "trimmed": trimmed,
+        "heal_events": heal_events,
+        "curves": curves,
+        "fitted": fitted,
     }
+
+
+def _progress_mode(progress: bool | str) -> str:
+    if progress in (False, None, "off"):
+        return "off"
+    if progress in ("bars", "lines"):
+        return str(progress)
+    return "bars" if sys.stderr.isatty() else "lines"
 
 
 def training_outliers(X: FeatureFrame, y: np.ndarray, z: float, seed: int) -> np.ndarray:
@@ -418,36 +423,50 @@ def fit_table(
     test: Any = None,
     out: str | os.PathLike[str] | None = None,
     config: FitConfig | None = None,
+    save: str | os.PathLike[str] | None = None,
 ) -> FitResult:
-    """Cross-validate the models on ``data`` (a path or DataFrame) and write the outputs into ``out``."""
+    """Cross-validate the models on ``data`` (a path or DataFrame) and write the outputs into ``out``;
+    with ``save``, also the fitted models (``trainmedic predict`` applies them to new data)."""
     cfg = config or FitConfig()
     t0 = time.perf_counter()
     p = prepare(data, target, test, cfg)
     if out is not None:
-        _check_out(Path(out))
+        check_writable_dir(out, "--out")
+    if save is not None:
+        from trainmedic.tabular.saved import check_save_dir
+
+        check_save_dir(save)
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)
-    res = cross_validate(p, cfg)
+    end = t0 + cfg.time_budget if cfg.time_budget else None
+    res = cross_validate(p, cfg, None if end is None else end - 0.1 * cfg.time_budget)
+    importance = None
+    if cfg.importance:
+        from trainmedic.tabular.importance import importance_document
+
+        importance = importance_document(p.info.kind, p.features, p.y, res, cfg.seed, deadline=end)
     elapsed = time.perf_counter() - t0
     cv = _cv_document(p, cfg, res, elapsed)
+    if importance is not None:
+        cv["importance"] = importance
     findings += _fit_findings(p, res, cv)
     result = FitResult(cv=cv, findings=findings, oof=res["oof"], y=p.y, info=p.info)
+    ids = p.df[p.id_col].iloc[p.rows] if p.id_col is not None else pd.Series(p.rows)
+    result.plots = {"y": p.y, "oof": res["oof"], "ids": [_plain(v) for v in ids]}
     if res["test_pred"] is not None:
         result.submission = _submission(p, res["test_pred"])
+    if save is not None:
+        from trainmedic.tabular.saved import save_fit
+
+        result.files["model"] = save_fit(save, p, res)["model.json"]
     if out is not None:
         result.out_dir = Path(out)
-        result.files = write_outputs(Path(out), result)
+        result.files.update(write_outputs(Path(out), result))
     return result
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory; give a directory path")
-    parent = out if out.exists() else out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out}: cannot write there (no permission); choose another directory")
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
 
 
 def _summary(scores: list[dict[str, float]]) -> dict[str, Any]:
@@ -466,6 +485,9 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
     models = {name: _summary(scores) for name, scores in res["fold_scores"].items()}
     for name, det in res["detail"].items():
         models[name].update({k: v for k, v in det.items()})
+    if res["curves"]:  # the first network of each fold: its per-epoch losses and what Medic did
+        models["mlp"]["curves"] = res["curves"]
+        models["mlp"]["heal_events"] = res["heal_events"]
     blend = models["blend"]
     singles = {m: models[m]["mean"] for m in res["names"]}
     if "blend_crossfit" in models:
@@ -506,11 +528,20 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
     return doc
 
 
+# Medic codes that, inside fit, are fit's own schedule at work (early stopping with the best weights kept,
+# the lr lowered on a plateau, the lr floor ending training): recorded as heal events of the MLP's folds in
+# cv.json and drawn on its curves, not reported as problems. Any other Medic finding is a finding, with the
+# severity ``trainmedic explain --list`` gives its rule.
+SCHEDULE_CODES = ("TM308", "TM309", "TM316")
+
+
 def _fit_findings(p: Prepared, res: dict[str, Any], cv: dict[str, Any]) -> list[Finding]:
     out: list[Finding] = []
     # Medic's findings from the folds: one per code, the folds counted in evidence
     by_code: dict[str, tuple[Finding, list[int]]] = {}
     for k, f in res["medic_findings"]:
+        if f.code in SCHEDULE_CODES:
+            continue
         if f.code in by_code:
             by_code[f.code][1].append(k)
         else:
@@ -518,44 +549,35 @@ def _fit_findings(p: Prepared, res: dict[str, Any], cv: dict[str, Any]) -> list[
     for f, ks in by_code.values():
         ev = dict(f.evidence)
         ev.update({"model": "mlp", "folds": sorted({k + 1 for k in ks}), "count": len(ks)})
-        severity = f.severity
-        msg = f"MLP (fold {ks[0] + 1}): {f.message}"
-        if f.code in ("TM308", "TM309", "TM316"):
-            # inside fit this is the early-stopping / lr-schedule policy doing its job, not a problem
-            severity = "info"
-            msg += {"TM309": " (fit's early stopping: best weights restored)", "TM308": " (lr lowered)",
-                    "TM316": " (lr floor of fit's schedule reached: training stopped, best weights kept)"}[f.code]
-        out.append(Finding(f.code, msg, step=f.step, epoch=f.epoch, evidence=ev, action=f.action,
-                           severity=severity))
+        out.append(Finding(f.code, f"MLP (fold {ks[0] + 1}): {f.message}", step=f.step, epoch=f.epoch,
+                           evidence=ev, action=f.action))
     return out
 
 
 def _submission(p: Prepared, pred: np.ndarray) -> pd.DataFrame:
-    task = p.info.kind
-    if task == "log-regression":
-        values: Any = np.exp(pred)
-    elif task in ("binary", "multiclass"):
-        values = [p.info.classes[i] for i in np.argmax(pred, axis=1)]
-    else:
-        values = pred
-    id_name = p.test_ids.name if p.test_ids is not None and p.test_ids.name else "id"
-    return pd.DataFrame({id_name: p.test_ids.to_numpy(), p.target: values})
+    from trainmedic.tabular.saved import submission_frame
+
+    return submission_frame(p.info.kind, p.info.classes, p.target, p.test_ids, pred)
+
+
+FIT_FILES = ("cv.json", "findings.json", "report.html", "submission.csv")
 
 
 def write_outputs(out: Path, result: FitResult) -> dict[str, str]:
+    """Write the fit's files into ``out`` all-or-nothing; files of an earlier fit there are replaced or removed."""
+    from trainmedic.findings import findings_document
     from trainmedic.tabular.report import render_fit_report
 
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"cv": str(out / "cv.json"), "findings": str(out / "findings.json"), "report": str(out / "report.html")}
-    html = render_fit_report(result.cv, result.findings)  # render first: a failure leaves nothing half-written
-    sub_text = result.submission.to_csv(index=False) if result.submission is not None else None
-    atomic_write_text(out / "cv.json", json.dumps(jsonable(result.cv), indent=2, allow_nan=False) + "\n")
-    write_findings(out / "findings.json", result.findings)
-    atomic_write_text(out / "report.html", html)
-    if sub_text is not None:
-        atomic_write_text(out / "submission.csv", sub_text)
-        files["submission"] = str(out / "submission.csv")
-    return files
+    files = {
+        "cv.json": json.dumps(jsonable(result.cv), indent=2, allow_nan=False) + "\n",
+        "findings.json": json.dumps(findings_document(result.findings), indent=2, allow_nan=False) + "\n",
+        "report.html": render_fit_report(result.cv, result.findings, result.plots),
+    }
+    if result.submission is not None:
+        files["submission.csv"] = result.submission.to_csv(index=False)
+    written = commit_files(out, files, FIT_FILES, "--out")
+    keys = {"cv.json": "cv", "findings.json": "findings", "report.html": "report", "submission.csv": "submission"}
+    return {keys[name]: path for name, path in written.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------

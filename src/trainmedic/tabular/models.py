@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ class MLPConfig:
     patience: int = 25
     bags: int = 3  # networks averaged (different seeds and inner splits) ...
     bags_max_rows: int = 20_000  # ... on data up to this size; one network above it
+    # Large data: the network trains on a random subset of at most this many inner-training rows (and is
+    # checked on at most a fifth as many validation rows); more rows buy little for a small MLP and cost
+    # time linearly. None: all rows.
+    max_rows: int | None = 40_000
     # count targets: the predicted mean from the Poisson log-rate head, the softmax head, or their average
     count_mean: str = "average"
     medic: bool = True
@@ -179,6 +184,10 @@ class MLPModel:
         self.findings: list[Finding] = []
         self.epochs: list[int] = []
         self.curves: list[dict[str, list[float]]] = []
+        self.heal_events: list[list[dict[str, Any]]] = []  # per bag: Medic's actions, at their epochs
+        self.deadline: float | None = None  # time.perf_counter() value: stop training (best weights kept)
+        self.budget_stopped = False
+        self.rows_used = 0
 
     # ---- output heads and losses ------------------------------------------------------------------
     def _out_dim(self) -> int:
@@ -230,6 +239,10 @@ class MLPModel:
                     perm = rng.permutation(len(y))
                     n_va = len(inner[1])
                     iva, itr = perm[:n_va], perm[n_va:]
+                if self.cfg.max_rows and len(itr) > self.cfg.max_rows:
+                    itr = np.sort(rng.choice(itr, self.cfg.max_rows, replace=False))
+                    iva = np.sort(rng.choice(iva, min(len(iva), max(2, self.cfg.max_rows // 5)), replace=False))
+                self.rows_used = int(len(itr))
                 net, la = self._train_one(A, yt, itr, iva, self.seed * 1000 + b)
                 self.nets.append(net)
                 self.log_alphas.append(la)
@@ -293,6 +306,9 @@ class MLPModel:
                 self.progress(epoch + 1, cfg.max_epochs)
             if bad >= cfg.patience or (medic is not None and medic.should_stop):
                 break
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                self.budget_stopped = True  # out of its share of --time-budget: the best weights so far
+                break
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
@@ -300,6 +316,10 @@ class MLPModel:
         self.curves.append(curve)
         if medic is not None:
             self.findings.extend(medic.findings)
+            self.heal_events.append([
+                {"epoch": int(e.get("epoch") or 0), "action": str(e.get("action")), "code": str(e.get("reason", ""))}
+                for e in medic.events if e.get("type") == "action"
+            ])
             with contextlib.suppress(Exception):
                 medic.close()
         return net, best_la
@@ -380,6 +400,11 @@ class GBMConfig:
     reg_lambda: float = 0.0
     native_categorical: bool = True  # LightGBM's own categorical splits (else one-hot columns)
     bags: int = 1  # models averaged, each with its own seed and inner CV split
+    # Large data: above this many training rows the rounds are chosen by early stopping on the fold's inner
+    # validation split alone and that model is kept (one training instead of inner_folds + 1), with a
+    # shorter patience: on so many rows the validation curve is smooth.
+    single_split_rows: int = 50_000
+    large_early_stopping: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -399,6 +424,43 @@ class LightGBMModel:
         self.threads = threads
         self.alpha = 0.0
         self.rounds = 0
+        self.deadline: float | None = None  # time.perf_counter() value: stop boosting there
+        self.budget_stopped = False
+
+    def _callbacks(self, patience: int) -> list[Any]:
+        import lightgbm as lgb
+
+        cbs = [lgb.early_stopping(patience, verbose=False)]
+        if self.deadline is not None:
+            deadline = self.deadline
+
+            def out_of_time(env: Any) -> None:
+                if time.perf_counter() > deadline and env.iteration > 10:
+                    self.budget_stopped = True
+                    raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
+            cbs.append(out_of_time)
+        return cbs
+
+    def _fit_single_split(self, A: np.ndarray, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray],
+                          cats: list[int]) -> None:
+        import lightgbm as lgb
+
+        itr, iva = inner
+        params = self._params(self.seed * 101, len(y))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtr = lgb.Dataset(A[itr], y[itr], categorical_feature=cats or "auto")
+            dva = lgb.Dataset(A[iva], y[iva], reference=dtr, categorical_feature=cats or "auto")
+            booster = lgb.train(params, dtr, num_boost_round=self.cfg.max_rounds, valid_sets=[dva],
+                                callbacks=self._callbacks(self.cfg.large_early_stopping))
+        best = booster.best_iteration or booster.current_iteration()
+        booster = booster if best == booster.current_iteration() else lgb.Booster(
+            model_str=booster.model_to_string(num_iteration=best))
+        if self.task == "count":
+            self.alpha = fit_nb_alpha(y[iva], booster.predict(A[iva]))
+        self.boosters = [booster]
+        self.rounds = int(best)
 
     def _params(self, seed: int, n: int) -> dict[str, Any]:
         c = self.cfg
@@ -436,6 +498,9 @@ class LightGBMModel:
         self.pre = tree_preprocessor(X, native=self.cfg.native_categorical)
         A = self.pre.fit_transform(X.X).astype(np.float64)
         cats = list(range(len(X.numeric), A.shape[1])) if self.cfg.native_categorical and X.categorical else []
+        if len(y) > self.cfg.single_split_rows:
+            self._fit_single_split(A, y, inner, cats)
+            return self
         self.boosters, rounds, alphas = [], [], []
         for b in range(max(1, self.cfg.bags)):
             seed = self.seed * 101 + b
@@ -445,7 +510,7 @@ class LightGBMModel:
                 warnings.simplefilter("ignore")
                 data = lgb.Dataset(A, y, free_raw_data=False, categorical_feature=cats or "auto")
                 cv = lgb.cv(params, data, num_boost_round=self.cfg.max_rounds,
-                            folds=folds, callbacks=[lgb.early_stopping(self.cfg.early_stopping, verbose=False)],
+                            folds=folds, callbacks=self._callbacks(self.cfg.early_stopping),
                             return_cvbooster=self.task == "count")
                 best = max(1, len(next(v for k, v in cv.items() if k.endswith("-mean"))))
                 if self.task == "count":
@@ -537,6 +602,9 @@ class LinearModel:
                 self.reg = float(self.est.alpha_)
                 return self
             itr, iva = inner
+            if len(itr) > 50_000:  # large data: the strength is chosen on a subset, the model refitted on all
+                rng = np.random.default_rng(self.seed)
+                itr = np.sort(rng.choice(itr, 50_000, replace=False))
             best, best_reg, best_est = math.inf, None, None
             for reg in self._grid():
                 est = self._make(reg).fit(A[itr], y[itr])

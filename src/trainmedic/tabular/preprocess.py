@@ -40,6 +40,7 @@ class FeatureFrame:
     categorical: list[str]
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why
     converted: list[str] = field(default_factory=list)  # numbers-as-text turned into numbers
+    dates: dict[str, list[str]] = field(default_factory=dict)  # date column -> its numeric parts
 
 
 def parse_numeric_text(s: pd.Series) -> pd.Series:
@@ -66,10 +67,76 @@ def is_id_like(s: pd.Series, n: int) -> bool:
     return pd.api.types.is_integer_dtype(s) or not pd.api.types.is_numeric_dtype(s)
 
 
+_DATE_SHAPE = r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"
+ID_NAMES = ("id", "ids", "key", "index")
+DATE_PARTS = ("year", "month", "dayofweek", "days")
+FREE_TEXT = "free text, left out (a one-hot of sentences unique to a row carries nothing a model can use)"
+
+
+def _named_like_id(name: str) -> bool:
+    low = name.lower()
+    return low in ID_NAMES or low.endswith(("_id", "id", "_key", "_no", "_number"))
+
+
+def parse_dates(s: pd.Series) -> pd.Series:
+    """Dates written as text (ISO ``2021-03-04``, ``04/03/2021``, with or without a time) → datetimes."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s
+    return pd.to_datetime(s.astype("string").str.strip(), errors="coerce", format="mixed")
+
+
+def looks_like_dates(s: pd.Series) -> bool:
+    """A text column whose values (a sample of 500 and then all) are at least 95 % dates."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return True
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return False
+    present = s.dropna().astype(str)
+    if len(present) == 0:
+        return False
+    sample = present.iloc[:500]
+    if sample.str.match(_DATE_SHAPE).mean() < 0.95:
+        return False
+    return bool(parse_dates(present).notna().mean() >= 0.95)
+
+
+def looks_like_free_text(s: pd.Series) -> bool:
+    """Sentences: mostly distinct values, 20+ characters on average, most with spaces."""
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+        return False
+    present = s.dropna().astype(str)
+    if len(present) < 10:
+        return False
+    return bool(present.nunique() >= 0.5 * len(present) and present.str.len().mean() >= 20
+                and present.str.contains(r"\s", regex=True).mean() >= 0.5)
+
+
+def column_role(s: pd.Series, name: str, n: int) -> str | None:
+    """How a person would read a column: "identifier", "date", "free text", or None (a feature as it is).
+
+    ``check-data`` (TM106) and ``fit`` both ask this, so they agree. A unique whole number is an identifier
+    only when it is named like one or counts the rows (1, 2, 3, ... or consecutive from any start); unique
+    whole-number measurements (an income, an area in square feet) are features.
+    """
+    if looks_like_dates(s):
+        return "date"
+    if looks_like_free_text(s):
+        return "free text"
+    if not is_id_like(s, n):
+        return None
+    if not pd.api.types.is_numeric_dtype(s):
+        return "identifier"
+    if _named_like_id(name):
+        return "identifier"
+    v = np.sort(np.asarray(s, dtype="float64"))
+    return "identifier" if bool(np.all(np.diff(v) == 1)) else None
+
+
 def find_id_column(df: pd.DataFrame, target: str | None) -> str | None:
     """The column to use as the submission id: the first id-like column, preferring one named like an id."""
-    cands = [c for c in df.columns if c != target and is_id_like(df[c], len(df))]
-    named = [c for c in cands if c.lower() in ("id", "ids", "index", "key") or c.lower().endswith(("_id", "id"))]
+    cands = [c for c in df.columns if c != target and is_id_like(df[c], len(df))
+             and column_role(df[c], c, len(df)) == "identifier"]
+    named = [c for c in cands if _named_like_id(c)]
     return (named or cands or [None])[0]
 
 
@@ -78,22 +145,27 @@ def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame 
     X = df.drop(columns=[c for c in drop if c in df.columns])
     dropped: dict[str, str] = {}
     converted: list[str] = []
+    dates: dict[str, list[str]] = {}
     out: dict[str, pd.Series] = {}
     numeric: list[str] = []
     categorical: list[str] = []
     if reference is not None:
+        derived = {d: src for src, parts in reference.dates.items() for d in parts}
+        for src, parts in reference.dates.items():
+            out.update({k: v for k, v in date_parts(X[src], src).items() if k in parts})
         for c in reference.numeric:
+            if c in derived:
+                continue
             s = X[c]
-            if pd.api.types.is_datetime64_any_dtype(s):
-                out[c] = _date_number(s)
-            elif pd.api.types.is_numeric_dtype(s):
+            if pd.api.types.is_numeric_dtype(s):
                 out[c] = s.astype("float64")
             else:
                 out[c] = parse_numeric_text(s).astype("float64")
         for c in reference.categorical:
             out[c] = _as_category(X[c])
         frame = pd.DataFrame(out, index=X.index)
-        return FeatureFrame(frame, list(reference.numeric), list(reference.categorical))
+        return FeatureFrame(frame, list(reference.numeric), list(reference.categorical),
+                            dates={k: list(v) for k, v in reference.dates.items()})
     for c in X.columns:
         s = X[c]
         if s.isna().all():
@@ -102,12 +174,14 @@ def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame 
         if pd.api.types.is_bool_dtype(s):
             out[c] = s.astype("float64")
             numeric.append(c)
-        elif pd.api.types.is_datetime64_any_dtype(s):
-            out[c] = _date_number(s)
-            numeric.append(c)
         elif pd.api.types.is_numeric_dtype(s):
             out[c] = s.astype("float64")
             numeric.append(c)
+        elif looks_like_dates(s):
+            parts = date_parts(s, c)
+            out.update(parts)
+            numeric.extend(parts)
+            dates[c] = list(parts)
         else:
             share, _ = numeric_text_share(s)
             if share >= NUMERIC_TEXT_SHARE:
@@ -122,12 +196,26 @@ def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame 
             dropped[c] = "constant"
             out.pop(c)
             (numeric if c in numeric else categorical).remove(c)
+    for src in list(dates):
+        dates[src] = [d for d in dates[src] if d in out]
+        if not dates[src]:
+            dates.pop(src)
     frame = pd.DataFrame(out, index=X.index)
-    return FeatureFrame(frame, numeric, categorical, dropped, converted)
+    return FeatureFrame(frame, numeric, categorical, dropped, converted, dates)
 
 
-def _date_number(s: pd.Series) -> pd.Series:
-    return (s - pd.Timestamp("1970-01-01")).dt.total_seconds().astype("float64") / 86400.0
+def date_parts(s: pd.Series, name: str) -> dict[str, pd.Series]:
+    """A date column as a person reads it: year, month, day of the week, and days since 1970 (the trend)."""
+    d = parse_dates(s)
+    if getattr(d.dt, "tz", None) is not None:
+        d = d.dt.tz_convert("UTC").dt.tz_localize(None)
+    days = (d - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
+    return {
+        f"{name}_year": d.dt.year.astype("float64"),
+        f"{name}_month": d.dt.month.astype("float64"),
+        f"{name}_dayofweek": d.dt.day_of_week.astype("float64"),
+        f"{name}_days": days.astype("float64"),
+    }
 
 
 def _as_category(s: pd.Series) -> pd.Series:

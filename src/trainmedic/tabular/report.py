@@ -1,19 +1,22 @@
-"""A simple, self-contained HTML page for ``fit``: per-fold scores, model comparison, findings.
+"""The self-contained HTML page of ``fit``: figures, model comparison, per-fold scores, worst errors, findings.
 
-Kept apart so the full report of ``trainmedic.report`` can replace it. Everything is escaped (Jinja2
-autoescape); no scripts, no external resources.
+Figures are PNG images inlined as data URIs (:mod:`trainmedic.tabular.figures`); everything else is text.
+Everything is escaped (Jinja2 autoescape); no scripts, no external resources (a Content-Security-Policy
+allows only the inlined images and the page's own style).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment
 
 from trainmedic.findings import Finding
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <title>trainmedic fit: {{ cv.target }}</title>
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1000px;color:#222;padding:0 1em}
@@ -22,12 +25,23 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;paddin
 th{background:#f4f4f4} td.l,th.l{text-align:left} tr.best td{font-weight:bold;background:#eef8ee}
 .sev-error{color:#b00020;font-weight:bold} .sev-warning{color:#a65e00;font-weight:bold} .sev-info{color:#555}
 code{background:#f4f4f4;padding:0 .2em} .muted{color:#666}
+figure{margin:1em 0} img.plot{max-width:100%;height:auto;border:1px solid #eee} figcaption{color:#555;font-size:.9em}
 </style></head><body>
 <h1>trainmedic fit &mdash; <code>{{ cv.target }}</code></h1>
 <p>Task <b>{{ cv.task }}</b> ({{ cv.task_reason }}); metric <b>{{ cv.metric }}</b> (lower is better{% if cv.metric == 'log_loss' %}; accuracy also shown{% endif %}).
 {{ cv.rows }} rows, {{ cv.features.numeric }} numeric and {{ cv.features.categorical }} categorical features,
 shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time_s }} s.</p>
 <p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds).</p>
+
+{% for fid, title, caption, data in figures %}<h2>{{ title }}</h2>
+<figure id="{{ fid }}"><img class="plot" alt="{{ title }}" src="data:image/png;base64,{{ data }}">
+<figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}
+{% if worst %}<h2>Largest out-of-fold errors of the blend</h2>
+<table><tr><th class="l">row id</th><th>actual</th><th>blend</th>{% for n in worst_models %}<th>{{ n }}</th>{% endfor %}<th>error</th></tr>
+{% for r in worst %}<tr><td class="l">{{ r.id }}</td><td>{{ "%.4f"|format(r.actual) }}</td><td>{{ "%.4f"|format(r.blend) }}</td>
+{% for v in r.models %}<td>{{ "%.4f"|format(v) }}</td>{% endfor %}<td>{{ "%+.4f"|format(r.error) }}</td></tr>
+{% endfor %}</table><p class="muted">On the judged scale ({{ cv.metric }}); each model's own out-of-fold prediction beside the blend's.</p>{% endif %}
 
 <h2>Model comparison</h2>
 <table><tr><th class="l">model</th><th>mean {{ cv.metric }}</th><th>std</th>{% for k in extra %}<th>{{ k }}</th>{% endfor %}<th class="l">notes</th></tr>
@@ -82,7 +96,25 @@ def _notes(cv: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def render_fit_report(cv: dict[str, Any], findings: list[Finding]) -> str:
+def _worst(cv: dict[str, Any], plots: dict[str, Any], k: int = 10) -> tuple[list[dict[str, Any]], list[str]]:
+    oof = plots.get("oof") or {}
+    if cv["task"] not in ("regression", "log-regression") or "blend" not in oof:
+        return [], []
+    y, blend = np.asarray(plots["y"]), np.asarray(oof["blend"])
+    models = [n for n in oof if n != "blend"]
+    ids = plots.get("ids") or list(range(len(y)))
+    rows = []
+    for i in np.argsort(-np.abs(y - blend))[:k]:
+        rows.append({"id": ids[i], "actual": float(y[i]), "blend": float(blend[i]), "error": float(blend[i] - y[i]),
+                     "models": [float(oof[n][i]) for n in models]})
+    return rows, models
+
+
+def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[str, Any] | None = None) -> str:
+    from trainmedic.tabular.figures import fit_figures
+
     extra = [k for k, v in cv["models"].get("blend", {}).items() if isinstance(v, dict) and "mean" in v]
+    worst, worst_models = _worst(cv, plots or {})
     return _ENV.from_string(_TEMPLATE).render(cv=cv, findings=[f.to_dict() for f in findings], extra=extra,
-                                              notes=_notes(cv))
+                                              notes=_notes(cv), figures=fit_figures(cv, plots), worst=worst,
+                                              worst_models=worst_models)

@@ -1,0 +1,52 @@
+"""Sizing the work to the data and to `--time-budget`: real fits, checked by what each model did."""
+
+import time
+
+import numpy as np
+from tabular_helpers import fast_config, synthetic
+
+from trainmedic.cli import main
+from trainmedic.tabular.fit import fit_table
+from trainmedic.tabular.models import GBMConfig, MLPConfig
+from trainmedic.tabular.saved import SavedFit
+
+
+def test_time_budget_stops_the_network_with_its_best_weights():
+    """A network whose patience would let it train 5000 epochs stops at its share of an 8 s budget."""
+    df = synthetic(1500, "binary", seed=2)
+    cfg = fast_config(folds=2, models=("mlp",), time_budget=8.0,
+                      mlp=MLPConfig(max_epochs=5000, patience=5000, bags=1))
+    t0 = time.perf_counter()
+    res = fit_table(df, "y", config=cfg)
+    took = time.perf_counter() - t0
+    mlp = res.cv["models"]["mlp"]
+    assert mlp["budget_stopped"] == [True, True]
+    assert all(e[0] < 5000 for e in mlp["epochs"])
+    assert mlp["mean"] < 0.69 and mlp["accuracy"]["mean"] > 0.7  # still a trained model (a coin: 0.69, 0.5)
+    assert took < 60, took  # 5000 epochs would take far longer; the slack is for a busy machine
+
+
+def test_bad_budget_is_one_line(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    synthetic(100).to_csv(path, index=False)
+    assert main(["fit", str(path), "--target", "y", "--time-budget", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--time-budget" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_large_data_settings_subsample_the_network_and_use_one_boosting_split(tmp_path):
+    df = synthetic(1200, "regression", seed=4)
+    cfg = fast_config(mlp=MLPConfig(max_epochs=8, patience=3, bags=1, max_rows=300),
+                      gbm=GBMConfig(learning_rate=0.1, max_rounds=400, single_split_rows=500, large_early_stopping=10))
+    res = fit_table(df.iloc[:1000], "y", test=df.iloc[1000:].drop(columns=["y"]), config=cfg, save=tmp_path / "m")
+    models = res.cv["models"]
+    assert models["mlp"]["rows_used"] == [300, 300, 300]
+    assert all(len(m.boosters) == 1 for m in res_fitted(tmp_path))
+    rounds = models["lightgbm"]["rounds"]
+    assert all(10 <= r < 400 for r in rounds)  # early stopping on the inner split decided
+    assert models["lightgbm"]["mean"] < 0.6 * float(np.std(df["y"]))
+    back = SavedFit(tmp_path / "m").predict_frame(df.iloc[1000:].drop(columns=["y"]))
+    np.testing.assert_allclose(back["y"], res.submission["y"], rtol=1e-9)
+
+
+def res_fitted(d):
+    return SavedFit(d / "m").models["lightgbm"]
