@@ -211,12 +211,8 @@ class Engine:
                     break
         except Exception as exc:
             self.disable("epoch-checks", exc)
-        if v.exhausted and v.restore_best is None and self.best_saved and mon.best_epoch is not None:
-            # heal stops here: like its early stop, it ends on the best evaluation's weights, not the last ones
-            v.restore_best = mon.best_epoch
-            v.actions.append({"action": "restore-best", "reason": HEAL_EXHAUSTED.code, "epoch": mon.best_epoch,
-                              "best_epoch": mon.best_epoch, "best_value": mon.best_val, "last_epoch": self.epoch,
-                              "last_value": monitored, "epochs_undone": self.epoch - mon.best_epoch})
+        if v.exhausted and self.best_saved:
+            self.policy.restore_on_stop(v, HEAL_EXHAUSTED.code, mon.best_epoch, mon.best_val, monitored)
         if any(a.get("action") == "lr-change" and a.get("reason") != "TM308" for a in v.actions):
             # a rate heal changed at an evaluation (TM309's cut) starts a new plateau window, as TM308's own does:
             # the evaluations before it were made at the old rate and, after a restore, on other weights

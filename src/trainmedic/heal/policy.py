@@ -303,6 +303,17 @@ class Policy:
             return self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
         return None
 
+    def restore_on_stop(self, v: EpochVerdict, reason: str, best_epoch: int | None, best_value: float,
+                        value: float) -> None:
+        """Heal stops at this evaluation (an exhausted budget): like its early stop, it ends on the best
+        evaluation's weights rather than the last ones, and says what that kept."""
+        if v.restore_best is not None or best_epoch is None:
+            return
+        v.restore_best = best_epoch
+        v.actions.append({"action": "restore-best", "reason": reason, "epoch": best_epoch, "best_epoch": best_epoch,
+                          "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
+                          "epochs_undone": v.epoch - best_epoch})
+
     def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
                     best_value: float, value: float) -> str:
         """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
