@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,3 +189,30 @@ def _medic_findings(case: str):
         loss.backward()
         medic.step(loss)
     return medic.findings
+
+
+def _autoencoder_findings(sentinel: bool) -> list[tuple[str, str]]:
+    """sklearn's 8x8 digits, scaled to [0, 1]: most pixel columns are nearly always 0 and take a few rare
+    values. A rare pixel value is not a sentinel; a -9999 in such a column is."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    pixels = load_digits().data / 16.0
+    x = torch.tensor(pixels[np.random.default_rng(0).permutation(len(pixels))], dtype=torch.float32)
+    if sentinel:
+        x[::32, 7] = -9999.0  # column 7 is 0 in 96 % of the rows and takes 10 other values
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 64))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    medic = Medic(net, opt, console=False)
+    for i in range(6):
+        xb = x[i * 256:(i + 1) * 256]
+        loss = torch.nn.functional.mse_loss(net(xb), xb.clamp(0, 1))
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss)
+    return [(f.code, f.severity) for f in medic.findings]
+
+
+def test_sparse_pixel_columns_are_not_sentinels_but_a_sentinel_in_one_is():
+    assert "TM109" not in {c for c, _ in _autoencoder_findings(False)}
+    assert "TM109" in {c for c, _ in _autoencoder_findings(True)}
