@@ -65,7 +65,8 @@ def test_explain_json_and_list_json(capsys):
     assert main(["explain", "--list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["rules"]
     assert [r["code"] for r in listed] == [r.code for r in all_rules()]
-    assert all(set(r) == {"code", "name", "severity", "family", "summary"} for r in listed)
+    assert all(set(r) == {"code", "name", "severity", "severities", "family", "summary"} for r in listed)
+    assert next(r for r in listed if r["code"] == "TM114")["severities"] == ["error", "warning"]
 
 
 def test_explain_list_starts_with_the_first_family(capsys):

@@ -48,3 +48,29 @@ def test_explain_unknown_code_is_one_line_error():
     assert out.stderr.strip().count("\n") == 0
     assert "explain --list" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_every_data_finding_carries_a_severity_its_rule_declares(tmp_path):
+    """`explain --list` and a finding agree: a finding's severity is the rule's or one of its declared lighter
+    forms (TM103 read fine with thousands separators, TM114 that only adds unseen categories)."""
+    import numpy as np
+    import pandas as pd
+
+    from trainmedic.rules import get_rule
+    from trainmedic.tabular.checks import check_data
+
+    rng = np.random.default_rng(0)
+    n = 400
+    train = pd.DataFrame({"area": [f"{v:,}" for v in rng.integers(1000, 90000, n)],
+                          "kind": rng.choice(["a", "b"], n), "x": rng.normal(size=n)})
+    train["y"] = rng.normal(size=n)
+    test = train.drop(columns="y").head(50).copy()
+    test.loc[:4, "kind"] = "c"  # a category unseen in training
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    found = check_data(str(tmp_path / "train.csv"), target="y", test=str(tmp_path / "test.csv"))
+    seen = {(f.code, f.severity) for f in found}
+    assert ("TM103", "info") in seen and ("TM114", "warning") in seen, seen
+    for f in found:
+        assert f.severity in get_rule(f.code).severities, (f.code, f.severity)
+    assert get_rule("TM103").severity_text() == "warning/info"

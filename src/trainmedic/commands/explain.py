@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
         rules = all_rules()
         if args.json:
             print(json.dumps({"version": 1, "rules": [
-                {"code": r.code, "name": r.name, "severity": r.severity, "family": r.family, "summary": r.summary}
+                {"code": r.code, "name": r.name, "severity": r.severity, "severities": list(r.severities),
+                 "family": r.family, "summary": r.summary}
                 for r in rules]}, indent=1))
             return 0
         family = None
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             if r.family != family:
                 print(f"\n{r.family}" if family is not None else r.family)
                 family = r.family
-            print(f"  {r.code}  {r.name:<32} {r.severity:<8} {r.summary}")
+            print(f"  {r.code}  {r.name:<32} {r.severity_text():<13} {r.summary}")
         return 0
     try:
         r = get_rule(args.code)

@@ -72,6 +72,8 @@ NUMBERS_AS_TEXT = rule(
     "TM103",
     "numbers-as-text",
     "warning",
+    lighter={"info": "the only such numbers had thousands separators and were read as numbers (pandas' default "
+                     "would have kept them as text)"},
     summary="A text column whose values are (almost) all numbers: it will be one-hot encoded instead of used as a number.",
     what="""
         At least 95 % of the non-missing values of a text column parse as numbers once spaces, thousands
@@ -356,6 +358,8 @@ TRAIN_TEST_MISMATCH = rule(
     "TM114",
     "train-test-mismatch",
     "error",
+    lighter={"warning": "the test file only adds columns or categories unseen in training, which the model "
+                        "ignores"},
     summary="The test file differs from the training file: columns, dtypes or categories.",
     what="""
         Columns present in one file and not the other, a column numeric in one and text in the other, or

@@ -29,10 +29,24 @@ class Rule:
     example: str = ""
     references: tuple[str, ...] = field(default_factory=tuple)
     family: str = ""
+    #: milder forms of the same finding: {severity: when}, e.g. TM103 is info when the numbers were read fine.
+    #: ``severity`` is the rule's worst case; a finding is never more severe than it.
+    lighter: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"{self.code}: severity must be one of {SEVERITIES}, not {self.severity!r}")
+        for sev in self.lighter:
+            if sev not in SEVERITIES or SEVERITIES.index(sev) <= SEVERITIES.index(self.severity):
+                raise ValueError(f"{self.code}: a lighter form must be milder than {self.severity!r}, not {sev!r}")
+
+    @property
+    def severities(self) -> tuple[str, ...]:
+        """Every severity a finding of this rule can carry: the worst case first."""
+        return (self.severity, *self.lighter)
+
+    def severity_text(self) -> str:
+        return "/".join(self.severities)
 
     def render(self, seen: str | None = None) -> str:
         """The text ``trainmedic explain`` prints; ``seen`` adds what this run observed."""
@@ -41,7 +55,8 @@ class Rule:
             body = textwrap.dedent(body).strip("\n")
             return f"{title}\n" + textwrap.indent(body, "  ") + "\n"
 
-        parts = [f"{self.code} {self.name} ({self.severity})\n", f"  {self.summary}\n"]
+        lighter = "".join(f"; {sev} when {when}" for sev, when in self.lighter.items())
+        parts = [f"{self.code} {self.name} ({self.severity}{lighter})\n", f"  {self.summary}\n"]
         parts.append(block("What it means", self.what))
         parts.append(block("Why it happens", self.why))
         parts.append(block("How to fix it", self.fix))
@@ -64,7 +79,8 @@ class Rule:
 
     def to_dict(self) -> dict[str, object]:
         """The documentation as data (``trainmedic explain CODE --json``)."""
-        return {"code": self.code, "name": self.name, "severity": self.severity, "family": self.family,
+        return {"code": self.code, "name": self.name, "severity": self.severity, "lighter": dict(self.lighter),
+                "family": self.family,
                 "summary": self.summary, "what": textwrap.dedent(self.what).strip(),
                 "why": textwrap.dedent(self.why).strip(), "fix": textwrap.dedent(self.fix).strip(),
                 "example": textwrap.dedent(self.example).strip(), "references": list(self.references),
