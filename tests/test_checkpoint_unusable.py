@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from test_checkpoint import _train  # the same deterministic training loop
 
 from trainmedic import Medic
 from trainmedic.cli import main
@@ -13,16 +14,6 @@ def _model():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
     return model, torch.optim.Adam(model.parameters(), lr=1e-2)
-
-
-def _train(medic, model, opt, steps):
-    for _ in range(steps):
-        g = torch.Generator().manual_seed(medic.step_count)
-        x = torch.randn(16, 4, generator=g)
-        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        medic.step(loss)
 
 
 def _write_three(directory):

@@ -38,7 +38,7 @@ import torch
 from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.loops import compile_safe
 from trainmedic.instrument.main_module import MainScript, resolve, run_main, set_path
-from trainmedic.instrument.patches import Patches
+from trainmedic.instrument.patches import Patches, recording_scale
 from trainmedic.instrument.runner import exit_code, print_script_traceback
 from trainmedic.lr_find import Sweep
 
@@ -119,13 +119,10 @@ class ScriptSweep:
         return backward
 
     def _wrap_scale(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def scale(scaler: Any, outputs: Any) -> Any:
-            result = original(scaler, outputs)
-            if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor) and outputs.numel() == 1:
-                self._scaled = (result, outputs)
-            return result
+        return recording_scale(original, self._record_scaled)
 
-        return scale
+    def _record_scaled(self, scaled: torch.Tensor, loss: torch.Tensor) -> None:
+        self._scaled = (scaled, loss)
 
     # -- the optimizer step ----------------------------------------------------------------------------
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

@@ -49,3 +49,17 @@ class Patches:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+
+
+def recording_scale(original: Callable[..., Any], record: Callable[[torch.Tensor, torch.Tensor], None]
+                    ) -> Callable[..., Any]:
+    """A ``GradScaler.scale`` that hands ``(scaled loss, loss)`` to ``record``: ``backward()`` is then called
+    on the scaled loss, and whoever watches it reads the loss the script computed."""
+
+    def scale(scaler: Any, outputs: Any) -> Any:
+        result = original(scaler, outputs)
+        if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor) and outputs.numel() == 1:
+            record(result, outputs)
+        return result
+
+    return scale

@@ -43,7 +43,7 @@ from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import LoopWatching, compile_safe
-from trainmedic.instrument.patches import Patches
+from trainmedic.instrument.patches import Patches, recording_scale
 from trainmedic.instrument.schedules import ScheduleWatching
 from trainmedic.observe.graph import LossCall, read_loss_graph
 from trainmedic.observe.live import Observed
@@ -317,13 +317,10 @@ class Session(LoopWatching, ScheduleWatching):
             self.epochs.eval_loss(out, int(inp.shape[0]) if inp.dim() else 1)
 
     def _wrap_scale(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def scale(scaler: Any, outputs: Any) -> Any:
-            result = original(scaler, outputs)
-            if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor) and outputs.numel() == 1:
-                self._scaled = (result, outputs)
-            return result
+        return recording_scale(original, self._record_scaled)
 
-        return scale
+    def _record_scaled(self, scaled: torch.Tensor, loss: torch.Tensor) -> None:
+        self._scaled = (scaled, loss)
 
     def _wrap_scaler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
