@@ -82,7 +82,10 @@ class Detector:
       restarts its count, a reported spike rebases the window so it is counted once);
     * ``exclusive``: later exclusive detectors of the same pass are skipped once this one fired;
     * ``needs_warmup``: silent until ``warmup_steps`` finite steps were seen;
-    * ``once``: runs until it has run once with enough data (it returns None to wait).
+    * ``once``: runs until it has run once with enough data (it returns None to wait);
+    * ``curve``: reads the loss as a curve to minimise, so it stays silent while several optimizers step in
+      turn (a GAN's players, an actor and its critic: signals/players.py). Their losses are moves in a
+      game; heal never rolls one player back on the basis of such a rule.
     """
 
     name: str
@@ -96,6 +99,7 @@ class Detector:
     exclusive: bool = False
     needs_warmup: bool = True
     once: bool = False
+    curve: bool = False
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -103,6 +107,8 @@ class Detector:
 
     def run(self, obs: Observation) -> list[Detection] | None:
         """The detections; None when the detector had too little data to judge (``once`` waits then)."""
+        if self.curve and obs.monitor.players >= 2:
+            return None
         out = self.fn(obs)
         if out is None:
             return None

@@ -25,7 +25,6 @@ import numpy as np
 from trainmedic.heal import progress
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
-from trainmedic.rules.runtime import in_game
 from trainmedic.signals.monitor import Monitor, StepWindow
 
 
@@ -185,10 +184,8 @@ HARMFUL_RATE_RAISE = rule(
 )
 
 
-@detector(NOT_LEARNING, cadence=Cadence.WINDOW, order=30, anomaly=True)
+@detector(NOT_LEARNING, cadence=Cadence.WINDOW, order=30, anomaly=True, curve=True)
 def _not_learning(obs: Observation) -> Detection | None:
-    if in_game(obs):
-        return None  # a player's loss in a game (a GAN) is not meant to fall: it learns by moving
     cfg, m = obs.cfg, obs.monitor
     w = m.step_window
     ratios = m.ratios.values()
@@ -233,10 +230,8 @@ def _judged(monitor: Monitor, obs: Observation) -> None:
         obs.rates.forget_raise()
 
 
-@detector(HARMFUL_RATE_RAISE, cadence=Cadence.WINDOW, order=40, anomaly=True, after_fire=_judged)
+@detector(HARMFUL_RATE_RAISE, cadence=Cadence.WINDOW, order=40, anomaly=True, after_fire=_judged, curve=True)
 def _harmful_rate_raise(obs: Observation) -> Detection | None:
-    if in_game(obs):
-        return None  # a player's loss level rises and falls with the other player's moves
     rates, cfg = obs.rates, obs.cfg
     if rates is None or not rates.pending:
         return None

@@ -26,13 +26,6 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def in_game(obs: Observation) -> bool:
-    """Several optimizers step in turn (a GAN's players, an actor and its critic: signals/players.py).
-    Their losses are moves in a game, not curves to minimise: the curve-shape rules (TM305 in all its
-    forms, TM306, TM307, TM308, TM309) stay silent, so heal never rolls one player back on their basis."""
-    return obs.monitor.players >= 2
-
-
 # ---------------------------------------------------------------------------------------------------
 NONFINITE_LOSS = rule(
     "TM301",
@@ -399,12 +392,10 @@ def _rebase(monitor: Monitor, obs: Observation) -> None:
         w.best, w.best_step = math.inf, -1
 
 
-@detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase)
+@detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase, curve=True)
 def _loss_curve(obs: Observation) -> Detection | None:
     """A spike names its onset more precisely than divergence (the step of the best loss), so it is asked
     first: a rollback then loses fewer good steps."""
-    if in_game(obs):
-        return None
     w = obs.monitor.step_window
     losses, steps = w.losses.values(), w.steps.values()
     return (detect_loss_spike(losses, steps, w.initial, w.best, obs.cfg)
@@ -459,11 +450,9 @@ def detect_rise_before_nonfinite(losses: np.ndarray, steps: np.ndarray, cfg: Thr
 
 
 @detector(DIVERGENCE, cadence=Cadence.NONFINITE, order=-10, anomaly=True, needs_warmup=False,
-          after_fire=_rebase)
+          after_fire=_rebase, curve=True)
 def _rise_before_nonfinite(obs: Observation) -> Detection | None:
     """Asked before TM301/TM302, so that the cause is reported first and the NaN as its symptom."""
-    if in_game(obs):
-        return None
     w = obs.monitor.step_window
     if obs.monitor.consecutive_nonfinite != 1:
         return None  # only the first non-finite step of a run of them
@@ -471,13 +460,11 @@ def _rise_before_nonfinite(obs: Observation) -> Detection | None:
 
 
 @detector(DIVERGENCE, cadence=Cadence.STEP, order=-10, anomaly=True, needs_warmup=False,
-          after_fire=_rebase)
+          after_fire=_rebase, curve=True)
 def _climb(obs: Observation) -> Detection | None:
     """A loss climbing step after step by an order of magnitude is a divergence now, before its gradient
     spikes (TM303) or its NaN (TM301) are reported as the symptoms they are. O(1) until the last four
     losses are strictly increasing."""
-    if in_game(obs):
-        return None
     w = obs.monitor.step_window
     tail = w.losses.values(4)
     if len(tail) < 4 or not (tail[0] < tail[1] < tail[2] < tail[3]):
@@ -486,10 +473,8 @@ def _climb(obs: Observation) -> Detection | None:
 
 
 @detector(DIVERGENCE, cadence=Cadence.WINDOW, order=-10, anomaly=True, needs_warmup=False,
-          after_fire=_rebase)
+          after_fire=_rebase, curve=True)
 def _early_divergence(obs: Observation) -> Detection | None:
-    if in_game(obs):
-        return None
     w = obs.monitor.step_window
     if w.finite_steps > obs.cfg.warmup_steps + obs.cfg.check_every or len(w.losses) != w.finite_steps:
         return None  # the main rule has a best to judge against from here on (or the window was rebased)
@@ -546,10 +531,8 @@ def detect_oscillation(losses: np.ndarray, cfg: Thresholds) -> Detection | None:
     return None
 
 
-@detector(OSCILLATION, cadence=Cadence.SLOW, order=10, quiet=lambda cfg: cfg.osc_window)
+@detector(OSCILLATION, cadence=Cadence.SLOW, order=10, quiet=lambda cfg: cfg.osc_window, curve=True)
 def _oscillation(obs: Observation) -> Detection | None:
-    if in_game(obs):
-        return None
     return detect_oscillation(obs.monitor.step_window.losses.values(), obs.cfg)
 
 
@@ -602,10 +585,10 @@ def _restart_plateau(monitor: Monitor, obs: Observation) -> None:
 
 
 @detector(PLATEAU, cadence=Cadence.EPOCH, order=20, exclusive=True, after_fire=_restart_plateau,
-          needs_warmup=False)
+          needs_warmup=False, curve=True)
 def _plateau(obs: Observation) -> Detection | None:
     m = obs.monitor
-    if in_game(obs) or obs.plateau_scheduler or m.plateau_cooldown > 0:
+    if obs.plateau_scheduler or m.plateau_cooldown > 0:
         return None  # the user's ReduceLROnPlateau answers plateaus; or an lr change is settling
     det = detect_plateau(np.asarray(m.val_hist[m.plateau_from:]), obs.cfg)
     if det:
@@ -662,10 +645,10 @@ def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> D
     )
 
 
-@detector(OVERFITTING, cadence=Cadence.EPOCH, order=10, exclusive=True, needs_warmup=False)
+@detector(OVERFITTING, cadence=Cadence.EPOCH, order=10, exclusive=True, needs_warmup=False, curve=True)
 def _overfitting(obs: Observation) -> Detection | None:
     m = obs.monitor
-    if not obs.has_val or in_game(obs):
+    if not obs.has_val:
         return None
     det = detect_overfitting(np.asarray(m.val_hist), np.asarray(m.train_hist), obs.cfg)
     if det:
