@@ -14,7 +14,7 @@ from torch import nn
 
 from trainmedic import Medic
 
-CURVE_RULES = {"TM305", "TM306", "TM307", "TM308", "TM309"}
+CURVE_RULES = {"TM305", "TM306", "TM307", "TM308", "TM309", "TM317", "TM319"}
 
 
 def gan(mode: str = "watch", steps: int = 800) -> tuple[Medic, Medic]:

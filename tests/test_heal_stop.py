@@ -46,6 +46,10 @@ def test_overfitting_stop_lowers_the_rate_once_then_restores_the_best_weights_an
     restore = [e for e in events if e["action"] == "restore-best"]
     assert len(cut) == 1 and cut[0]["lr_after"] == cut[0]["lr_before"] * 0.1
     assert cut[0]["restored_epoch"] is not None
+    # the cut starts a new plateau window: the evaluations before it (another rate, other weights) do not
+    # make a plateau right after it
+    cooldown = medic.cfg.plateau_cooldown
+    assert all(e["epoch"] > cut[0]["epoch"] + cooldown for e in events if e["reason"] == "TM308")
     # the run then ends stopped - by a second overfitting stop or by heal's exhausted budget - and either
     # way on the best evaluation's weights, with what the stop saved
     assert medic.should_stop and len(restore) == 1 and restore[0]["reason"] in ("TM309", "TM316")
