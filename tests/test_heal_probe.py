@@ -114,6 +114,45 @@ def test_blow_up_in_the_first_steps_restarts_from_the_initial_weights_with_a_pro
     assert medic.probe_steps == p["probe_steps"]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plain_sgd_lands_near_the_good_rate_and_its_warmup_is_not_judged_not_learning(seed):
+    """Plain SGD at 10x (1.0 against 0.1). Its probe's valley is read 3x below its lowest point (plain SGD
+    answers the rate at once), and the 50 warmup steps after the probe, at rates climbing from 1/50 of
+    the chosen one, are not read as "not learning": TM317 judges one rate at a time. Before both, heal
+    chose a decade below the valley, TM317 fired on the warmup and a second probe ended at 1/100 of the
+    good rate (1.5 against 0.23)."""
+    data = _regression()
+    _, good, _, _ = train(data, sgd(0.1), F.mse_loss, mode="plain", epochs=6, seed=seed)
+    medic, vals, lrs, _ = train(data, sgd(1.0), F.mse_loss, mode="heal", epochs=6, seed=seed)
+    probe = actions(medic, "probe")
+    assert len(probe) == 1 and probe[0]["rule"] == "minimum/3", probe
+    assert "TM317" not in [f.code for f in medic.findings]
+    assert lrs[-1] == pytest.approx(probe[0]["lr_after"])  # the run continues at the probed rate
+    assert 0.02 < probe[0]["lr_after"] < 0.2
+    assert vals[-1] < 1.15 * good[-1], (vals, good)
+
+
+def test_a_warmup_of_the_loop_itself_is_not_judged_not_learning():
+    """Watch mode, SGD warming up linearly over 400 steps to a good rate: the first 50 steps are not a
+    rate too high. (Before TM317 judged one rate at a time, it fired here at step 50.)"""
+    x, y, _, _ = _regression()
+    torch.manual_seed(2)
+    model = mlp(16, 1, hidden=64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / 400))
+    medic = Medic(model, opt, mode="watch", console=False)
+    for epoch in range(6):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(2000 + epoch))
+        for i in range(0, len(x) - 31, 32):
+            loss = F.mse_loss(model(x[order[i:i + 32]]), y[order[i:i + 32]])
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+            sched.step()
+    assert medic.step_count == 6 * 32
+    assert [f.code for f in medic.findings if f.severity in ("warning", "error")] == []
+
+
 def test_weights_after_the_probe_are_the_snapshots_bit_for_bit():
     """A probe trains from the restored snapshot; when it ends, the snapshot is restored again exactly."""
     data = _regression()

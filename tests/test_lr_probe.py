@@ -73,6 +73,32 @@ def test_from_the_initial_weights_a_decade_below_the_lowest_point(name):
     assert "lowest" in choice.reason
 
 
+@pytest.mark.parametrize("name", ["adam_from_init", "cnn_from_init"])
+def test_a_valley_is_read_3x_below_for_plain_sgd_and_10x_below_for_an_optimizer_with_state(name):
+    """The same trace, two optimizers: plain SGD's loss answers the rate at once (valley_divisor 3); momentum
+    or running moments answer it a decade late in a 36-step probe (10)."""
+    tr = TRACES[name]
+    lr_min = suggest(tr["lrs"], tr["losses"])["lr_min_loss"]
+    direct = choose_lr(tr["lrs"], tr["losses"], ceiling=tr["ceiling"], valley_divisor=3.0)
+    lagged = choose_lr(tr["lrs"], tr["losses"], ceiling=tr["ceiling"])
+    assert (direct.rule, lagged.rule) == ("minimum/3", "minimum/10")
+    assert direct.lr == pytest.approx(min(lr_min / 3, tr["ceiling"] / 3))
+    assert lagged.lr == pytest.approx(min(lr_min / 10, tr["ceiling"] / 3))
+    assert "3x below" in direct.reason and "a decade below" in lagged.reason
+    probe = LRProbe(tr["ceiling"], valley_divisor=3.0)
+    assert LRProbe.from_state(probe.state_dict()).valley_divisor == 3.0
+
+
+def test_only_plain_sgd_steps_directly():
+    from trainmedic.heal.actions import direct_steps
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert direct_steps(torch.optim.SGD(params, lr=0.1))
+    assert not direct_steps(torch.optim.SGD(params, lr=0.1, momentum=0.9))
+    assert not direct_steps(torch.optim.Adam(params, lr=0.1))
+    assert not direct_steps(torch.optim.RMSprop(params, lr=0.1))
+
+
 def test_a_loss_still_falling_at_the_ceiling_gives_a_decade_below_the_ceiling():
     # From initial weights at a rate that fails only later (a CNN with momentum dies after a few dozen
     # steps), the short probe's loss is still falling at the ceiling: the lowest point is censored there.

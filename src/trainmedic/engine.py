@@ -47,12 +47,14 @@ class Engine:
         layers: names of the watched parameters, aligned with ``StepSignals.norms``.
         first, last: indices of the first and last weight layers in ``layers`` (vanishing gradients).
         restore_best: keep the best evaluation's weights (heal's early stop restores them).
+        direct_steps: the optimizer's step is the rate times this step's gradient (plain SGD), which the
+            heal probe reads differently (:mod:`trainmedic.heal.lr_probe`).
     """
 
     def __init__(self, cfg: Thresholds, mode: str = "watch", layers: Sequence[str] = (), first: int = 0,
-                 last: int = 0, restore_best: bool = False) -> None:
+                 last: int = 0, restore_best: bool = False, direct_steps: bool = False) -> None:
         self.cfg = cfg
-        self.policy = Policy(mode, cfg)
+        self.policy = Policy(mode, cfg, direct_steps)
         self.mode = mode
         self.layers = list(layers)
         self.first, self.last = first, last

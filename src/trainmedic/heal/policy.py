@@ -62,7 +62,7 @@ class SnapshotEntry:
 class Policy:
     """Maps findings to requested actions on a verdict. Holds heal's budgets and snapshot catalogue."""
 
-    def __init__(self, mode: str, cfg: Thresholds) -> None:
+    def __init__(self, mode: str, cfg: Thresholds, direct_steps: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'watch' or 'heal', got {mode!r}")
         self.mode = mode
@@ -73,7 +73,7 @@ class Policy:
         self.recent: deque[SnapshotEntry] = deque(maxlen=max(1, cfg.snapshots_kept))
         self.best: SnapshotEntry | None = None
         self.initial: SnapshotEntry | None = None  # the initial weights: kept for the whole run
-        self.steer = Steering(cfg)
+        self.steer = Steering(cfg, direct_steps)
         self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
             "TM301": self._skip, "TM302": self._skip, "TM303": self._clip, "TM305": self._rollback,

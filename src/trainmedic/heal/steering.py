@@ -44,8 +44,10 @@ class ProbeSession:
 class Steering:
     """The probe and the warmup, with their budgets."""
 
-    def __init__(self, cfg: Thresholds) -> None:
+    def __init__(self, cfg: Thresholds, direct_steps: bool = False) -> None:
         self.cfg = cfg
+        # plain SGD: its step follows the rate at once, so the probe's valley is read 3x below, not 10x
+        self.valley_divisor = 3.0 if direct_steps else 10.0
         self.session: ProbeSession | None = None
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0
@@ -62,7 +64,8 @@ class Steering:
     def start(self, *, to_step: int, ceiling: float, known_good: float | None, reason: str, early: bool,
               step: int) -> float:
         """Begin a probe below ``ceiling`` from the snapshot ``to_step``; returns the first rate to set."""
-        probe = LRProbe(ceiling, steps=max(8, self.cfg.probe_steps), known_good=known_good)
+        probe = LRProbe(ceiling, steps=max(8, self.cfg.probe_steps), known_good=known_good,
+                        valley_divisor=self.valley_divisor)
         self.session = ProbeSession(probe, to_step, reason, early, ceiling, step)
         self.probes += 1
         self.warm = None

@@ -112,7 +112,8 @@ NOT_LEARNING = rule(
         Over the last `not_learning_window` steps the training loss sat at its starting level (at most
         `not_learning_margin` below it), its two halves are level within their noise, and the updates are
         not small (the update/weight ratio is above `not_learning_min_ratio`, so the rate is not too low).
-        The run is moving its weights without learning anything.
+        The run is moving its weights without learning anything. Only a window trained at about one rate
+        is judged (within `raise_factor` either way): a warmup, the loop's or heal's, is judged once it ends.
         """,
     why="""
         A learning rate far too high: every step overshoots, and the network settles at the loss of the
@@ -187,6 +188,8 @@ HARMFUL_RATE_RAISE = rule(
 @detector(NOT_LEARNING, cadence=Cadence.WINDOW, order=30, anomaly=True, curve=True)
 def _not_learning(obs: Observation) -> Detection | None:
     cfg, m = obs.cfg, obs.monitor
+    if obs.rates is not None and obs.rates.steady < cfg.not_learning_window:
+        return None  # the rate changed inside the window (a warmup, heal's or the loop's): no verdict on one rate
     w = m.step_window
     ratios = m.ratios.values()
     ratio = float(np.median(ratios[-4:])) if len(ratios) else math.nan
