@@ -107,6 +107,63 @@ def test_lightning_healthy_run_is_silent(tmp_path):
     assert cb.medic.step_count == 3 * 16
 
 
+def _lightning_probe_run(tmp_path, lr: float):
+    """Plain SGD on a small regression (the heal benchmark's kind), at ``lr``; returns the callback, the
+    trainer's optimizer and the validation loss after each epoch."""
+    pl = _lightning()
+    from trainmedic.integrations.lightning import MedicCallback
+    from trainmedic.zoo._common import mlp, regression_data
+
+    class Regressor(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(16, 1, hidden=64)
+            self.vals = []
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.net(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.net(x), y)
+            self.log("val_loss", loss)
+            self.vals.append(float(loss))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    pl.seed_everything(0, verbose=False)
+    x, y = regression_data(n=1024, d=16, seed=0, noise=0.3)
+    xv, yv = regression_data(n=512, d=16, seed=0, noise=0.3, split="val")
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=512)
+    cb = MedicCallback(mode="heal", out=tmp_path / "report", console=False)
+    model = Regressor()
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
+                         default_root_dir=tmp_path, num_sanity_val_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, train, val)
+    return cb, trainer.optimizers[0], model.vals
+
+
+def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path):
+    """SGD at 30x a good rate blows up in the first steps: the callback rolls back to the initial weights,
+    probes the rates below (the Trainer's own next batches), warms up, and the Trainer's optimizer ends at
+    the probed rate, with the run learning."""
+    cb, opt, vals = _lightning_probe_run(tmp_path, 3.0)
+    acts = [e for e in cb.medic.events if e["type"] == "action"]
+    rollback = next(e for e in acts if e["action"] == "rollback")
+    probe = next(e for e in acts if e["action"] == "probe")
+    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
+    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
+    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
+    assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
+    assert len(vals) == 4 and vals[-1] < 0.4, vals
+
+
 # -- Hugging Face transformers ------------------------------------------------------------------------
 def _hf_run(tmp_path, mode: str, fault: bool):
     transformers = pytest.importorskip("transformers")
@@ -157,3 +214,52 @@ def test_transformers_healthy_run_is_silent(tmp_path):
     cb, model = _hf_run(tmp_path, "watch", fault=False)
     assert problems(cb.findings) == []
     assert cb.medic.step_count == 2 * 16
+
+
+def test_transformers_heal_probes_the_rate_and_training_continues_at_it(tmp_path):
+    """The Trainer driving a small regression network with plain SGD at 30x a good rate (the script's own
+    optimizer and constant schedule): rollback to the initial weights, a probe on the Trainer's next
+    batches, a warmup, and the Trainer's optimizer ends at the probed rate with the run learning."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from trainmedic.integrations.transformers import MedicCallback
+    from trainmedic.zoo._common import mlp, regression_data
+
+    transformers.logging.set_verbosity_error()
+
+    class Regressor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(16, 1, hidden=64)
+
+        def forward(self, x, labels=None):
+            pred = self.net(x)
+            return {"loss": torch.nn.functional.mse_loss(pred, labels), "logits": pred}
+
+    torch.manual_seed(0)
+    model = Regressor()
+    x, y = regression_data(n=1024, d=16, seed=0, noise=0.3)
+    xv, yv = regression_data(n=512, d=16, seed=0, noise=0.3, split="val")
+    train = [{"x": x[i], "labels": y[i]} for i in range(len(x))]
+    val = [{"x": xv[i], "labels": yv[i]} for i in range(len(xv))]
+    opt = torch.optim.SGD(model.parameters(), lr=3.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), per_device_train_batch_size=32, per_device_eval_batch_size=256,
+        num_train_epochs=4, eval_strategy="epoch", save_strategy="no", logging_strategy="no", report_to=[],
+        disable_tqdm=True, use_cpu=True, seed=0, dataloader_num_workers=0, max_grad_norm=0.0)
+    cb = MedicCallback(mode="heal", out=tmp_path / "report", console=False)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, callbacks=[cb],
+                                   optimizers=(opt, sched))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    acts = [e for e in cb.medic.events if e["type"] == "action"]
+    rollback = next(e for e in acts if e["action"] == "rollback")
+    probe = next(e for e in acts if e["action"] == "probe")
+    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
+    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
+    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
+    assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
+    vals = [e["val_loss"] for e in cb.medic.epochs]
+    assert len(vals) == 4 and vals[-1] < 0.4, vals

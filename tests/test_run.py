@@ -101,6 +101,27 @@ def test_heal_under_run_takes_the_medic_api_actions(module, tmp_path):
     assert api_actions
 
 
+def test_heal_under_run_probes_the_rate_and_the_script_continues_at_it(tmp_path):
+    """`trainmedic run --heal` on an unmodified script whose SGD rate is 30x too high: rollback to the
+    initial weights, a probe of the rates below, a warmup, and the script's own optimizer ends at the rate
+    the probe chose (what the script prints)."""
+    code, out = run_quiet(SCRIPTS / "heal_probe.py", [], tmp_path, heal=True)
+    assert code == 0
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    acts = [e for e in events if e.get("type") == "action"]
+    rollback = next(e for e in acts if e["action"] == "rollback")
+    probe = next(e for e in acts if e["action"] == "probe")
+    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
+    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and probe["rule"] and probe["why"]
+    assert 8 <= probe["probe_steps"] <= 36 and probe["warmup_steps"] == 50
+    lines = [line.split() for line in out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 4
+    assert float(lines[-1][3]) == pytest.approx(probe["lr_after"])  # the script's optimizer, at the probed rate
+    assert float(lines[-1][5]) < 0.4  # learned (the plain script's validation loss is inf or nan)
+    code, plain_out = run_quiet(SCRIPTS / "heal_probe.py", [], tmp_path / "watch")
+    assert not float(plain_out.splitlines()[-1].split()[5]) < 1.0
+
+
 def test_heal_skips_a_nan_step_of_a_custom_optimizer(tmp_path):
     code, out = run_quiet(SCRIPTS / "custom_opt.py", [], tmp_path, heal=True)
     assert code == 0 and "finite=True" in out

@@ -44,6 +44,15 @@ def _unwrap_optimizer(opt: Any) -> Any:
     return opt
 
 
+def _unwrap_scheduler(sched: Any) -> Any:
+    for _ in range(4):  # accelerate's AcceleratedScheduler wraps the real one
+        inner = getattr(sched, "scheduler", None)
+        if inner is None or not hasattr(inner, "state_dict"):
+            break
+        sched = inner
+    return sched
+
+
 class MedicCallback(TrainerCallback):
     """Watch (``mode="watch"``) or repair (``mode="heal"``) a ``transformers.Trainer`` run."""
 
@@ -88,7 +97,10 @@ class MedicCallback(TrainerCallback):
                        **kwargs: Any) -> None:
         try:
             opt = _unwrap_optimizer(optimizer)
-            self.run.add(model, opt)
+            # The Trainer always steps a scheduler (linear decay by default), which sets each step's rate
+            # from its base rates: heal must scale those (and snapshot the scheduler), or every rate it
+            # chooses is overwritten one step later.
+            self.run.add(model, opt, scheduler=_unwrap_scheduler(kwargs.get("lr_scheduler")))
             self._post = opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o))
             self._handle = model.register_forward_hook(self._capture, with_kwargs=True)
             strategy = getattr(args, "eval_strategy", None) or getattr(args, "evaluation_strategy", "no")
