@@ -107,7 +107,7 @@ def test_lightning_healthy_run_is_silent(tmp_path):
     assert cb.medic.step_count == 3 * 16
 
 
-def _lightning_probe_run(tmp_path, lr: float):
+def _lightning_probe_run(tmp_path, lr: float, scheduler: bool = False):
     """Plain SGD on a small regression (the heal benchmark's kind), at ``lr``; returns the callback, the
     trainer's optimizer and the validation loss after each epoch."""
     pl = _lightning()
@@ -131,7 +131,12 @@ def _lightning_probe_run(tmp_path, lr: float):
             self.vals.append(float(loss))
 
         def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=lr)
+            opt = torch.optim.SGD(self.parameters(), lr=lr)
+            if not scheduler:
+                return opt
+            # a constant schedule stepped every batch: it resets the rate from its base rate at each step
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     pl.seed_everything(0, verbose=False)
     x, y = regression_data(n=1024, d=16, seed=0, noise=0.3)
@@ -149,11 +154,13 @@ def _lightning_probe_run(tmp_path, lr: float):
     return cb, trainer.optimizers[0], model.vals
 
 
-def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path):
+@pytest.mark.parametrize("scheduler", [False, True], ids=["no-scheduler", "step-scheduler"])
+def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path, scheduler):
     """SGD at 30x a good rate blows up in the first steps: the callback rolls back to the initial weights,
     probes the rates below (the Trainer's own next batches), warms up, and the Trainer's optimizer ends at
-    the probed rate, with the run learning."""
-    cb, opt, vals = _lightning_probe_run(tmp_path, 3.0)
+    the probed rate, with the run learning. With a scheduler stepped every batch, heal scales its base rate
+    (before it did not, and the scheduler reset the rate to 3.0 at the next step)."""
+    cb, opt, vals = _lightning_probe_run(tmp_path, 3.0, scheduler)
     acts = [e for e in cb.medic.events if e["type"] == "action"]
     rollback = next(e for e in acts if e["action"] == "rollback")
     probe = next(e for e in acts if e["action"] == "probe")

@@ -63,9 +63,13 @@ class MedicCallback(pl.Callback):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         try:
             scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+            # A scheduler sets the rate from its base rates at each of its steps: heal scales those (and
+            # snapshots the scheduler), or every rate it chooses is overwritten at the scheduler's next step.
+            schedulers = {id(getattr(c.scheduler, "optimizer", None)): c.scheduler
+                          for c in getattr(trainer, "lr_scheduler_configs", None) or ()}
             for opt in trainer.optimizers:
                 opt = getattr(opt, "optimizer", opt)
-                self.run.add(pl_module, opt, scaler=scaler)
+                self.run.add(pl_module, opt, scaler=scaler, scheduler=schedulers.get(id(opt)))
                 self._handles.append(opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o)))
         except Exception as exc:
             self.run.fail("on_fit_start", exc)
