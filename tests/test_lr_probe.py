@@ -53,6 +53,18 @@ def test_stops_at_the_first_nonfinite_loss_and_on_three_losses_far_above_the_bes
     assert isinstance(probe.observe(5.0), ProbeDone)  # three in a row above 4x the best running mean do
 
 
+def test_heavy_tailed_batches_from_trained_weights_are_not_a_divergence():
+    """Recorded: a CNN with momentum rolled back to a snapshot at loss ~0.06 after a x30 rate jump. Its
+    batch losses range from 0.01 to 0.25 at rates 30x below the one it trained at healthily; the running
+    mean of the first two sat at 0.017, and these 7 steps used to stop the probe as a divergence (then
+    rise/10 chose 0.00095 against the healthy 0.0316). A real blow-up after them still stops it."""
+    seen = [0.0131, 0.0222, 0.24, 0.0313, 0.148, 0.178, 0.13, 0.06, 0.09, 0.05]
+    probe = LRProbe(0.948, steps=36, known_good=0.0316)
+    assert all(isinstance(probe.observe(v), ProbeStep) for v in seen)
+    answers = [probe.observe(v) for v in (3.0, 40.0, 900.0)]
+    assert isinstance(answers[-1], ProbeDone) and "exceed" in answers[-1].choice.evidence["stopped"]
+
+
 def test_rejects_a_probe_without_a_usable_ceiling():
     with pytest.raises(ValueError):
         LRProbe(0.0)
