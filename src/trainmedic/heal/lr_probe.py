@@ -112,7 +112,8 @@ class LRProbe:
         ceiling: the rate that failed (or was judged not to learn); the probe ends at it.
         decades: the probe starts ``decades`` decades below the ceiling.
         steps: the most steps the probe takes (the probe's budget).
-        diverge: stop once the last three losses exceed this multiple of the best running mean.
+        diverge: stop once the last three losses exceed this multiple of the best running mean (or of the
+            probe's median loss so far, when that is larger: heavy-tailed batches from trained weights).
         known_good: a rate the run trained at healthily from the same snapshot, if any.
         min_z: a valley shallower than this many standard errors is not trusted (as ``lr_find``).
         valley_divisor: a clear valley's rate is its lowest point over this (3 for plain SGD, else 10).
