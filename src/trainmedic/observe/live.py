@@ -10,7 +10,8 @@ do not: ``trainmedic run`` and the framework callbacks see an ordinary script's 
   seen through a forward hook), with their input and target;
 * the model's input and the target (the batch, when the front end has it): non-finite rows, sentinels,
   scales, count or skewed targets under a regression loss (TM101, TM102, TM108, TM109, TM111, TM112);
-* the optimizer's parameters: an unfreeze that never took effect (TM204).
+* the optimizer's parameters: an unfreeze that never took effect (TM204);
+* the targets of every step until judged: batches served in label order (TM116, :mod:`~trainmedic.observe.ordering`).
 
 Cost: the wiring checks run on the first ``FIRST_STEPS`` steps; the data checks on those and then every
 ``EVERY`` steps, and on a step whose loss turned non-finite. Nothing runs in between.
@@ -38,6 +39,7 @@ from trainmedic.observe.data import (
     unscaled,
 )
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
+from trainmedic.observe.ordering import BatchOrder
 
 FIRST_STEPS = 3
 EVERY = 200
@@ -86,6 +88,7 @@ class LiveChecks:
         self.optimizer = optimizer
         self.sample = DataSample()
         self.judged_data = False
+        self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
         self._handles: list[Any] = []
 
@@ -211,6 +214,17 @@ class LiveChecks:
             target = target if target is not None else observed.target
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
+
+    def see_order(self, step: int, batch: Any, observed: Observed | None, report: Any) -> None:
+        """Every step until judged (TM116): the step's target, from the batch or the loss calls seen."""
+        if self.order.done:
+            return
+        _, target = _from_batch(batch)
+        if target is None and observed is not None:
+            target = observed.target if observed.target is not None else \
+                next((c.target for c in observed.calls if c.target is not None), None)
+        if target is not None:
+            self.order.see(step, target, report)
 
     def close(self) -> None:
         self.disarm()
