@@ -242,6 +242,14 @@ def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:
             if c.source != "graph":  # seen at the call: its own shapes and line; the graph adds nothing
                 judged.add(c.name)
     issues = [i for i in w.finalize()]
+    for c in calls:  # read after backward (medic.step(loss)): only the op that fed the loss is left
+        if c.name == "kl_div" and c.input is None and c.origin in ("softmax", "sigmoid") \
+                and not any(i.code == "TM202" for i in issues):
+            issues.append(Issue("TM202", f"`F.kl_div` (KLDivLoss) expects log-probabilities as its input but got the "
+                                f"output of a {c.origin}: pass `F.log_softmax(logits, dim=1)` (the target stays "
+                                "probabilities unless log_target=True)", {"op": "kl_div", "origin": c.origin,
+                                                                          "source": "autograd graph"},
+                                "TM202:kl_div"))
     for b in graph.broadcasts if graph is not None else ():
         if b.loss is not None and b.loss in judged:
             continue  # the call itself was judged, with the target's shape and the line
