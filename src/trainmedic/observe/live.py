@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from trainmedic.observe.data import (
+    MAX_ROWS,
     REGRESSION_LOSSES,
     DataSample,
     Issue,
@@ -83,7 +84,7 @@ def due(step: int) -> bool:
 class LiveChecks:
     """See the module docstring. ``report(code, message, step=, evidence=, key=)`` records a finding."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.sample = DataSample()
@@ -189,17 +190,17 @@ class LiveChecks:
             out += self._judge_sample(calls)
         return out
 
-    def _judge_sample(self, calls: list[LossCall]) -> list[Any]:
+    def _judge_sample(self, calls: list[LossCall], crashed: bool = False) -> list[Any]:
         out = []
         x = self.sample.feature_matrix()
         y = self.sample.target_vector()
         if x is not None:
-            out += sentinels(x, "input column")
+            out += sentinels(x, "input column", once=crashed)
             iss = unscaled(x)
             if iss:
                 out.append(iss)
         if y is not None:
-            out += sentinels(y, "target")
+            out += sentinels(y, "target", once=crashed)
             loss = next((c.name for c in calls if c.name in REGRESSION_LOSSES), None)
             iss = target_under_regression(y, loss) if loss else None
             if iss:
@@ -214,6 +215,25 @@ class LiveChecks:
             target = target if target is not None else observed.target
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
+
+    def loss_raised(self, step: int, batch: Any, report: Any) -> None:
+        """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
+        out of range, a -9999 sentinel its target): no step follows, so the rows that explain it are named
+        now: non-finite rows (TM101/TM102) and, if the first steps' sample was not judged yet, sentinels and
+        scales (TM109, TM108) with this batch included."""
+        inputs, target = _from_batch(batch)
+        for code, message, evidence in _nonfinite(step, inputs, target, None):
+            report(code, message + ", when the loss function raised", step=step, evidence=evidence, key=code)
+        if not self.judged_data:
+            self.judged_data = True
+            self.sample.add(inputs, target)
+            issues = self._judge_sample([], crashed=True)
+            if isinstance(target, torch.Tensor) and target.dim() == 2 and target.shape[1] > 1 \
+                    and target.is_floating_point():  # a reconstruction target: columns like the input's
+                issues += sentinels(target.detach().float().cpu().numpy()[:MAX_ROWS], "target column", once=True)
+            for iss in issues:
+                report(iss.code, iss.message + " (judged when the loss function raised)", step=step,
+                       evidence=iss.evidence, key=iss.key)
 
     def see_order(self, step: int, batch: Any, observed: Observed | None, report: Any) -> None:
         """Every step until judged (TM116): the step's target, from the batch or the loss calls seen."""
