@@ -6,16 +6,24 @@ House prices (all 1460 rows, shuffled 5-fold, log-RMSE, mean over folds):
     dummy_na, a linear net, Adam lr 5, MSE on raw prices, 100 epochs, batch 64) on the same folds, and on its
     own unshuffled contiguous folds (the 0.1707 reference);
   - Lasso (LassoCV) on log price with plain preprocessing; LightGBM on log price with common settings.
-DoctorVisits (visits, shuffled 5-fold): mean Poisson deviance and held-out NLL per row for
+Counts (shuffled 5-fold): mean Poisson deviance and held-out NLL per row on DoctorVisits (shipped) and four
+generated heavy-tailed sets (fixed data seeds; ``--seeds`` are the fold seeds): ``nb_small_r`` (NB2 with
+covariates, size 0.35), ``zero_inflated_tail`` (logistic excess zeros over an NB with a long tail),
+``rare_spikes`` (Poisson with mean 0.45 plus 2 % of rows at 20-90x the mean), ``threshold_tail`` (a step-and-
+interaction rate times a log-normal effect: trees win). For each:
   - fit (MLP with a Poisson log-rate head and a softmax-over-counts head, LightGBM-Poisson + NB dispersion,
-    Poisson GLM + NB dispersion, their blend);
+    Poisson GLM mean + NB2 GLM distribution, their blend: the mean weighted for deviance, the distribution
+    for NLL);
   - constant (training mean; NLL of the training frequencies), Poisson GLM, LightGBM-Poisson (Poisson NLL),
-    negative-binomial GLM (NB2, maximum likelihood).
+    negative-binomial GLM (NB2, maximum likelihood);
+  - issue 14's goal: fit's blend deviance and NLL each <= the better of LightGBM-Poisson and the NB GLM.
 
     python benchmarks/tabular.py                 # seed 0, prints tables, writes benchmarks/results/tabular.json
     python benchmarks/tabular.py --seeds 0 1 2   # the same on several fold seeds
-    python benchmarks/tabular.py --only house    # or: --only visits
+    python benchmarks/tabular.py --only house    # or: --only visits (DoctorVisits alone)
+    python benchmarks/tabular.py --only counts --seeds 0 1 2   # every count set (--sets to choose)
     python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
+    python benchmarks/tabular.py --markdown FILE.json   # the count and speed tables of earlier runs
 
 Speed (``--only speed``, not part of the default run: several minutes): a generated binary classification
 file (scikit-learn ``make_classification``, 200,000 rows, 50 features of which 20 informative and 10
@@ -437,6 +445,46 @@ def print_counts(r: dict) -> None:
 print_visits = print_counts
 
 
+def markdown(docs: list[dict]) -> str:
+    """The count tables (one per set: every seed's baselines and fit, both metrics, the goal) and the speed
+    rows of earlier runs' JSON documents."""
+    counts = [r for d in docs for r in d.get("counts", [])]
+    lines: list[str] = []
+    shown = ("constant", "Poisson GLM", "negative binomial GLM", "LightGBM-Poisson", "fit: mlp", "fit: lightgbm",
+             "fit: linear", "fit: blend", "fit: blend_crossfit")
+    for name in dict.fromkeys(r["set"] for r in counts):
+        runs = sorted((r for r in counts if r["set"] == name), key=lambda r: r["seed"])
+        t = runs[0]["target"]
+        lines += [f"### {name} ({runs[0]['rows']} rows, mean {t['mean']:.2f}, {t['zero_fraction']:.0%} zeros, "
+                  f"max {t['max']})", "",
+                  "| model | " + " | ".join(f"seed {r['seed']} deviance | seed {r['seed']} NLL" for r in runs) + " |",
+                  "|---|" + "---|---|" * len(runs)]
+        for model in shown:
+            if all(model in r["results"] for r in runs):
+                cells = []
+                for r in runs:
+                    d, n = r["results"][model]["poisson_deviance"]["mean"], r["results"][model]["nll"]["mean"]
+                    bold = "**" if model == "fit: blend" else ""
+                    cells += [f"{bold}{d:.4f}{bold}", f"{bold}{n:.4f}{bold}"]
+                lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        goal = []
+        for r in runs:
+            g = r["goal"]
+            goal += ["met" if g["poisson_deviance"]["met"] else "**missed**", "met" if g["nll"]["met"] else "**missed**"]
+        lines += ["| goal: blend <= better of NB GLM, LightGBM-Poisson | " + " | ".join(goal) + " |", ""]
+        lines.append("fit wall time per seed (s): " + ", ".join(str(r["fit_time_s"]) for r in runs) + "; "
+                     "blend weights (seed 0): " + json.dumps(runs[0]["blend_weights"]))
+        lines.append("")
+    for d in docs:
+        for r in d.get("speed", []):
+            lines += ["| speed run | rows x features | HistGradientBoosting 5-fold | fit | ratio | budget |",
+                      "|---|---|---|---|---|---|",
+                      f"| seed {r['seed']} | {r['rows']} x {r['features']} | {r['hgb']['time_s']} s, log-loss "
+                      f"{r['hgb']['log_loss']:.4f} | {r['fit']['time_s']} s, log-loss {r['fit']['log_loss']:.4f} | "
+                      f"**{r['time_ratio']}x** | {r['time_budget']} ({r['time_budget_s']} s) |", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -448,7 +496,11 @@ def main(argv: list[str] | None = None) -> int:
                     "(3 x the baseline's measured time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--out", default=str(RESULTS / "tabular.json"))
+    ap.add_argument("--markdown", nargs="+", metavar="JSON", help="print the tables of earlier runs and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown([json.loads(Path(f).read_text()) for f in args.markdown]))
+        return 0
     torch.set_num_threads(args.threads)
     doc = {"benchmark": "tabular", "argv": sys.argv[1:] if argv is None else argv,
            "python": platform.python_version(), "torch": torch.__version__,
