@@ -447,7 +447,8 @@ print_visits = print_counts
 
 def markdown(docs: list[dict]) -> str:
     """The count tables (one per set: every seed's baselines and fit, both metrics, the goal) and the speed
-    rows of earlier runs' JSON documents."""
+    rows of earlier runs' JSON documents (a document may gather several under "runs")."""
+    docs = [d for doc in docs for d in doc.get("runs", [doc])]
     counts = [r for d in docs for r in d.get("counts", [])]
     lines: list[str] = []
     shown = ("constant", "Poisson GLM", "negative binomial GLM", "LightGBM-Poisson", "fit: mlp", "fit: lightgbm",
