@@ -209,6 +209,8 @@ class Driver:
             replayed = self.loss_fn is not None and batch is not None  # pre-flight judged the loss itself
             self.guard("live-checks", lambda: self.live.check(t, loss, batch, observed, self.report,
                                                               wiring=not replayed))
+        if not self.live.order.done:
+            self.guard("batch order", lambda: self.live.see_order(t, batch, observed, self.report))
         if self.activations.armed:
             self.guard("activations", lambda: self.engine.observe_activations(self.activations.collect()))
         verdict = None

@@ -173,9 +173,9 @@ class PreflightWatcher(OpWatcher):
         if not (isinstance(inp, torch.Tensor) and isinstance(tgt, torch.Tensor)):
             return
         if name in CLASS_LOSSES:
-            self._class_loss(name, inp, tgt, kwargs)
-        else:
-            self._pair_loss(name, inp, tgt)
+            return self._class_loss(name, inp, tgt, kwargs)
+        self._pair_loss(name, inp, tgt)
+        kl_div_input(self, name, inp)  # nothing for the other pair losses
 
     def _pair_loss(self, name: str, inp: torch.Tensor, tgt: torch.Tensor) -> None:
         where = self.where_hint or user_location()
@@ -467,6 +467,24 @@ class PreflightWatcher(OpWatcher):
                                   "target_min": float(t.min()), "target_max": float(t.max())}, "TM211"))
             break
         return out
+
+
+def kl_div_input(w: PreflightWatcher, name: str, inp: torch.Tensor) -> None:
+    """``F.kl_div(input, target)`` / ``nn.KLDivLoss`` take the *log*-probabilities of the prediction as
+    ``input`` (the target's form is what ``log_target`` says). Given probabilities (a softmax's output)
+    the loss is not a divergence at all: its minimum is not where the prediction matches the target,
+    and a distillation student learns the wrong thing without any error. A log-probability is never
+    positive, so an input with positive values (up to rounding) is not one, whatever produced it."""
+    origin = w.origin.get(id(inp))
+    if name != "kl_div" or origin == "log_softmax" or not inp.is_floating_point() or inp.numel() == 0:
+        return
+    top = float(inp.max())
+    if origin in ("softmax", "sigmoid") or top > 1e-4:
+        what = f"the output of a {origin}" if origin in ("softmax", "sigmoid") else \
+            f"values up to {fmt_num(top)} (a log-probability is never positive)"
+        w.issue("TM202", f"`F.{name}` (KLDivLoss) expects log-probabilities as its input but got {what}: "
+                "pass `F.log_softmax(logits, dim=1)` (the target stays probabilities unless "
+                "log_target=True)", key="TM202:kl_div", op=name, origin=origin, input_max=top)
 
 
 def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torch.Tensor, kwargs: dict[str, Any],

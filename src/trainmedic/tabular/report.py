@@ -31,7 +31,9 @@ figure{margin:1em 0} img.plot{max-width:100%;height:auto;border:1px solid #eee} 
 <p>Task <b>{{ cv.task }}</b> ({{ cv.task_reason }}); metric <b>{{ cv.metric }}</b> (lower is better{% if cv.metric == 'log_loss' %}; accuracy also shown{% endif %}).
 {{ cv.rows }} rows, {{ cv.features.numeric }} numeric and {{ cv.features.categorical }} categorical features,
 shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time_s }} s.</p>
-<p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds).</p>
+<p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds){% if cv.nll is defined %};
+held-out NLL per row <b>{{ "%.4f"|format(cv.nll.mean) }} &plusmn; {{ "%.4f"|format(cv.nll.std) }}</b> (the blend's distribution,
+weighted for NLL; its mean is weighted for {{ cv.metric }}){% endif %}.</p>
 
 {% for fid, title, caption, data in figures %}<h2>{{ title }}</h2>
 <figure id="{{ fid }}"><img class="plot" alt="{{ title }}" src="data:image/png;base64,{{ data }}">
