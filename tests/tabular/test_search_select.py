@@ -52,7 +52,7 @@ def test_search_is_nested_the_study_never_sees_the_outer_validation_rows(monkeyp
     res = fit_table(df, "y", config=cfg)
     p = prepare(df, "y", None, cfg)
     folds = fold_splits(p, cfg)
-    names = res.cv["models"]["blend"] and ["mlp", "lightgbm", "linear"]
+    names = ["mlp", "lightgbm", "linear"]
     assert len(seen.studies) == len(folds) * len(names)  # one study per (fold, model)
     for i, rows in enumerate(seen.studies):
         tr, va = folds[i // len(names)]
@@ -185,3 +185,14 @@ def test_cli_search_select_text_end_to_end(tmp_path, capsys):
     assert "Trial" not in captured.err and "optuna" not in captured.err.lower()  # Optuna's own logging stays quiet
     assert main(["fit", str(path), "--target", "y", "--search", "-1", "--out", str(tmp_path / "bad")]) == 2
     assert "--search" in capsys.readouterr().err
+
+
+def test_check_data_and_fit_flag_the_same_free_text_column():
+    from trainmedic.tabular.checks import check_frame
+
+    df = reviews()
+    tm116 = [f for f in check_frame(df, target="y") if f.code == "TM116"]
+    assert len(tm116) == 1 and set(tm116[0].evidence["columns"]) == {"review"} and tm116[0].severity == "info"
+    res = fit_table(df, "y", config=fast_config(models=("linear",)))
+    assert [f.evidence["columns"].keys() for f in res.findings if f.code == "TM116"] == [{"review": 0}.keys()]
+    assert set(res.cv["dropped_columns"]) == {"review"}

@@ -20,8 +20,8 @@ TASK_CHOICES = ("auto", "regression", "log-regression", "count", "binary", "mult
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check-data",
-        help="pre-flight a CSV/Parquet table: the data rules TM101-TM115",
-        description="Check a table for the data problems TM101-TM115 (trainmedic explain TM1xx). Exit code 0: no "
+        help="pre-flight a CSV/Parquet table: the data rules TM101-TM116",
+        description="Check a table for the data problems TM101-TM116 (trainmedic explain TM1xx). Exit code 0: no "
         "error-severity finding; 1: at least one; 2: unusable input.",
     )
     p.add_argument("path", help="CSV (any common dialect) or Parquet file")
