@@ -60,6 +60,7 @@ def test_search_is_nested_the_study_never_sees_the_outer_validation_rows(monkeyp
         assert rows, "the study trained nothing"
         assert rows.isdisjoint(labels_va), f"study {i} saw outer validation rows"
         assert rows <= labels_tr
+    assert all(len(res.cv["models"][n]["search"]["per_fold"]) == len(folds) for n in names)
 
 
 def test_search_reported_in_cv_json_and_report(tmp_path):
