@@ -197,3 +197,15 @@ def test_check_data_and_fit_flag_the_same_free_text_column():
     res = fit_table(df, "y", config=fast_config(models=("linear",)))
     assert [f.evidence["columns"].keys() for f in res.findings if f.code == "TM116"] == [{"review": 0}.keys()]
     assert set(res.cv["dropped_columns"]) == {"review"}
+
+
+def test_searched_and_selected_models_round_trip_through_save_and_predict(tmp_path):
+    from trainmedic.tabular.saved import SavedFit
+
+    df = noisy(360, noise=12, seed=2)
+    train, test = df.iloc[:320], df.iloc[320:].drop(columns=["y"])
+    res = fit_table(train, "y", test=test, save=tmp_path / "m",
+                    config=fast_config(search=3, select=True))
+    assert res.cv["selection"]["folds_kept"] >= 1  # some fold's models were fitted on fewer columns
+    back = SavedFit(tmp_path / "m").predict_frame(test)
+    np.testing.assert_allclose(back["y"], res.submission["y"], rtol=1e-6)
