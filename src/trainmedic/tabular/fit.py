@@ -304,39 +304,50 @@ def _searched_model(name: str, p: Prepared, cfg: FitConfig, k: int, X: FeatureFr
                     inner: tuple[np.ndarray, np.ndarray], Xva: FeatureFrame, yva: np.ndarray,
                     prog: FitProgress, share: float | None) -> tuple[Any, dict[str, Any]]:
     """``fit --search``: the model with the settings its study chose on the fold's training rows ``X``
-    (an inner split of them, never the validation fold), fitted on all of them; the default model is
-    fitted too when the study chose something else, so that the report has the outer score without the
-    search. ``share``: the seconds this (fold, model) may take; the study gets half of them."""
+    (an inner split of them, never the validation fold), fitted on all of them.
+
+    The default model is fitted first (the outer score without the search, and the model kept when the
+    study keeps the default). ``share``: the seconds this (fold, model) may take under ``--time-budget``,
+    a third each for the default model, the study and the chosen model (a model that finishes early leaves
+    its time to the next).
+    """
     from trainmedic.tabular import search as S
 
     task = p.info.kind
     seed = cfg.seed * 7919 + k
+    end = None if share is None else time.perf_counter() + share
+
+    def limit(model: Any, parts_left: int) -> Any:
+        if end is not None and hasattr(model, "deadline"):
+            now = time.perf_counter()
+            model.deadline = now + max(0.0, end - now) / parts_left
+        return model
+
+    prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
+    default = limit(_make_model(name, p, cfg, seed, prog.epoch if name == "mlp" else None), 3)
+    default.fit(X, y, inner)
+    default_pred = default.predict(Xva)
     prog.model(k, name, cfg.search)  # the bar counts the trials; a line every 30 s off a terminal
+    timeout = None if end is None else max(1.0, (end - time.perf_counter()) / 2)
     study = S.run_study(
         name, task, X, y, inner,
         make=lambda conf: _make_model(name, p, cfg, seed, None, conf),
         split=lambda yy: _inner(yy, task, cfg.inner_fraction, seed),
         score=lambda pred, yy: _primary(task, pred, yy),
         default=S.default_params(name, task, cfg.mlp, cfg.gbm), base=(cfg.mlp, cfg.gbm),
-        trials=cfg.search, seed=seed, timeout=None if share is None else 0.5 * share,
-        on_trial=prog.epoch,
+        trials=cfg.search, seed=seed, timeout=timeout, on_trial=prog.epoch,
     )
-    deadline = None if share is None else time.perf_counter() + max(0.0, share - study.time_s)
+    study.default_outer_score = _primary(task, default_pred, yva)
+    if study.chose_default:
+        study.outer_score = study.default_outer_score
+        return default, {"study": study, "pred": default_pred}
     conf = S.configure(name, study.params, cfg.mlp, cfg.gbm)
     model = _make_model(name, p, cfg, seed, prog.epoch if name == "mlp" else None, conf)
-    if deadline is not None and hasattr(model, "deadline"):
-        model.deadline = deadline
+    if end is not None and hasattr(model, "deadline"):  # at least a third of the share, as the default had
+        model.deadline = max(end, time.perf_counter() + share / 3)
     model.fit(X, y, inner)
     pred = model.predict(Xva)
     study.outer_score = _primary(task, pred, yva)
-    if study.chose_default:
-        study.default_outer_score = study.outer_score
-    else:
-        default = _make_model(name, p, cfg, seed, None)
-        if deadline is not None and hasattr(default, "deadline"):
-            default.deadline = deadline
-        default.fit(X, y, inner)
-        study.default_outer_score = _primary(task, default.predict(Xva), yva)
     return model, {"study": study, "pred": pred}
 
 

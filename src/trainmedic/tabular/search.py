@@ -184,14 +184,18 @@ def run_study(
     split_a = split(ya)
     mlp, gbm = base
 
+    t0 = time.perf_counter()
+    stop = None if timeout is None else t0 + timeout
+
     def objective(trial: Any) -> float:
         params = suggest(name, task, trial)
         model = make(trial_config(name, configure(name, params, mlp, gbm)))
+        if stop is not None and hasattr(model, "deadline"):
+            model.deadline = stop  # a trial in flight at the timeout ends there (Optuna only stops between trials)
         model.fit(Xa, ya, split_a)
         v = float(score(model.predict(Xb), yb))
         return v if math.isfinite(v) else math.inf
 
-    t0 = time.perf_counter()
     with quiet_optuna() as optuna:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
         study = optuna.create_study(direction="minimize", sampler=sampler)
