@@ -1,3 +1,7 @@
+# ruff: noqa  (scratch experiment kept as it was run, so its figures can be reproduced)
+# Scratch experiment behind benchmarks/TABULAR_RESULTS.md (house prices). Run from the repo root:
+#   PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python benchmarks/house_experiments/blend2.py SEED
+# Reads/writes its arrays under /tmp/fitsearch/ (exp_base.py first: fit's out-of-fold predictions).
 import sys, itertools, numpy as np
 from sklearn.model_selection import KFold
 from trainmedic.tabular import blend as B

@@ -327,7 +327,7 @@ def _searched_model(name: str, p: Prepared, cfg: FitConfig, k: int, X: FeatureFr
     default = limit(_make_model(name, p, cfg, seed, prog.epoch if name == "mlp" else None), 3)
     default.fit(X, y, inner)
     default_pred = default.predict(Xva)
-    prog.model(k, name, cfg.search)  # the bar counts the trials; a line every 30 s off a terminal
+    prog.model(k, name, cfg.search, unit="trial")  # the bar counts the trials; a line every 30 s off a terminal
     timeout = None if end is None else max(1.0, (end - time.perf_counter()) / 2)
     study = S.run_study(
         name, task, X, y, inner,
