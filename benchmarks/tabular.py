@@ -168,7 +168,7 @@ def house_baselines(X: pd.DataFrame, y: np.ndarray, folds) -> dict[str, list[flo
             "lightgbm (log price, common settings)": rmse_folds(gbm, y, folds)}
 
 
-def bench_house(seed: int, cfg: FitConfig) -> dict:
+def bench_house(seed: int, cfg: FitConfig, search: int = 0, search_budget: float | None = None) -> dict:
     train, _ = read_table(datasets.house_prices_train())
     test, _ = read_table(datasets.house_prices_test())
     raw_train = pd.read_csv(datasets.house_prices_train())
@@ -181,6 +181,18 @@ def bench_house(seed: int, cfg: FitConfig) -> dict:
     fit_time = time.perf_counter() - t0
     for name, m in res.cv["models"].items():
         out[f"fit: {name}"] = summary(m["folds"])
+    searched = None
+    if search:
+        from dataclasses import replace
+
+        scfg = replace(cfg, search=search, time_budget=search_budget)
+        t0 = time.perf_counter()
+        sres = fit_table(datasets.house_prices_train(), "SalePrice", test=datasets.house_prices_test(), config=scfg)
+        searched = {"trials": search, "time_budget_s": search_budget, "fit_time_s": round(time.perf_counter() - t0, 1),
+                    "blend_weights": sres.cv["blend_weights"],
+                    "search": {n: m["search"] for n, m in sres.cv["models"].items() if "search" in m}}
+        for name, m in sres.cv["models"].items():
+            out[f"fit --search {search}: {name}"] = summary(m["folds"])
     t0 = time.perf_counter()
     out.update({k: summary(v) for k, v in house_baselines(train.drop(columns=["Id", "SalePrice"]), y, folds).items()})
     t1 = time.perf_counter()
@@ -192,7 +204,7 @@ def bench_house(seed: int, cfg: FitConfig) -> dict:
     return {"metric": "log_rmse", "rows": int(len(y)), "seed": seed, "results": out,
             "fit_time_s": round(fit_time, 1), "baselines_time_s": round(t1 - t0, 1), "note_time_s": round(t2 - t1, 1),
             "blend_weights": res.cv["blend_weights"], "trimmed_per_fold": (res.cv.get("trimmed_training_rows") or {})
-            .get("per_fold")}
+            .get("per_fold"), "searched": searched}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -423,6 +435,8 @@ def print_speed(r: dict) -> None:
 def print_house(r: dict) -> None:
     print(f"\nHouse prices: log-RMSE, mean over 5 shuffled folds (seed {r['seed']}), all {r['rows']} rows"
           f"  [fit wall time {r['fit_time_s']} s]")
+    if r.get("searched"):
+        print(f"  [fit --search {r['searched']['trials']} wall time {r['searched']['fit_time_s']} s]")
     print(f"  {'model':48s} {'mean':>8s} {'std':>8s}   folds")
     for name, s in r["results"].items():
         print(f"  {name:48s} {s['mean']:8.4f} {s['std']:8.4f}   {' '.join(f'{v:.4f}' for v in s['folds'])}")
@@ -496,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--search", type=int, default=0, metavar="N",
+                    help="house: also run fit --search N (N Optuna trials per model per fold) on the same folds")
+    ap.add_argument("--search-budget", type=float, metavar="SECONDS", help="house: fit --time-budget of the search run")
     ap.add_argument("--out", default=str(RESULTS / "tabular.json"))
     ap.add_argument("--markdown", nargs="+", metavar="JSON", help="print the tables of earlier runs and exit")
     args = ap.parse_args(argv)
@@ -519,9 +536,10 @@ def main(argv: list[str] | None = None) -> int:
             print_speed(r)
             continue
         if args.only in (None, "house"):
-            r = bench_house(seed, FitConfig(seed=seed, progress=False))
+            r = bench_house(seed, FitConfig(seed=seed, progress=False), args.search, args.search_budget)
             doc["house"].append(r)
             print_house(r)
+            _write(args, doc)
         for name in sets:
             r = bench_counts(name, seed, FitConfig(seed=seed, progress=False))
             doc["counts"].append(r)
@@ -541,12 +559,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['set']:20s} seed {r['seed']}: deviance {g['poisson_deviance']['fit']:.4f} <= "
                   f"{g['poisson_deviance']['bar']:.4f} {g['poisson_deviance']['met']}, "
                   f"NLL {g['nll']['fit']:.4f} <= {g['nll']['bar']:.4f} {g['nll']['met']}")
+    print(f"\nwrote {_write(args, doc)}")
+    return 0
+
+
+def _write(args: argparse.Namespace, doc: dict) -> Path:
+    """Write the results so far (after every house seed too: a long run keeps what it measured)."""
     out = Path(args.out if args.only != "speed" or args.out != str(RESULTS / "tabular.json")
                else RESULTS / "tabular_speed.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, fol
     fold (a fitted preprocessing costs about the same for 300 rows as for 30,000).
     """
     names = list(fitted)
-    columns = list(features.numeric) + list(features.categorical)
+    columns = list(features.numeric) + list(features.categorical) + list(features.text)
     rng = np.random.default_rng(seed)
     gains: dict[str, list[float]] = {c: [] for c in columns}
     slowest = 0.0
@@ -58,7 +58,8 @@ def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, fol
             shuffled = X.copy()
             shuffled[c] = X[c].to_numpy()[perm]
             copies.append(shuffled)
-        stacked = FeatureFrame(pd.concat(copies, ignore_index=True), features.numeric, features.categorical)
+        stacked = FeatureFrame(pd.concat(copies, ignore_index=True), features.numeric, features.categorical,
+                               text=features.text)
         preds = [_point(task, fitted[n][k].predict(stacked)) for n in names]
         m = len(rows)
         scores = []
@@ -74,6 +75,8 @@ def permutation_importance(task: str, features: FeatureFrame, y: np.ndarray, fol
 def lightgbm_gain(features: FeatureFrame, models: list[Any]) -> dict[str, float] | None:
     """Each column's share of the total split gain, averaged over folds (native categorical columns only)."""
     columns = list(features.numeric) + list(features.categorical)
+    if features.text:
+        return None  # the text columns' SVD components are not columns of the table
     shares = []
     for m in models:
         for booster in m.boosters:

@@ -497,7 +497,8 @@ class LightGBMModel:
 
         self.pre = tree_preprocessor(X, native=self.cfg.native_categorical)
         A = self.pre.fit_transform(X.X).astype(np.float64)
-        cats = list(range(len(X.numeric), A.shape[1])) if self.cfg.native_categorical and X.categorical else []
+        n_num, n_cat = len(X.numeric), len(X.categorical)
+        cats = list(range(n_num, n_num + n_cat)) if self.cfg.native_categorical and X.categorical else []
         if len(y) > self.cfg.single_split_rows:
             self._fit_single_split(A, y, inner, cats)
             return self
@@ -602,15 +603,18 @@ class LinearModel:
     """Lasso (regression), Poisson and negative-binomial GLMs (counts), logistic regression (classes).
 
     The regularization strength is chosen on the inner split, then the model is refitted on all the
-    fold's training rows.
+    fold's training rows. ``params`` (from ``fit --search``): ``l1_ratio`` below 1 makes the regression
+    model an elastic net (its strength still chosen by its own CV path); ``reg`` fixes the strength of the
+    other tasks' models instead of choosing it from the grid.
     """
 
     name = "linear"
 
-    def __init__(self, task: str, n_classes: int = 0, seed: int = 0) -> None:
+    def __init__(self, task: str, n_classes: int = 0, seed: int = 0, params: dict[str, Any] | None = None) -> None:
         self.task = task
         self.n_classes = n_classes
         self.seed = seed
+        self.params = dict(params or {})
         self.alpha = 0.0
         self.reg = None
 
@@ -624,6 +628,8 @@ class LinearModel:
         return LogisticRegression(C=1.0 / reg, max_iter=2000)
 
     def _grid(self) -> list[float]:
+        if "reg" in self.params:
+            return [float(self.params["reg"])]
         if self.task in ("regression", "log-regression"):
             return [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
         if self.task == "count":
@@ -647,12 +653,17 @@ class LinearModel:
             warnings.simplefilter("ignore")
             if self.task in ("regression", "log-regression"):
                 # Lasso path with 5-fold CV inside the training rows (cheap with warm starts)
-                from sklearn.linear_model import LassoCV
+                from sklearn.linear_model import ElasticNetCV, LassoCV
 
                 self.y_mean, self.y_std = float(np.mean(y)), float(np.std(y) or 1.0)
                 yt = (y - self.y_mean) / self.y_std
-                self.est = LassoCV(alphas=np.logspace(-4, -1, 16), cv=5, max_iter=20000, tol=1e-4,
-                                   random_state=self.seed).fit(A, yt)
+                l1 = float(self.params.get("l1_ratio", 1.0))
+                if l1 < 1.0:  # the same path, scaled so the L2 part spans what the lasso's L1 part did
+                    self.est = ElasticNetCV(l1_ratio=l1, alphas=np.logspace(-4, -1, 16) / l1, cv=5, max_iter=20000,
+                                            tol=1e-4, random_state=self.seed).fit(A, yt)
+                else:
+                    self.est = LassoCV(alphas=np.logspace(-4, -1, 16), cv=5, max_iter=20000, tol=1e-4,
+                                       random_state=self.seed).fit(A, yt)
                 self.reg = float(self.est.alpha_)
                 return self
             itr, iva = inner
@@ -704,7 +715,7 @@ class LinearModel:
 
 
 def subset_frame(ff: FeatureFrame, idx: np.ndarray) -> FeatureFrame:
-    return FeatureFrame(ff.X.iloc[idx], ff.numeric, ff.categorical, ff.dropped, ff.converted)
+    return FeatureFrame(ff.X.iloc[idx], ff.numeric, ff.categorical, ff.dropped, ff.converted, ff.dates, ff.text)
 
 
 __all__ = [
