@@ -94,6 +94,7 @@ HEAD_RANGES: dict[str, tuple[float, float]] = {
     "elu": (-1.0, INF), "abs": (0.0, INF), "square": (0.0, INF),
 }
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 @dataclass
@@ -117,6 +118,26 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str) -> Any:
     return args[i] if len(args) > i else kwargs.get(name)
 
 
+class LayerChain:
+    """The Linear/Conv layers of a forward pass in call order with their output std (TM205's depth check),
+    and ``segments``: how many normalization layers ran before each (a normalization resets the scale)."""
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[str, nn.Module, float]] = []
+        self.segments: list[int] = []
+        self.norms = 0
+        self.ids: set[int] = set()
+
+    def saw(self, module: nn.Module, output: Any, label: Any) -> None:
+        if isinstance(module, NORM_TYPES):
+            self.norms += 1
+        elif isinstance(module, LAYER_TYPES) and isinstance(output, torch.Tensor) and id(module) not in self.ids \
+                and output.numel() > 1:
+            self.ids.add(id(module))
+            self.layers.append((label(module), module, float(output.detach().float().std())))
+            self.segments.append(self.norms)
+
+
 class PreflightWatcher(OpWatcher):
     """Records what the wiring checks need during one replay of ``loss_fn(model(x), y)``."""
 
@@ -129,8 +150,7 @@ class PreflightWatcher(OpWatcher):
         self.range_of: dict[int, tuple[float, float, str]] = {}
         self.keep: list[torch.Tensor] = []  # tagged tensors stay alive so their ids are not reused
         self.issues: list[Issue] = []
-        self.layers: list[tuple[str, nn.Module, float]] = []  # Linear/Conv in call order, output std
-        self._layer_ids: set[int] = set()
+        self.chain = LayerChain()  # Linear/Conv in call order with their output std, and the normalizations
         self.sat: dict[str, dict[str, Any]] = {}
         self.dead: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, int] = {}
@@ -156,11 +176,12 @@ class PreflightWatcher(OpWatcher):
         return iss
 
     # -- module hook --------------------------------------------------------------------------------
+    layers = property(lambda self: self.chain.layers)
+    segments = property(lambda self: self.chain.segments)
+
     def after_module(self, module: nn.Module, output: Any) -> None:
-        if self.phase == "model" and isinstance(module, LAYER_TYPES) and isinstance(output, torch.Tensor) \
-                and id(module) not in self._layer_ids and output.numel() > 1:
-            self._layer_ids.add(id(module))
-            self.layers.append((self.where_label(module), module, float(output.detach().float().std())))
+        if self.phase == "model":
+            self.chain.saw(module, output, self.where_label)
 
     def where_label(self, module: nn.Module) -> str:
         return self.module_names.get(id(module), type(module).__name__)
@@ -447,7 +468,7 @@ class PreflightWatcher(OpWatcher):
                              "never positive on this batch" + (f" (and {len(dead) - 1} more layer(s))"
                                                                 if len(dead) > 1 else ""),
                              {"layers": dead}, "TM207"))
-        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg)
+        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg, self.segments)
         if iss:
             out.append(iss)
         for _op, pred, targ in self.meets:
@@ -488,9 +509,25 @@ def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torc
         w.where_hint = None
 
 
-def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
-    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business)."""
+def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds,
+                segments: list[int] | None = None) -> Issue | None:
+    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business).
+
+    ``segments`` (aligned with ``values``): how many normalization layers (BatchNorm, LayerNorm, GroupNorm,
+    InstanceNorm) ran before each layer. A normalization resets the scale, so only layers between the same
+    two normalizations form a chain: DCGAN's documented N(0, 0.02) init has convolutions whose output std
+    differs 30x from one BatchNorm to the next, and the network trains as intended."""
     hidden = values[:-1]
+    segs = (segments or [0] * len(values))[: len(hidden)]
+    worst = None
+    for seg in dict.fromkeys(segs):
+        iss = _chain_issue([v for v, g in zip(hidden, segs) if g == seg], what, cfg)
+        if iss is not None and (worst is None or iss.evidence["ratio"] > worst.evidence["ratio"]):
+            worst = iss
+    return worst
+
+
+def _chain_issue(hidden: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
     if len(hidden) < 2:
         return None
     vals = [v for _, v in hidden]
@@ -544,7 +581,8 @@ def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThreshold
     return w, loss
 
 
-def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds) -> list[Issue]:
+def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds,
+                segments: list[int] | None = None) -> list[Issue]:
     """TM204 (no gradient after backward) and TM205 (weight-gradient RMS across depth), from ``.grad``."""
     out: list[Issue] = []
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -553,13 +591,14 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
                          f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") +
                          " (not used in forward, or cut off by detach()/no_grad())",
                          {"no_grad": missing[:50], "count": len(missing)}, "TM204:no-grad"))
-    rms = []
-    for name, mod, _std in layers:
+    rms, segs = [], []
+    for i, (name, mod, _std) in enumerate(layers):
         g = getattr(getattr(mod, "weight", None), "grad", None)
         if g is None:
             continue
         rms.append((name, float(g.detach().float().norm()) / math.sqrt(max(g.numel(), 1))))
-    iss = depth_issue(rms, "weight-gradient RMS", cfg)
+        segs.append(segments[i] if segments is not None and i < len(segments) else 0)
+    iss = depth_issue(rms, "weight-gradient RMS", cfg, segs)
     if iss:
         out.append(iss)
     return out
@@ -682,7 +721,7 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
                 except RuntimeError:
                     backward_ok = False
             if backward_ok:
-                issues += grad_issues(m, w.layers, cfg)
+                issues += grad_issues(m, w.layers, cfg, w.segments)
             elif isinstance(loss, torch.Tensor) and not loss.requires_grad:
                 issues.append(Issue("TM204", "the loss does not require grad: no parameter receives a gradient "
                                     "(the output was detached, or computed under no_grad/.item())",
@@ -769,7 +808,7 @@ class PreflightCallback(MedicCallback):
                 w = None
             if w is not None:
                 issues += w.finalize()
-                issues += [i for i in grad_issues(model, w.layers, self.cfg) if i.code == "TM205"]
+                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205"]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
         for iss in _dedupe(issues):

@@ -122,4 +122,4 @@ def all_rules() -> list[Rule]:
 
 def _load_all() -> None:
     # Importing the family modules registers their rules.
-    from trainmedic.rules import checkpoints, data, forensics, internal, learning, runtime, wiring  # noqa: F401
+    from trainmedic.rules import checkpoints, data, forensics, internal, learning, levels, runtime, wiring  # noqa: F401
