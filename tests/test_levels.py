@@ -210,6 +210,7 @@ def test_a_functional_loss_under_medic_without_a_batch_has_no_level():
     and nothing else shows the target. The level stays unknown (NaN) rather than guessed."""
     medic = _medic("healthy", module_loss=False)
     assert math.isnan(medic.engine.levels.value)
+    assert medic.engine.levels.start == pytest.approx(math.log(4))  # the loss's form and width tell the neutral loss
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -224,8 +225,9 @@ def test_normal_init_started_wrong_under_run_and_medic(tmp_path):
     found = _run(tmp_path, "normal_init")
     tm205 = [f for f in found if f["code"] == "TM205" and f["evidence"].get("measure", "").startswith("first loss")]
     assert tm205 and tm205[0]["step"] == 0 and tm205[0]["evidence"]["ratio"] > 10, found
-    medic = _medic("normal_init")
-    assert any(f.code == "TM205" and f.evidence.get("ratio", 0) > 10 for f in medic.findings), medic.findings
+    for module_loss in (True, False):  # nn.CrossEntropyLoss shows its target; F.cross_entropy only its form
+        medic = _medic("normal_init", module_loss=module_loss)
+        assert any(f.code == "TM205" and f.evidence.get("ratio", 0) > 10 for f in medic.findings), medic.findings
 
 
 def test_a_small_std_init_that_trains_fine_is_not_poor_init(tmp_path):

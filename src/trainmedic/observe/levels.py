@@ -39,9 +39,16 @@ def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction
                   raw: bool = False) -> dict[str, Any] | None:
     """One batch's statistics of ``target`` for ``root``'s loss (plain numbers), or None; with the
     prediction, also ``gain``: how much lower the loss is than that of the batch's mean prediction."""
-    if root is None or target is None or root.name not in KIND or target.numel() == 0:
+    if root is None or root.name not in KIND:
         return None
     kind = KIND[root.name]
+    if target is None:
+        # No target (a functional loss seen by ``Medic`` after backward): the loss's form alone still tells
+        # a neutral output's loss for a classifier (log K), a binary output (log 2) and a Poisson rate (1).
+        return None if kind == "squared" else {"kind": kind, "factor": root.factor, "n": 0, "counts": {},
+                                               "classes": _classes(root), "mean": [], "m2": []}
+    if target.numel() == 0:
+        return None
     t = target.detach()
     with torch.no_grad():
         gain = _gain(root, kind, t, prediction, raw) if prediction is not None else None
@@ -54,9 +61,7 @@ def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction
         if t.numel() == 0 or int(t.min()) < 0:
             return None
         counts = torch.bincount(t).cpu().tolist()
-        shape = root.input_shape
-        classes = int(shape[1]) if shape is not None and len(shape) >= 2 else (int(shape[0]) if shape else 0)
-        return {"kind": kind, "factor": root.factor, "n": int(t.numel()), "classes": classes,
+        return {"kind": kind, "factor": root.factor, "n": int(t.numel()), "classes": _classes(root),
                 "counts": {c: k for c, k in enumerate(counts) if k}, "gain": gain}
     t = t.float().reshape(t.shape[0], -1) if t.dim() >= 1 else t.float().reshape(1, 1)
     if t.shape[1] > MAX_COLUMNS:
@@ -68,6 +73,11 @@ def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction
     stats = torch.stack([mean, m2]).cpu().tolist()
     return {"kind": kind, "factor": root.factor, "n": int(t.shape[0]), "mean": stats[0], "m2": stats[1],
             "gain": gain}
+
+
+def _classes(root: RootLoss) -> int:
+    shape = root.input_shape
+    return int(shape[1]) if shape is not None and len(shape) >= 2 else (int(shape[0]) if shape else 0)
 
 
 def _gain(root: RootLoss, kind: str, target: torch.Tensor, prediction: torch.Tensor, raw: bool) -> float | None:

@@ -5,10 +5,10 @@
 A freshly initialised network with a sound init produces near-neutral outputs: logits of a few tenths,
 regression outputs near 0. Its first loss is then close to the loss of that neutral output, which the
 targets tell (:class:`~trainmedic.signals.levels.TargetLevels.start`): ``log K`` for ``K`` classes,
-``log 2`` for a binary output, the mean squared target for a regression. Weights drawn from N(0, 1)
-multiply the output's scale by about ``sqrt(fan_in)`` per layer: a small MLP starts with logits in the tens
-and a first loss ten to a thousand times the neutral one. The run may still train, only worse and
-slower, and no curve rule sees it (the loss starts high and falls). It is TM205's business (poor init):
+``log 2`` for a binary output, the mean squared target for a regression, 1 for a Poisson rate.
+Weights drawn from N(0, 1) multiply the output's scale by about ``sqrt(fan_in)`` per layer: a small MLP
+starts with logits in the tens and a first loss ten to a thousand times the neutral one. The run may
+still train, only worse and slower, and no curve rule sees it (the loss starts high and falls). It is TM205's business (poor init):
 the depth check of pre-flight compares the layers with each other, this one compares the output with the
 loss, so it also sees a network whose every layer is uniformly too large.
 
@@ -50,7 +50,8 @@ def _started_wrong(obs: Observation) -> Detection | list[Detection] | None:
     if ev is None:
         return []  # judged once: the run started near the neutral level
     what = {"classes": f"log {max(levels.classes, len(levels.counts))} classes",
-            "binary": "log 2, logits at 0", "squared": "the mean squared target, predictions at 0"}.get(levels.kind, "")
+            "binary": "log 2, logits at 0", "squared": "the mean squared target, predictions at 0",
+            "poisson": "a rate of 1, log-rate 0"}.get(levels.kind, "")
     return Detection(POOR_INIT.code,
                      f"the first loss {ev['first_loss']:.4g} is {ev['ratio']:.0f}x the loss of a neutral output "
                      f"({ev['neutral_loss']:.4g}: {what}): the network starts with outputs far too large, an "

@@ -15,10 +15,16 @@ when its rate is far too high, its weights are crushed by weight decay, or its l
 
 Beside it, the *start* level: the loss of the neutral output a freshly initialised network produces
 (logits near 0, predictions near 0): ``log K`` for ``K`` classes, ``log 2`` for a binary output, the mean
-squared target for a regression. A first loss orders of magnitude above it means the network starts far
-from neutral (an init of the wrong scale: ``rules/levels.py``).
+squared target for a regression, 1 for a Poisson rate (log-rate 0). A first loss orders of magnitude
+above it means the network starts far from neutral (an init of the wrong scale: ``rules/levels.py``).
 
-Both are multiplied by the constant factor between the loss node and the loss the engine sees
+And, where the sampled step also showed the prediction, the *input gain*: the loss of the batch's mean
+prediction minus the prediction's own loss on that batch. About zero when the network predicts the same
+for every row (it learned nothing from its inputs, whatever its loss), clearly positive once it uses
+them, however weakly: this is what separates a run pinned at the constant level from a healthy one
+passing by it on a hard task (TM317, ``rules/levels.py``).
+
+All are multiplied by the constant factor between the loss node and the loss the engine sees
 (``loss / accumulation_steps``). Targets arrive as plain statistics of the batches the live checks look
 at (:mod:`trainmedic.observe.levels`); the running sums here are plain data, in the engine's
 ``state_dict()``. A run whose loss changes form (another loss function, another factor) has no level.
@@ -105,8 +111,9 @@ class TargetLevels:
 
     @property
     def start(self) -> float:
-        """The loss of a neutral output (logits 0, predictions 0), in the engine's units (NaN: unknown)."""
-        if self.kind not in KINDS or self.n <= 0:
+        """The loss of a neutral output (logits 0, predictions 0), in the engine's units (NaN: unknown).
+        Only a regression's needs the targets; the others follow from the loss's form (and the logits' width)."""
+        if self.kind not in KINDS or (self.kind == "squared" and self.n <= 0):
             return math.nan
         if self.kind == "classes":
             k = max(self.classes, len(self.counts))
@@ -115,7 +122,7 @@ class TargetLevels:
             return math.log(2) * self.factor
         if self.kind == "squared":
             return self.factor * _mean([m * m + v / self.n for m, v in zip(self.mean, self.m2)])
-        return math.nan  # a Poisson rate's neutral output depends on its link
+        return self.factor  # a log-rate of 0, rate 1: ``exp(0) - y * 0`` = ``1 - y * log(1)`` = 1 in either form
 
     def gains_since(self, step: int) -> list[float]:
         """The input gains sampled at or after ``step`` (see ``gains``)."""
