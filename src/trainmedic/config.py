@@ -116,7 +116,8 @@ class Thresholds:
 
     # --- TM205 started wrong (rules/levels.py) ---------------------------------------------------
     started_wrong_factor: float = 10.0  # the first loss above this multiple of a neutral output's loss (log K,
-    #   log 2, the mean squared target): a sound init starts within ~2x of it, an N(0, 1) init 10-1000x above
+    #   log 2, the mean squared target + 1): a sound init starts within ~2x of it, an N(0, 1) init 10-1000x above
+    started_wrong_input_rms: float = 3.0  # ... unless the model's input is this large (RMS): unscaled inputs (TM108)
 
     def replace(self, **changes: Any) -> Thresholds:
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -75,6 +75,15 @@ def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction
             "gain": gain}
 
 
+def input_rms(inputs: Any) -> float | None:
+    """The root mean square of a floating-point model input (standardized inputs: about 1), or None."""
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.numel() == 0:
+        return None
+    with torch.no_grad():
+        rms = float(inputs.detach().float().pow(2).nanmean().sqrt())
+    return rms if rms == rms else None
+
+
 def _classes(root: RootLoss) -> int:
     shape = root.input_shape
     return int(shape[1]) if shape is not None and len(shape) >= 2 else (int(shape[0]) if shape else 0)

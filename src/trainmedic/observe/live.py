@@ -38,7 +38,7 @@ from trainmedic.observe.data import (
     unscaled,
 )
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
-from trainmedic.observe.levels import observed_pair, target_sample
+from trainmedic.observe.levels import input_rms, observed_pair, target_sample
 
 FIRST_STEPS = 3
 EVERY = 200
@@ -169,20 +169,20 @@ class LiveChecks:
         """Only the constant-level sample (observe/levels.py), on a step the other checks skip."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            seen, calls, _inputs, target = self._seen(loss, batch, observed)
-            self._level(step, seen, calls, target)
+            seen, calls, inputs, target = self._seen(loss, batch, observed)
+            self._level(step, seen, calls, inputs, target)
 
-    def _level(self, step: int, seen: Observed, calls: list[LossCall], target: Any) -> None:
+    def _level(self, step: int, seen: Observed, calls: list[LossCall], inputs: Any, target: Any) -> None:
         root = seen.graph.root if seen.graph is not None else None
         if root is not None:
             sample = target_sample(root, *observed_pair(root, calls, target))
             if sample is not None:
-                self.level_samples.append({**sample, "step": step})
+                self.level_samples.append({**sample, "step": step, "input_rms": input_rms(inputs)})
 
     def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
                wiring: bool) -> None:
         seen, calls, inputs, target = self._seen(loss, batch, observed)
-        self._level(step, seen, calls, target)
+        self._level(step, seen, calls, inputs, target)
         issues = []
         if wiring and step < FIRST_STEPS:
             issues += wiring_issues(calls, seen.graph)

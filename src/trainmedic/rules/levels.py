@@ -3,14 +3,16 @@
 **Started wrong**: a first loss orders of magnitude above what a neutral output would cost (TM205).
 
 A freshly initialised network with a sound init produces near-neutral outputs: logits of a few tenths,
-regression outputs near 0. Its first loss is then close to the loss of that neutral output, which the
-targets tell (:class:`~trainmedic.signals.levels.TargetLevels.start`): ``log K`` for ``K`` classes,
-``log 2`` for a binary output, the mean squared target for a regression, 1 for a Poisson rate.
-Weights drawn from N(0, 1) multiply the output's scale by about ``sqrt(fan_in)`` per layer: a small MLP
-starts with logits in the tens and a first loss ten to a thousand times the neutral one. The run may
-still train, only worse and slower, and no curve rule sees it (the loss starts high and falls). It is TM205's business (poor init):
-the depth check of pre-flight compares the layers with each other, this one compares the output with the
-loss, so it also sees a network whose every layer is uniformly too large.
+regression outputs of about unit variance. Its first loss is then close to the loss of that neutral
+output, which the targets tell (:class:`~trainmedic.signals.levels.TargetLevels.start`): ``log K`` for
+``K`` classes, ``log 2`` for a binary output, the mean squared target plus 1 for a regression, 1 for a
+Poisson rate. Weights drawn from N(0, 1) multiply the output's scale by about ``sqrt(fan_in)`` per layer:
+a small MLP starts with logits in the tens and a first loss ten to a thousand times the neutral one. The
+run may still train, only worse and slower, and no curve rule sees it (the loss starts high and falls).
+It is TM205's business (poor init): the depth check of pre-flight compares the layers with each other,
+this one compares the output with the loss, so it also sees a network whose every layer is uniformly too
+large. Inputs far from standardized (RMS above `started_wrong_input_rms`) blow the output up as well;
+that is TM108's finding, not an init's, and this check stays silent then.
 
 **Pinned at the constant level**: :func:`at_constant_level`, TM317's second reference (called from its
 detector in ``rules/learning.py``): the loss of the best constant prediction, below the first loss.
@@ -47,10 +49,10 @@ def _started_wrong(obs: Observation) -> Detection | list[Detection] | None:
         # the targets were not seen on the first step (a front end that hands over nothing): give up
         return [] if obs.step >= 3 else None
     ev = started_wrong(float(w.initial_parts[0]), levels.start, obs.cfg.started_wrong_factor)
-    if ev is None:
-        return []  # judged once: the run started near the neutral level
+    if ev is None or levels.input_rms > obs.cfg.started_wrong_input_rms:
+        return []  # judged once: started near the neutral level, or unscaled inputs explain it (TM108's business)
     what = {"classes": f"log {max(levels.classes, len(levels.counts))} classes",
-            "binary": "log 2, logits at 0", "squared": "the mean squared target, predictions at 0",
+            "binary": "log 2, logits at 0", "squared": "the mean squared target + 1, unit-variance predictions",
             "poisson": "a rate of 1, log-rate 0"}.get(levels.kind, "")
     return Detection(POOR_INIT.code,
                      f"the first loss {ev['first_loss']:.4g} is {ev['ratio']:.0f}x the loss of a neutral output "

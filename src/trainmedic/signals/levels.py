@@ -14,8 +14,8 @@ when its rate is far too high, its weights are crushed by weight decay, or its l
   (``r - y log(r + eps)``): ``m - m log m`` per column with ``m`` the mean count.
 
 Beside it, the *start* level: the loss of the neutral output a freshly initialised network produces
-(logits near 0, predictions near 0): ``log K`` for ``K`` classes, ``log 2`` for a binary output, the mean
-squared target for a regression, 1 for a Poisson rate (log-rate 0). A first loss orders of magnitude
+(logits near 0, predictions of unit variance): ``log K`` for ``K`` classes, ``log 2`` for a binary output,
+the mean squared target plus 1 for a regression, 1 for a Poisson rate (log-rate 0). A first loss orders of magnitude
 above it means the network starts far from neutral (an init of the wrong scale: ``rules/levels.py``).
 
 And, where the sampled step also showed the prediction, the *input gain*: the loss of the batch's mean
@@ -53,6 +53,7 @@ class TargetLevels:
     mean: list[float] = field(default_factory=list)  # per column
     m2: list[float] = field(default_factory=list)  # per column sum of squared deviations (Chan/Welford)
     batches: int = 0
+    input_rms: float = 0.0  # the largest root mean square of the model's (floating-point) input in the samples
     #: [step, gain] of the latest samples that had the prediction: the loss of the batch's mean prediction
     #: minus the prediction's own, in the engine's units (about 0: the output ignores the input)
     gains: list[list[float]] = field(default_factory=list)
@@ -67,6 +68,8 @@ class TargetLevels:
             return
         self.kind, self.factor = kind, factor
         self.batches += 1
+        rms = sample.get("input_rms")
+        self.input_rms = max(self.input_rms, float(rms)) if rms is not None and math.isfinite(rms) else self.input_rms
         gain = sample.get("gain")
         if gain is not None and math.isfinite(gain):
             self.gains = [*self.gains[-(MAX_GAINS - 1):], [int(sample.get("step", -1)), float(gain) * factor]]
@@ -120,8 +123,8 @@ class TargetLevels:
             return math.log(k) * self.factor if k > 1 else math.nan
         if self.kind == "binary":
             return math.log(2) * self.factor
-        if self.kind == "squared":
-            return self.factor * _mean([m * m + v / self.n for m, v in zip(self.mean, self.m2)])
+        if self.kind == "squared":  # predictions of unit variance (a sound init's scale), independent of the target
+            return self.factor * (_mean([m * m + v / self.n for m, v in zip(self.mean, self.m2)]) + 1.0)
         return self.factor  # a log-rate of 0, rate 1: ``exp(0) - y * 0`` = ``1 - y * log(1)`` = 1 in either form
 
     def gains_since(self, step: int) -> list[float]:
