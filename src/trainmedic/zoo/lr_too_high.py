@@ -2,8 +2,10 @@
 
 Note 002: the learning rate is the first knob. Past 2/L (L the curvature of the loss) every step overshoots
 further and the loss grows to inf within a few dozen steps. The healthy baseline (``--no-fault``) uses
-lr=0.5. In heal mode trainmedic rolls back to the last healthy weights and halves the learning rate until
-the run trains.
+lr=0.5. In heal mode trainmedic names the climb (TM305) within the first steps, restarts from the initial
+weights, probes the rates below the one that failed for a few dozen steps on the next batches, and
+continues at the rate the probe supports after a linear warmup (the ``probe`` event says what was tried
+and why that rate).
 """
 
 import torch

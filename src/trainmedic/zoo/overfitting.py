@@ -1,7 +1,8 @@
 """Overfitting: a wide MLP trained for many epochs on 96 noisy rows memorizes them.
 
 The validation loss reaches its best early, then climbs while the training loss keeps falling. Heal mode
-stops early and restores the weights of the best epoch. The healthy baseline (``--no-fault``) has 2,000
+first answers TM309 as a rate too high could cause it (the best epoch's weights back, the rate x0.1); when
+the rise comes back it stops, restores the best epoch's weights and reports what the stop saved. The healthy baseline (``--no-fault``) has 2,000
 training rows and trains for 4 epochs.
 """
 
