@@ -286,3 +286,30 @@ def test_dcgan_init_is_not_poor_init_because_batchnorm_resets_the_scale():
         nn.init.zeros_(m.bias)
     found = preflight(plain, nn.MSELoss(), (torch.randn(64, 256), torch.randn(64, 1)), overfit=False)
     assert "TM205" in [f.code for f in found]
+
+
+def test_small_scale_targets_under_a_default_init_are_not_started_wrong():
+    """Daily returns of std 0.02 under PyTorch's default init: the first loss is ~30x the mean squared target,
+    yet the init is sound (outputs of about unit variance or less); only an output far beyond that counts."""
+    torch.manual_seed(0)
+    x = torch.randn(1024, 8)
+    y = 0.02 * (x[:, :1] * 0.3 + torch.randn(1024, 1))
+    for init in ("default", "normal"):
+        net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+        if init == "normal":
+            for p in net.parameters():
+                nn.init.normal_(p, 0.0, 1.0)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        medic = Medic(net, opt, console=False)
+        loss_fn = nn.MSELoss()
+        for i in range(0, 1024, 64):
+            loss = loss_fn(net(x[i:i + 64]), y[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+        first = medic.engine.window.initial_parts[0]
+        fired = [f for f in medic.findings if f.code == "TM205"]
+        if init == "default":
+            assert first > 10 * float((y**2).mean()) and not fired, (first, medic.findings)
+        else:
+            assert fired and fired[0].evidence["ratio"] > 10, medic.findings
