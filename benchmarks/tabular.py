@@ -6,16 +6,24 @@ House prices (all 1460 rows, shuffled 5-fold, log-RMSE, mean over folds):
     dummy_na, a linear net, Adam lr 5, MSE on raw prices, 100 epochs, batch 64) on the same folds, and on its
     own unshuffled contiguous folds (the 0.1707 reference);
   - Lasso (LassoCV) on log price with plain preprocessing; LightGBM on log price with common settings.
-DoctorVisits (visits, shuffled 5-fold): mean Poisson deviance and held-out NLL per row for
+Counts (shuffled 5-fold): mean Poisson deviance and held-out NLL per row on DoctorVisits (shipped) and four
+generated heavy-tailed sets (fixed data seeds; ``--seeds`` are the fold seeds): ``nb_small_r`` (NB2 with
+covariates, size 0.35), ``zero_inflated_tail`` (logistic excess zeros over an NB with a long tail),
+``rare_spikes`` (Poisson with mean 0.45 plus 2 % of rows at 20-90x the mean), ``threshold_tail`` (a step-and-
+interaction rate times a log-normal effect: trees win). For each:
   - fit (MLP with a Poisson log-rate head and a softmax-over-counts head, LightGBM-Poisson + NB dispersion,
-    Poisson GLM + NB dispersion, their blend);
+    Poisson GLM mean + NB2 GLM distribution, their blend: the mean weighted for deviance, the distribution
+    for NLL);
   - constant (training mean; NLL of the training frequencies), Poisson GLM, LightGBM-Poisson (Poisson NLL),
-    negative-binomial GLM (NB2, maximum likelihood).
+    negative-binomial GLM (NB2, maximum likelihood);
+  - issue 14's goal: fit's blend deviance and NLL each <= the better of LightGBM-Poisson and the NB GLM.
 
     python benchmarks/tabular.py                 # seed 0, prints tables, writes benchmarks/results/tabular.json
     python benchmarks/tabular.py --seeds 0 1 2   # the same on several fold seeds
-    python benchmarks/tabular.py --only house    # or: --only visits
+    python benchmarks/tabular.py --only house    # or: --only visits (DoctorVisits alone)
+    python benchmarks/tabular.py --only counts --seeds 0 1 2   # every count set (--sets to choose)
     python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
+    python benchmarks/tabular.py --markdown FILE.json   # the count and speed tables of earlier runs
 
 Speed (``--only speed``, not part of the default run: several minutes): a generated binary classification
 file (scikit-learn ``make_classification``, 200,000 rows, 50 features of which 20 informative and 10
@@ -160,7 +168,7 @@ def house_baselines(X: pd.DataFrame, y: np.ndarray, folds) -> dict[str, list[flo
             "lightgbm (log price, common settings)": rmse_folds(gbm, y, folds)}
 
 
-def bench_house(seed: int, cfg: FitConfig) -> dict:
+def bench_house(seed: int, cfg: FitConfig, search: int = 0, search_budget: float | None = None) -> dict:
     train, _ = read_table(datasets.house_prices_train())
     test, _ = read_table(datasets.house_prices_test())
     raw_train = pd.read_csv(datasets.house_prices_train())
@@ -173,6 +181,18 @@ def bench_house(seed: int, cfg: FitConfig) -> dict:
     fit_time = time.perf_counter() - t0
     for name, m in res.cv["models"].items():
         out[f"fit: {name}"] = summary(m["folds"])
+    searched = None
+    if search:
+        from dataclasses import replace
+
+        scfg = replace(cfg, search=search, time_budget=search_budget)
+        t0 = time.perf_counter()
+        sres = fit_table(datasets.house_prices_train(), "SalePrice", test=datasets.house_prices_test(), config=scfg)
+        searched = {"trials": search, "time_budget_s": search_budget, "fit_time_s": round(time.perf_counter() - t0, 1),
+                    "blend_weights": sres.cv["blend_weights"],
+                    "search": {n: m["search"] for n, m in sres.cv["models"].items() if "search" in m}}
+        for name, m in sres.cv["models"].items():
+            out[f"fit --search {search}: {name}"] = summary(m["folds"])
     t0 = time.perf_counter()
     out.update({k: summary(v) for k, v in house_baselines(train.drop(columns=["Id", "SalePrice"]), y, folds).items()})
     t1 = time.perf_counter()
@@ -184,12 +204,92 @@ def bench_house(seed: int, cfg: FitConfig) -> dict:
     return {"metric": "log_rmse", "rows": int(len(y)), "seed": seed, "results": out,
             "fit_time_s": round(fit_time, 1), "baselines_time_s": round(t1 - t0, 1), "note_time_s": round(t2 - t1, 1),
             "blend_weights": res.cv["blend_weights"], "trimmed_per_fold": (res.cv.get("trimmed_training_rows") or {})
-            .get("per_fold")}
+            .get("per_fold"), "searched": searched}
 
 
 # ----------------------------------------------------------------------------------------------------------
-# doctor visits
+# counts: DoctorVisits and generated heavy-tailed count sets
 # ----------------------------------------------------------------------------------------------------------
+def _count_features(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Six standard-normal columns, a four-level group and a yes/no flag (one-hot and native-categorical)."""
+    X = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(1, 7)})
+    X["group"] = rng.choice(["a", "b", "c", "d"], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    X["flag"] = rng.choice(["no", "yes"], size=n, p=[0.85, 0.15])
+    return X
+
+
+def _nb_draw(rng: np.random.Generator, mu: np.ndarray, r: float) -> np.ndarray:
+    """Negative binomial counts with mean ``mu`` and size ``r`` (variance mu + mu^2 / r): a gamma-Poisson."""
+    return rng.poisson(rng.gamma(r, np.asarray(mu) / r))
+
+
+def nb_small_r(n: int = 4000, seed: int = 100) -> pd.DataFrame:
+    """NB2 with covariates (an interaction, two categoricals) and a small size r = 0.35 (alpha 2.9):
+    60 % zeros, mean 1.4, the largest counts near 100 (70x the mean)."""
+    rng = np.random.default_rng(seed)
+    X = _count_features(n, rng)
+    eta = (-0.2 + 0.6 * X.x1 - 0.4 * X.x2 + 0.5 * (X.group == "a") - 0.3 * (X.group == "d")
+           + 0.3 * X.x3 * X.x4 + 0.4 * (X.flag == "yes"))
+    X["y"] = _nb_draw(rng, np.exp(eta), 0.35)
+    return X
+
+
+def zero_inflated_tail(n: int = 4000, seed: int = 101) -> pd.DataFrame:
+    """Zero-inflated NB: a logistic excess-zero part (about 75 % structural zeros) and an NB part with
+    mean about 4 and size 0.7: 81 % zeros, the rest spread to 100 (70x the mean)."""
+    rng = np.random.default_rng(seed)
+    X = _count_features(n, rng)
+    p0 = 1.0 / (1.0 + np.exp(-(1.3 + 0.9 * X.x1 - 0.6 * (X.flag == "yes"))))
+    eta = 1.2 + 0.5 * X.x2 + 0.4 * np.maximum(X.x3, 0) + 0.6 * (X.group == "b")
+    y = _nb_draw(rng, np.exp(eta), 0.7)
+    y[rng.uniform(size=n) < p0] = 0
+    X["y"] = y
+    return X
+
+
+def rare_spikes(n: int = 4000, seed: int = 102) -> pd.DataFrame:
+    """Poisson counts with mean 0.45 plus rare spikes: about 2 % of rows (more often when x5 > 1.3 or the
+    flag is set, so partly predictable) get 20-90x the mean; 62 % zeros, the largest near 45."""
+    rng = np.random.default_rng(seed)
+    X = _count_features(n, rng)
+    eta = -1.0 + 0.5 * X.x1 + 0.3 * X.x2 + 0.4 * (X.group == "c")
+    y = rng.poisson(np.exp(eta)).astype(float)
+    base_mean = y.mean()
+    p = 0.004 + 0.03 * (X.x5 > 1.3) + 0.02 * (X.flag == "yes")
+    spike = rng.uniform(size=n) < p
+    y[spike] = np.round(base_mean * rng.uniform(20, 90, size=int(spike.sum())))
+    X["y"] = y.astype(int)
+    return X
+
+
+def threshold_tail(n: int = 4000, seed: int = 103) -> pd.DataFrame:
+    """A rate that trees find and a GLM cannot: a step in x1, an interaction of x2 with the group and a
+    bump in x3, times a log-normal per-row effect (sd 1.2, a Poisson-log-normal tail); 55 % zeros, mean
+    about 1, the largest counts 50-100x the mean."""
+    rng = np.random.default_rng(seed)
+    X = _count_features(n, rng)
+    rate = (0.25 + 1.5 * (X.x1 > 0.8) + 1.2 * ((X.x2 < -0.5) & X.group.isin(["b", "c"]))
+            + 0.8 * np.exp(-2.0 * X.x3 ** 2)) * np.exp(rng.normal(-0.7, 1.2, size=n))
+    X["y"] = rng.poisson(rate)
+    return X
+
+
+def doctor_visits() -> pd.DataFrame:
+    df, _ = read_table(datasets.doctor_visits())
+    return df.rename(columns={"visits": "y"})
+
+
+# name -> the table (target column "y"); the generated sets are fixed (their own data seeds); the benchmark's
+# --seeds are the fold seeds, as for the shipped files
+COUNT_SETS = {
+    "doctor_visits": doctor_visits,
+    "nb_small_r": nb_small_r,
+    "zero_inflated_tail": zero_inflated_tail,
+    "rare_spikes": rare_spikes,
+    "threshold_tail": threshold_tail,
+}
+
+
 def nb_regression(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """NB2 regression by maximum likelihood: log mu = A @ b (A has an intercept column), dispersion alpha."""
 
@@ -206,7 +306,8 @@ def nb_regression(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return res.x[:-1], float(np.exp(res.x[-1]))
 
 
-def visits_baselines(X: pd.DataFrame, y: np.ndarray, folds) -> dict[str, dict[str, list[float]]]:
+def count_baselines(X: pd.DataFrame, y: np.ndarray, folds) -> dict[str, dict[str, list[float]]]:
+    """Constant, Poisson GLM, LightGBM-Poisson and the negative-binomial GLM on the given folds."""
     import lightgbm as lgb
 
     from trainmedic.tabular.models import nb_logpmf
@@ -242,20 +343,43 @@ def visits_baselines(X: pd.DataFrame, y: np.ndarray, folds) -> dict[str, dict[st
     return out
 
 
-def bench_visits(seed: int, cfg: FitConfig) -> dict:
-    df, _ = read_table(datasets.doctor_visits())
-    y = df["visits"].to_numpy(dtype=float)
+visits_baselines = count_baselines  # the earlier name
+
+
+GOAL_BASELINES = ("LightGBM-Poisson", "negative binomial GLM")
+
+
+def count_goal(results: dict) -> dict:
+    """Issue 14's goal on one set and seed: fit's deviance and NLL each <= the better of the two baselines."""
+    out = {}
+    for metric in ("poisson_deviance", "nll"):
+        bar = min(results[b][metric]["mean"] for b in GOAL_BASELINES)
+        got = results["fit: blend"][metric]["mean"]
+        out[metric] = {"fit": got, "bar": bar, "met": bool(got <= bar)}
+    out["met"] = all(v["met"] for v in out.values())
+    return out
+
+
+def bench_counts(name: str, seed: int, cfg: FitConfig) -> dict:
+    df = COUNT_SETS[name]()
+    y = df["y"].to_numpy(dtype=float)
     folds = list(KFold(5, shuffle=True, random_state=seed).split(y))
     t0 = time.perf_counter()
-    res = fit_table(datasets.doctor_visits(), "visits", config=cfg)
+    res = fit_table(df, "y", config=cfg)
     fit_time = time.perf_counter() - t0
     out: dict[str, dict] = {}
-    for name, m in res.cv["models"].items():
-        out[f"fit: {name}"] = {"poisson_deviance": summary(m["folds"]), "nll": summary(m["nll"]["folds"])}
-    for name, d in visits_baselines(df.drop(columns=["visits"]), y, folds).items():
-        out[name] = {k: summary(v) for k, v in d.items()}
-    return {"metric": "poisson_deviance", "rows": int(len(y)), "seed": seed, "results": out,
-            "fit_time_s": round(fit_time, 1), "blend_weights": res.cv["blend_weights"]}
+    for model, m in res.cv["models"].items():
+        out[f"fit: {model}"] = {"poisson_deviance": summary(m["folds"]), "nll": summary(m["nll"]["folds"])}
+    for model, d in count_baselines(df.drop(columns=["y"]), y, folds).items():
+        out[model] = {k: summary(v) for k, v in d.items()}
+    return {"set": name, "metric": "poisson_deviance", "rows": int(len(y)), "seed": seed,
+            "target": {"mean": float(y.mean()), "zero_fraction": float(np.mean(y == 0)), "max": int(y.max())},
+            "results": out, "goal": count_goal(out), "fit_time_s": round(fit_time, 1),
+            "blend_weights": res.cv["blend_weights"]}
+
+
+def bench_visits(seed: int, cfg: FitConfig) -> dict:
+    return bench_counts("doctor_visits", seed, cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -311,63 +435,141 @@ def print_speed(r: dict) -> None:
 def print_house(r: dict) -> None:
     print(f"\nHouse prices: log-RMSE, mean over 5 shuffled folds (seed {r['seed']}), all {r['rows']} rows"
           f"  [fit wall time {r['fit_time_s']} s]")
+    if r.get("searched"):
+        print(f"  [fit --search {r['searched']['trials']} wall time {r['searched']['fit_time_s']} s]")
     print(f"  {'model':48s} {'mean':>8s} {'std':>8s}   folds")
     for name, s in r["results"].items():
         print(f"  {name:48s} {s['mean']:8.4f} {s['std']:8.4f}   {' '.join(f'{v:.4f}' for v in s['folds'])}")
 
 
-def print_visits(r: dict) -> None:
-    print(f"\nDoctorVisits: mean Poisson deviance and held-out NLL per row, 5 shuffled folds (seed {r['seed']})"
+def print_counts(r: dict) -> None:
+    t = r["target"]
+    print(f"\n{r['set']} ({r['rows']} rows, mean {t['mean']:.2f}, {t['zero_fraction']:.0%} zeros, max {t['max']}): "
+          f"mean Poisson deviance and held-out NLL per row, 5 shuffled folds (seed {r['seed']})"
           f"  [fit wall time {r['fit_time_s']} s]")
     print(f"  {'model':48s} {'deviance':>9s} {'NLL/row':>9s}")
     for name, s in r["results"].items():
         print(f"  {name:48s} {s['poisson_deviance']['mean']:9.4f} {s['nll']['mean']:9.4f}")
+    g = r["goal"]
+    print(f"  goal (fit's blend <= the better of {' and '.join(GOAL_BASELINES)}): "
+          + "; ".join(f"{m} {g[m]['fit']:.4f} vs {g[m]['bar']:.4f} {'met' if g[m]['met'] else 'MISSED'}"
+                      for m in ("poisson_deviance", "nll")))
+
+
+print_visits = print_counts
+
+
+def markdown(docs: list[dict]) -> str:
+    """The count tables (one per set: every seed's baselines and fit, both metrics, the goal) and the speed
+    rows of earlier runs' JSON documents (a document may gather several under "runs")."""
+    docs = [d for doc in docs for d in doc.get("runs", [doc])]
+    counts = [r for d in docs for r in d.get("counts", [])]
+    lines: list[str] = []
+    shown = ("constant", "Poisson GLM", "negative binomial GLM", "LightGBM-Poisson", "fit: mlp", "fit: lightgbm",
+             "fit: linear", "fit: blend", "fit: blend_crossfit")
+    for name in dict.fromkeys(r["set"] for r in counts):
+        runs = sorted((r for r in counts if r["set"] == name), key=lambda r: r["seed"])
+        t = runs[0]["target"]
+        lines += [f"### {name} ({runs[0]['rows']} rows, mean {t['mean']:.2f}, {t['zero_fraction']:.0%} zeros, "
+                  f"max {t['max']})", "",
+                  "| model | " + " | ".join(f"seed {r['seed']} deviance | seed {r['seed']} NLL" for r in runs) + " |",
+                  "|---|" + "---|---|" * len(runs)]
+        for model in shown:
+            if all(model in r["results"] for r in runs):
+                cells = []
+                for r in runs:
+                    d, n = r["results"][model]["poisson_deviance"]["mean"], r["results"][model]["nll"]["mean"]
+                    bold = "**" if model == "fit: blend" else ""
+                    cells += [f"{bold}{d:.4f}{bold}", f"{bold}{n:.4f}{bold}"]
+                lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        goal = []
+        for r in runs:
+            g = r["goal"]
+            goal += ["met" if g["poisson_deviance"]["met"] else "**missed**", "met" if g["nll"]["met"] else "**missed**"]
+        lines += ["| goal: blend <= better of NB GLM, LightGBM-Poisson | " + " | ".join(goal) + " |", ""]
+        lines.append("fit wall time per seed (s): " + ", ".join(str(r["fit_time_s"]) for r in runs) + "; "
+                     "blend weights (seed 0): " + json.dumps(runs[0]["blend_weights"]))
+        lines.append("")
+    for d in docs:
+        for r in d.get("speed", []):
+            lines += ["| speed run | rows x features | HistGradientBoosting 5-fold | fit | ratio | budget |",
+                      "|---|---|---|---|---|---|",
+                      f"| seed {r['seed']} | {r['rows']} x {r['features']} | {r['hgb']['time_s']} s, log-loss "
+                      f"{r['hgb']['log_loss']:.4f} | {r['fit']['time_s']} s, log-loss {r['fit']['log_loss']:.4f} | "
+                      f"**{r['time_ratio']}x** | {r['time_budget']} ({r['time_budget_s']} s) |", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--only", choices=["house", "visits", "speed"])
+    ap.add_argument("--only", choices=["house", "visits", "counts", "speed"],
+                    help="visits: DoctorVisits alone; counts: every count set (or those of --sets)")
+    ap.add_argument("--sets", nargs="+", choices=list(COUNT_SETS), help="the count sets of --only counts")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--search", type=int, default=0, metavar="N",
+                    help="house: also run fit --search N (N Optuna trials per model per fold) on the same folds")
+    ap.add_argument("--search-budget", type=float, metavar="SECONDS", help="house: fit --time-budget of the search run")
     ap.add_argument("--out", default=str(RESULTS / "tabular.json"))
+    ap.add_argument("--markdown", nargs="+", metavar="JSON", help="print the tables of earlier runs and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown([json.loads(Path(f).read_text()) for f in args.markdown]))
+        return 0
     torch.set_num_threads(args.threads)
-    doc = {"benchmark": "tabular", "python": platform.python_version(), "torch": torch.__version__,
-           "cpus": os.cpu_count(), "house": [], "visits": [], "speed": []}
+    doc = {"benchmark": "tabular", "argv": sys.argv[1:] if argv is None else argv,
+           "python": platform.python_version(), "torch": torch.__version__,
+           "cpus": os.cpu_count(), "load_at_start": os.getloadavg(), "house": [], "counts": [], "speed": []}
+    if args.only == "counts":
+        sets = args.sets or list(COUNT_SETS)
+    elif args.only in (None, "visits"):
+        sets = ["doctor_visits"]
+    else:
+        sets = []
     for seed in args.seeds:
         if args.only == "speed":
             r = bench_speed(seed, args.rows, args.time_budget)
             doc["speed"].append(r)
             print_speed(r)
             continue
-        cfg = FitConfig(seed=seed, progress=False)
         if args.only in (None, "house"):
-            r = bench_house(seed, cfg)
+            r = bench_house(seed, FitConfig(seed=seed, progress=False), args.search, args.search_budget)
             doc["house"].append(r)
             print_house(r)
-        if args.only in (None, "visits"):
-            r = bench_visits(seed, FitConfig(seed=seed, progress=False))
-            doc["visits"].append(r)
-            print_visits(r)
+            _write(args, doc)
+        for name in sets:
+            r = bench_counts(name, seed, FitConfig(seed=seed, progress=False))
+            doc["counts"].append(r)
+            print_counts(r)
+            sys.stdout.flush()
         sys.stdout.flush()
-    if len(args.seeds) > 1:
-        for key, metric in (("house", None), ("visits", "poisson_deviance")):
-            if doc[key]:
-                names = list(doc[key][0]["results"])
-                print(f"\n{key}: mean over seeds {args.seeds}")
-                for n in names:
-                    vals = [r["results"][n][metric]["mean"] if metric else r["results"][n]["mean"]
-                            for r in doc[key] if n in r["results"]]
-                    print(f"  {n:48s} {np.mean(vals):.4f}")
+    doc["load_at_end"] = os.getloadavg()
+    if len(args.seeds) > 1 and doc["house"]:
+        print(f"\nhouse: mean over seeds {args.seeds}")
+        for n in doc["house"][0]["results"]:
+            vals = [r["results"][n]["mean"] for r in doc["house"] if n in r["results"]]
+            print(f"  {n:48s} {np.mean(vals):.4f}")
+    if doc["counts"]:
+        print("\ncounts: issue 14's goal per set and seed (deviance and NLL each <= the better baseline)")
+        for r in doc["counts"]:
+            g = r["goal"]
+            print(f"  {r['set']:20s} seed {r['seed']}: deviance {g['poisson_deviance']['fit']:.4f} <= "
+                  f"{g['poisson_deviance']['bar']:.4f} {g['poisson_deviance']['met']}, "
+                  f"NLL {g['nll']['fit']:.4f} <= {g['nll']['bar']:.4f} {g['nll']['met']}")
+    print(f"\nwrote {_write(args, doc)}")
+    return 0
+
+
+def _write(args: argparse.Namespace, doc: dict) -> Path:
+    """Write the results so far (after every house seed too: a long run keeps what it measured)."""
     out = Path(args.out if args.only != "speed" or args.out != str(RESULTS / "tabular.json")
                else RESULTS / "tabular_speed.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\nwrote {out}")
-    return 0
+    return out
 
 
 if __name__ == "__main__":

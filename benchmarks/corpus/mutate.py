@@ -855,9 +855,9 @@ OPERATORS: tuple[Operator, ...] = (
         "issue 10", {"TM204"}, {"TM204"}, find_freeze_typo),
     _op("optimizer_wrong_model", "an optimizer built over another model's parameters", "issue 10",
         {"TM204"}, {"TM204"}, find_wrong_model),
+    # TM116 built in round three (issue 11): the proposed code is now the cause
     _op("class_sorted", "training batches in label order, not shuffled", "notes 002/004",
-        {"TM307", "TM305", "TM306", "TM303"}, None, find_class_sorted,
-        "TM116 ordered-batches (consecutive batches share their label; the loss follows the data order)"),
+        {"TM116", "TM307", "TM305", "TM306", "TM303"}, {"TM116"}, find_class_sorted),
     _op("shuffled_labels", "training labels randomly permuted", "DeepCrime change-labels; note 004",
         {"TM309", "TM308", "TM315", "TM317"}, None, _data_fault("permute", LABELS, 1),
         "TM117 unlearnable-labels (validation stays at the chance level while training only memorizes)"),

@@ -212,6 +212,8 @@ class Driver:
             self.guard("live-checks", lambda: self.live.sample_level(t, loss, batch, observed))
         for sample in self.live.take_levels():  # the targets' constant-prediction level (signals/levels.py)
             self.engine.levels.add(sample)
+        if not self.live.order.done:
+            self.guard("batch order", lambda: self.live.see_order(t, batch, observed, self.report))
         if self.activations.armed:
             self.guard("activations", lambda: self.engine.observe_activations(self.activations.collect()))
         verdict = None

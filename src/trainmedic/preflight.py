@@ -59,6 +59,9 @@ class PreflightThresholds:
 
     poor_init_ratio: float = 10.0  # TM205: std (or grad RMS) max/min across the hidden layers above this ...
     poor_init_per_layer: float = 3.0  # ... and above this per layer (PyTorch's default init: ~2.45x for ReLU)
+    poor_init_gain: float = 4.0  # TM205: weight std x sqrt(fan_in) above this in most layers (default init: 0.58,
+    #   Kaiming 1.41, DCGAN's N(0, 0.02) <= 1.8; N(0, 1) weights: sqrt(fan_in), 4 at a fan-in of 16) ...
+    poor_init_min_fan_in: int = 16  # ... among the weight layers with at least this fan-in
     saturation_abs: float = 5.0  # TM206: |input| of sigmoid/tanh beyond this ...
     saturation_share: float = 0.5  # ... for more than this share of the values
     dead_relu_share: float = 0.7  # TM207: share of units never positive
@@ -194,9 +197,9 @@ class PreflightWatcher(OpWatcher):
         if not (isinstance(inp, torch.Tensor) and isinstance(tgt, torch.Tensor)):
             return
         if name in CLASS_LOSSES:
-            self._class_loss(name, inp, tgt, kwargs)
-        else:
-            self._pair_loss(name, inp, tgt)
+            return self._class_loss(name, inp, tgt, kwargs)
+        self._pair_loss(name, inp, tgt)
+        kl_div_input(self, name, inp)  # nothing for the other pair losses
 
     def _pair_loss(self, name: str, inp: torch.Tensor, tgt: torch.Tensor) -> None:
         where = self.where_hint or user_location()
@@ -490,6 +493,24 @@ class PreflightWatcher(OpWatcher):
         return out
 
 
+def kl_div_input(w: PreflightWatcher, name: str, inp: torch.Tensor) -> None:
+    """``F.kl_div(input, target)`` / ``nn.KLDivLoss`` take the *log*-probabilities of the prediction as
+    ``input`` (the target's form is what ``log_target`` says). Given probabilities (a softmax's output)
+    the loss is not a divergence at all: its minimum is not where the prediction matches the target,
+    and a distillation student learns the wrong thing without any error. A log-probability is never
+    positive, so an input with positive values (up to rounding) is not one, whatever produced it."""
+    origin = w.origin.get(id(inp))
+    if name != "kl_div" or origin == "log_softmax" or not inp.is_floating_point() or inp.numel() == 0:
+        return
+    top = float(inp.max())
+    if origin in ("softmax", "sigmoid") or top > 1e-4:
+        what = f"the output of a {origin}" if origin in ("softmax", "sigmoid") else \
+            f"values up to {fmt_num(top)} (a log-probability is never positive)"
+        w.issue("TM202", f"`F.{name}` (KLDivLoss) expects log-probabilities as its input but got {what}: "
+                "pass `F.log_softmax(logits, dim=1)` (the target stays probabilities unless "
+                "log_target=True)", key="TM202:kl_div", op=name, origin=origin, input_max=top)
+
+
 def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torch.Tensor, kwargs: dict[str, Any],
                     origin: str | None = None, where: str | None = None) -> None:
     """The loss-input checks for a loss seen outside a replay (live checks): ``origin`` is the op that
@@ -604,6 +625,40 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
     return out
 
 
+def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThresholds) -> Issue | None:
+    """TM205 from the weights themselves: drawn with a fixed std far above ``1/sqrt(fan_in)``.
+
+    A layer multiplies the variance of its input by about ``fan_in * Var(w)`` (the square of its *gain*,
+    ``std(w) * sqrt(fan_in)``). Sound inits keep the gain near 1 (PyTorch's default 0.58, Kaiming 1.41,
+    Xavier <= 1.41, DCGAN's N(0, 0.02) at most ~1.8); weights drawn from N(0, 1) have a gain of
+    ``sqrt(fan_in)``, so the signal grows that much per layer. Read once, at the first step, from the
+    trained Linear, convolution and recurrent weights with a fan-in of at least ``poor_init_min_fan_in``
+    (embeddings are N(0, 1) by design and are left out): every front end has the model, nothing else is
+    needed, and a network whose layers are uniformly too large shows no change *across* depth."""
+    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+    rows = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (*LAYER_TYPES, nn.RNNBase)):
+            for pname, p in mod.named_parameters(recurse=False):
+                if not pname.startswith("weight") or p.dim() < 2 or not p.requires_grad or id(p) not in held:
+                    continue
+                fan_in = p[0].numel()
+                if fan_in >= cfg.poor_init_min_fan_in:
+                    std = float(p.detach().float().std())
+                    rows.append({"layer": f"{name}.{pname}" if name else pname, "std": std, "fan_in": fan_in,
+                                 "gain": std * math.sqrt(fan_in)})
+    large = [r for r in rows if r["gain"] > cfg.poor_init_gain]
+    if not rows or 2 * len(large) <= len(rows):
+        return None
+    worst = max(large, key=lambda r: r["gain"])
+    return Issue("TM205", f"{len(large)} of {len(rows)} weight layers start with std x sqrt(fan_in) above "
+                 f"{fmt_num(cfg.poor_init_gain)} (e.g. {worst['layer']}: std {fmt_num(worst['std'])} at a fan-in of "
+                 f"{worst['fan_in']}, a gain of {fmt_num(worst['gain'])}): each multiplies the signal's scale by that "
+                 "much; an init with a fixed std (normal_(0, 1)?) instead of ~1/sqrt(fan_in)",
+                 {"measure": "weight std x sqrt(fan_in)", "layers": large[:20], "judged": len(rows),
+                  "gain": worst["gain"]}, "TM205:weight-scale")
+
+
 def optimizer_issues(model: nn.Module, optimizer: Any, loss_fn: Any = None) -> list[Issue]:
     """TM204: trainable parameters missing from the optimizer, or an optimizer built on another model."""
     groups = getattr(optimizer, "param_groups", None)
@@ -707,6 +762,8 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
     issues: list[Issue] = []
     if optimizer is not None:
         issues += optimizer_issues(model, optimizer, loss_fn)
+        scale = weight_scale_issue(model, optimizer, cfg)
+        issues += [scale] if scale is not None else []
     m, _opt, lf = copy_for_replay(model, None, loss_fn if isinstance(loss_fn, nn.Module) else None)
     lf = lf if lf is not None else loss_fn
     with torch.random.fork_rng(devices=_cuda_devices(model)):
@@ -795,6 +852,8 @@ class PreflightCallback(MedicCallback):
             self.params_done = True
             issues += optimizer_issues(model, medic.optimizer, loss_fn)
             issues += [i for i in grad_issues(model, [], self.cfg) if i.code == "TM204"]
+            scale = weight_scale_issue(model, medic.optimizer, self.cfg)
+            issues += [scale] if scale is not None else []
         b = split_batch(batch) if batch is not None else None
         if b is not None:
             self.replay_done = True

@@ -27,6 +27,19 @@ def hand_written_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((pred - y) ** 2).mean()
 
 
+class Distill:
+    """A distillation loss: KL divergence from the teacher's probabilities, the student's log-probabilities
+    as the input (``probs``: the student's probabilities instead, note 003's misused loss API)."""
+
+    def __init__(self, probs: bool) -> None:
+        self.kl = nn.KLDivLoss(reduction="batchmean")
+        self.probs = probs
+
+    def __call__(self, pred: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        student = torch.softmax(pred, dim=1) if self.probs else torch.log_softmax(pred, dim=1)
+        return self.kl(student, teacher)
+
+
 def build(case: str, fault: bool, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -77,6 +90,11 @@ def build(case: str, fault: bool, seed: int = 0):
                 p.requires_grad_ = True  # a typo: assigns an attribute, the layer stays frozen
             else:
                 p.requires_grad_(True)
+    elif case == "kl_probs":  # a student's probabilities into KLDivLoss, which wants log-probabilities
+        teacher = nn.Linear(D, 3)
+        with torch.no_grad():
+            y = torch.softmax(2 * teacher(x), dim=1)
+        net, loss_fn = _mlp(3), Distill(probs=fault)
     else:
         raise ValueError(case)
     return net, loss_fn, x, y, list(net.parameters())
@@ -87,4 +105,5 @@ EXPECT = {
     "bcast_mse": {"TM201"}, "bcast_hand": {"TM201"}, "softmax_ce": {"TM202"}, "logsoftmax_bce": {"TM202"},
     "labels_12": {"TM203"}, "relu_head": {"TM211"}, "counts_mse": {"TM111"}, "skewed_mse": {"TM112"},
     "unscaled": {"TM108"}, "sentinel": {"TM109"}, "nan_rows": {"TM101"}, "unfreeze_typo": {"TM204"},
+    "kl_probs": {"TM202"},
 }

@@ -94,8 +94,27 @@ def print_script_traceback(exc: BaseException, path: MainScript) -> None:
     while t is not None and os.path.realpath(t.tb_frame.f_code.co_filename) != target:
         t = t.tb_next
     sys.stdout.flush()
-    traceback.print_exception(type(exc), exc, t if t is not None else tb, file=sys.stderr)
+    shown = traceback.TracebackException(type(exc), exc, t if t is not None else tb)
+    _drop_own_frames(shown, set())
+    print("".join(shown.format()), end="", file=sys.stderr)
     sys.stderr.flush()
+
+
+def _drop_own_frames(shown: traceback.TracebackException, seen: set[int]) -> None:
+    """Leave out trainmedic's wrappers between the script's frames and torch's (a wrapped loss function,
+    ``optimizer.step``, ``backward``): python would not have shown them."""
+    if id(shown) in seen:
+        return
+    seen.add(id(shown))
+    kept = [f for f in shown.stack if not os.path.realpath(f.filename).startswith(_PACKAGE)]
+    if len(kept) != len(shown.stack):
+        shown.stack = traceback.StackSummary.from_list(kept)
+    for chained in (shown.__cause__, shown.__context__):
+        if chained is not None:
+            _drop_own_frames(chained, seen)
+
+
+_PACKAGE = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 def write_outputs(session: Session, out: Path, script: MainScript, argv: list[str]) -> Path:

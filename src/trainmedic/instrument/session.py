@@ -46,7 +46,7 @@ from trainmedic.instrument.loops import LoopWatching, compile_safe
 from trainmedic.instrument.patches import Patches, recording_scale
 from trainmedic.instrument.schedules import ScheduleWatching
 from trainmedic.observe.graph import LossCall, read_loss_graph
-from trainmedic.observe.live import Observed
+from trainmedic.observe.live import LiveChecks, Observed
 from trainmedic.replay import user_location
 from trainmedic.report.files import merged_findings
 from trainmedic.rules.internal import INSTRUMENTATION_FAILED
@@ -292,7 +292,12 @@ class Session(LoopWatching, ScheduleWatching):
 
     def _wrap_loss(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def loss_fn(*args: Any, **kwargs: Any) -> Any:
-            out = original(*args, **kwargs)
+            try:
+                out = original(*args, **kwargs)
+            except Exception:  # the script's own error: name the rows behind it, then let it go on unchanged
+                if not self._busy and "loss hook" not in self._off:
+                    self._guarded("loss hook", self._loss_raised, args, kwargs)
+                raise
             if not self._busy and "loss hook" not in self._off:
                 self._guarded("loss hook", self._saw_loss, name, args, kwargs, out)
             return out
@@ -317,6 +322,23 @@ class Session(LoopWatching, ScheduleWatching):
             return
         if out.numel() == 1 and self.drivers:
             self.epochs.eval_loss(out, int(inp.shape[0]) if inp.dim() else 1)
+
+    def _loss_raised(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A training loss raised (``binary_cross_entropy`` on a NaN or a -9999 sentinel): the data checks
+        judge the batch now, since no step will follow to do it."""
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        if not torch.is_grad_enabled():
+            return
+        x = self._last_input[0] if isinstance(self._last_input, tuple) and self._last_input else self._last_input
+        if self.drivers:
+            driver = self.drivers[0]
+            driver.live.loss_raised(driver.step_count, (x, target), driver.report)
+            return
+
+        def report(code: str, message: str, *, step: int | None = None, evidence: Any = None, key: Any = None) -> None:
+            self.internal.append(Finding(code=code, message=message, step=step, evidence=dict(evidence or {})))
+
+        LiveChecks(None, None).loss_raised(0, (x, target), report)  # the very first step: no driver yet
 
     def _wrap_scale(self, original: Callable[..., Any]) -> Callable[..., Any]:
         return recording_scale(original, self._record_scaled)

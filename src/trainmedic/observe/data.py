@@ -83,12 +83,17 @@ def _robust_sigma(x: np.ndarray) -> float:
     return s if s > 0 else float(np.max(x) - np.min(x))
 
 
-def sentinels(columns: np.ndarray, names: str = "column") -> list[Issue]:
+#: the usual codes for "missing": ``once=True`` accepts one of them seen a single time
+CONVENTIONAL_SENTINELS = frozenset({-99.0, -999.0, -9999.0, -99999.0, 999.0, 9999.0, 99999.0, -1e9, 1e9})
+
+
+def sentinels(columns: np.ndarray, names: str = "column", once: bool = False) -> list[Issue]:
     """A value repeated in a column and far outside the rest of it (``-9999`` for "missing"): TM109.
 
     "Far outside" is a gap: the value lies beyond the rest of the column, more than 10 robust sigmas from
     the median of the other values and from the nearest of them. A long tail is continuous and has no such
-    gap; a sentinel does.
+    gap; a sentinel does. ``once``: the loss function raised on this batch, so there is no second batch to
+    show the value again; a conventional code (:data:`CONVENTIONAL_SENTINELS`) seen once is enough then.
     """
     out = []
     x = columns if columns.ndim == 2 else columns.reshape(-1, 1)
@@ -99,7 +104,7 @@ def sentinels(columns: np.ndarray, names: str = "column") -> list[Issue]:
             continue
         values, counts = np.unique(col, return_counts=True)
         for v, c in zip(values, counts):
-            if c < 2:
+            if c < 2 and not (once and float(v) in CONVENTIONAL_SENTINELS):
                 continue
             others = col[col != v]
             if len(others) < max(4, c):  # the value is the bulk of the column, not an outlier

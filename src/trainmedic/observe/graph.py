@@ -7,6 +7,7 @@ from it alone:
 * the loss nodes PyTorch's losses leave (``MseLossBackward0``, ``NllLossBackward0`` behind
   ``cross_entropy``, ``BinaryCrossEntropyBackward0``...), with the op that produced their input
   (``softmax``, ``sigmoid``, ``log_softmax``, ``relu``... looking through reshapes) — TM202, TM211;
+  ``kl_div``, which leaves no node of its own, by the shape of its formula;
 * broadcasts of the prediction to a larger shape, then reduced: an elementwise op (a hand-written
   ``((pred - y) ** 2).mean()``) or the ``expand`` a loss function does itself, whose output is ``B`` times
   larger than the prediction with the batch size repeated — the ``(B,1) - (B,)`` trap (TM201).
@@ -172,6 +173,10 @@ def read_loss_graph(loss: torch.Tensor, model_output: Any = None) -> LossGraph:
         name = node.name()
         if name in LOSS_NODES:
             graph.calls.append(_loss_call(node, graph))
+        elif op_of(node) == "sub" and parent is not None and op_of(parent) in REDUCTIONS:
+            kl = _composite_kl_div(node, graph)
+            if kl is not None:
+                graph.calls.append(kl)
         elif op_of(node) in ELEMENTWISE or (op_of(node) == "expand" and parent is not None
                                            and parent.name() in LOSS_NODES):
             b = _broadcast(node, parent, model_output)
@@ -210,6 +215,33 @@ def _loss_call(node: Any, graph: LossGraph) -> LossCall:
                     input_shape=shape_of(first) if first is not None else None,
                     target_shape=tuple(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                     origin=origin, kwargs=kwargs, source="graph")
+
+
+def _composite_kl_div(node: Any, graph: LossGraph) -> LossCall | None:
+    """``F.kl_div`` leaves no loss node: PyTorch computes it as ``xlogy(target, target) - target * input``,
+    then reduces. A ``sub`` whose left side carries no gradient and whose right side is a product of a
+    constant (the target) with the prediction, reduced right after, is read as ``kl_div`` with that input."""
+    children = list(node.next_functions)
+    if len(children) != 2 or children[0][0] is not None or children[1][0] is None or op_of(children[1][0]) != "mul":
+        return None
+    mul = children[1][0]
+    sides = [c for c, _ in mul.next_functions]
+    if len(sides) != 2 or (sides[0] is None) == (sides[1] is None):
+        return None  # both sides (or neither) carry gradient: not a constant target times the prediction
+    pred = sides[1] if sides[0] is None else sides[0]
+    if op_of(pred) == "accumulate_grad":
+        return None
+    shape = shape_of(node)
+    if shape is None or shape != shape_of(mul) or shape != shape_of(pred):
+        return None  # elementwise all the way, as kl_div is
+    target, inp = (_saved(mul, "self"), _saved(mul, "other")) if sides[0] is None else \
+        (_saved(mul, "other"), _saved(mul, "self"))
+    if isinstance(inp, torch.Tensor):
+        graph.saved = True
+    return LossCall(name="kl_div", input=inp if isinstance(inp, torch.Tensor) else None,
+                    target=target if isinstance(target, torch.Tensor) else None, input_shape=shape,
+                    target_shape=tuple(target.shape) if isinstance(target, torch.Tensor) else None,
+                    origin=provenance(pred), source="graph")
 
 
 def _unexpand(t: Any) -> Any:

@@ -10,7 +10,8 @@ do not: ``trainmedic run`` and the framework callbacks see an ordinary script's 
   seen through a forward hook), with their input and target;
 * the model's input and the target (the batch, when the front end has it): non-finite rows, sentinels,
   scales, count or skewed targets under a regression loss (TM101, TM102, TM108, TM109, TM111, TM112);
-* the optimizer's parameters: an unfreeze that never took effect (TM204).
+* the optimizer's parameters: an unfreeze that never took effect (TM204);
+* the targets of every step until judged: batches served in label order (TM116, :mod:`~trainmedic.observe.ordering`).
 
 Cost: the wiring checks run on the first ``FIRST_STEPS`` steps; the data checks on those and then every
 ``EVERY`` steps, and on a step whose loss turned non-finite. Nothing runs in between.
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 
 from trainmedic.observe.data import (
+    MAX_ROWS,
     REGRESSION_LOSSES,
     DataSample,
     Issue,
@@ -39,6 +41,7 @@ from trainmedic.observe.data import (
 )
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
 from trainmedic.observe.levels import input_rms, observed_pair, target_sample
+from trainmedic.observe.ordering import BatchOrder
 
 FIRST_STEPS = 3
 EVERY = 200
@@ -89,11 +92,12 @@ def observing(step: int) -> bool:
 class LiveChecks:
     """See the module docstring. ``report(code, message, step=, evidence=, key=)`` records a finding."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.sample = DataSample()
         self.judged_data = False
+        self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
         self._handles: list[Any] = []
         self.level_samples: list[dict[str, Any]] = []  # target statistics for the engine's level (take_levels)
@@ -221,17 +225,17 @@ class LiveChecks:
             out += self._judge_sample(calls)
         return out
 
-    def _judge_sample(self, calls: list[LossCall]) -> list[Any]:
+    def _judge_sample(self, calls: list[LossCall], crashed: bool = False) -> list[Any]:
         out = []
         x = self.sample.feature_matrix()
         y = self.sample.target_vector()
         if x is not None:
-            out += sentinels(x, "input column")
+            out += sentinels(x, "input column", once=crashed)
             iss = unscaled(x)
             if iss:
                 out.append(iss)
         if y is not None:
-            out += sentinels(y, "target")
+            out += sentinels(y, "target", once=crashed)
             loss = next((c.name for c in calls if c.name in REGRESSION_LOSSES), None)
             iss = target_under_regression(y, loss) if loss else None
             if iss:
@@ -246,6 +250,36 @@ class LiveChecks:
             target = target if target is not None else observed.target
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
+
+    def loss_raised(self, step: int, batch: Any, report: Any) -> None:
+        """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
+        out of range, a -9999 sentinel its target): no step follows, so the rows that explain it are named
+        now: non-finite rows (TM101/TM102) and, if the first steps' sample was not judged yet, sentinels and
+        scales (TM109, TM108) with this batch included."""
+        inputs, target = _from_batch(batch)
+        for code, message, evidence in _nonfinite(step, inputs, target, None):
+            report(code, message + ", when the loss function raised", step=step, evidence=evidence, key=code)
+        if not self.judged_data:
+            self.judged_data = True
+            self.sample.add(inputs, target)
+            issues = self._judge_sample([], crashed=True)
+            if isinstance(target, torch.Tensor) and target.dim() == 2 and target.shape[1] > 1 \
+                    and target.is_floating_point():  # a reconstruction target: columns like the input's
+                issues += sentinels(target.detach().float().cpu().numpy()[:MAX_ROWS], "target column", once=True)
+            for iss in issues:
+                report(iss.code, iss.message + " (judged when the loss function raised)", step=step,
+                       evidence=iss.evidence, key=iss.key)
+
+    def see_order(self, step: int, batch: Any, observed: Observed | None, report: Any) -> None:
+        """Every step until judged (TM116): the step's target, from the batch or the loss calls seen."""
+        if self.order.done:
+            return
+        _, target = _from_batch(batch)
+        if target is None and observed is not None:
+            target = observed.target if observed.target is not None else \
+                next((c.target for c in observed.calls if c.target is not None), None)
+        if target is not None:
+            self.order.see(step, target, report)
 
     def close(self) -> None:
         self.disarm()
@@ -263,6 +297,14 @@ def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:
             if c.source != "graph":  # seen at the call: its own shapes and line; the graph adds nothing
                 judged.add(c.name)
     issues = [i for i in w.finalize()]
+    for c in calls:  # read after backward (medic.step(loss)): only the op that fed the loss is left
+        if c.name == "kl_div" and c.input is None and c.origin in ("softmax", "sigmoid") \
+                and not any(i.code == "TM202" for i in issues):
+            issues.append(Issue("TM202", f"`F.kl_div` (KLDivLoss) expects log-probabilities as its input but got the "
+                                f"output of a {c.origin}: pass `F.log_softmax(logits, dim=1)` (the target stays "
+                                "probabilities unless log_target=True)", {"op": "kl_div", "origin": c.origin,
+                                                                          "source": "autograd graph"},
+                                "TM202:kl_div"))
     for b in graph.broadcasts if graph is not None else ():
         if b.loss is not None and b.loss in judged:
             continue  # the call itself was judged, with the target's shape and the line

@@ -407,3 +407,31 @@ MISSING_MEANS_NONE = rule(
         """,
     references=(PANDAS_NA, NOTE_003),
 )
+
+FREE_TEXT_COLUMN = rule(
+    "TM118",
+    "free-text-column",
+    "info",
+    summary="A column of free text (sentences): left out of the features unless asked for.",
+    what="""
+        Most values are distinct, 20 or more characters long and contain spaces: descriptions, comments,
+        reviews. Read as a category, every sentence would be its own one-hot column seen once: nothing a
+        model can learn from, and thousands of useless columns.
+        """,
+    why="""
+        Tables exported from forms and shops keep the free-text fields beside the measurements. The words
+        can carry signal (a review's tone), but only through an encoding made for text.
+        """,
+    fix="""
+        Leave it out (`trainmedic fit` does, and lists it in `cv.json`'s `dropped_columns`), or encode its
+        words: `trainmedic fit --text COLUMN` keeps it as a TF-IDF of its words and word pairs reduced to a few
+        SVD components, fitted inside each fold on the training rows only.
+        """,
+    example="""
+        from sklearn.pipeline import make_pipeline
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.decomposition import TruncatedSVD
+        text_encoder = make_pipeline(TfidfVectorizer(min_df=2, ngram_range=(1, 2)), TruncatedSVD(16))
+        """,
+    references=(NOTE_004,),
+)

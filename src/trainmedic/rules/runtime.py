@@ -16,6 +16,7 @@ from trainmedic.config import Thresholds
 from trainmedic.rules.curves import overfitting_evidence
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
 from trainmedic.rules.registry import rule
+from trainmedic.rules.shape import is_jump
 from trainmedic.signals.monitor import Monitor, gradient_bounds, median
 from trainmedic.signals.monitor import robust_sigma as _robust_sigma
 
@@ -387,9 +388,14 @@ def detect_loss_spike(losses: np.ndarray, steps: np.ndarray, initial: float, bes
 
 def _rebase(monitor: Monitor, obs: Observation) -> None:
     w = monitor.step_window
+    last = w.losses.values(1)
     w.rebase(obs.step)
     if not math.isfinite(w.best):  # reported before any smoothed level existed: the next one sets the best
         w.best, w.best_step = math.inf, -1
+    elif len(last) and math.isfinite(float(last[0])) and float(last[0]) > w.best:
+        # reported within a few steps of a jump or a climb, the smoothed level still lags below the loss:
+        # the curve that follows is judged from where the loss is now, not from before the event
+        w.best = float(last[0])
 
 
 @detector(LOSS_SPIKE, DIVERGENCE, cadence=Cadence.WINDOW, anomaly=True, after_fire=_rebase, curve=True)
@@ -459,17 +465,26 @@ def _rise_before_nonfinite(obs: Observation) -> Detection | None:
     return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial)
 
 
-@detector(DIVERGENCE, cadence=Cadence.STEP, order=-10, anomaly=True, needs_warmup=False,
+@detector(DIVERGENCE, LOSS_SPIKE, cadence=Cadence.STEP, order=-10, anomaly=True, needs_warmup=False,
           after_fire=_rebase, curve=True)
 def _climb(obs: Observation) -> Detection | None:
     """A loss climbing step after step by an order of magnitude is a divergence now, before its gradient
     spikes (TM303) or its NaN (TM301) are reported as the symptoms they are. O(1) until the last four
-    losses are strictly increasing."""
+    losses are strictly increasing. A rise that is one jump followed by smaller increases is a loss spike
+    (TM306, :mod:`~trainmedic.rules.shape`): something happened at that step."""
     w = obs.monitor.step_window
     tail = w.losses.values(4)
     if len(tail) < 4 or not (tail[0] < tail[1] < tail[2] < tail[3]):
         return None
-    return detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial, symptom="")
+    d = detect_rise_before_nonfinite(w.losses.values(), w.steps.values(), obs.cfg, w.initial, symptom="")
+    if d is None or not is_jump(tail):
+        return d
+    at = int(w.steps.values(4)[1])
+    return Detection(LOSS_SPIKE.code, f"the loss jumped from {_fmt(float(tail[0]))} to {_fmt(float(tail[1]))} at step "
+                     f"{at} and rose on from there, by less each step, to {_fmt(float(tail[3]))}: a jump, not a "
+                     "climb - something changed at that step (a warm restart or a change of the learning rate, "
+                     "the data, a bad batch)", {**d.evidence, "shape": "jump", "onset_step": at,
+                                               "cause": "a change at the onset step"}, onset=at)
 
 
 @detector(DIVERGENCE, cadence=Cadence.WINDOW, order=-10, anomaly=True, needs_warmup=False,

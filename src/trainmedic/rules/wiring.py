@@ -148,7 +148,9 @@ POOR_INIT = rule(
         different speed. During the run (every front end): the first training loss is more than
         `started_wrong_factor` (10x) the loss of a neutral output — log K for K classes, log 2 for a
         binary output, the mean squared target for a regression, read from the targets the loss saw: the
-        network starts with outputs orders of magnitude too large.
+        network starts with outputs orders of magnitude too large. At the first step (every front end): most
+        trained weight layers start with `std(w) * sqrt(fan_in)` above `poor_init_gain` (4): each multiplies
+        the signal's scale by that much (sound inits keep it near 1; N(0, 1) weights give `sqrt(fan_in)`).
         """,
     why="""
         Each layer multiplies the variance by `fan_in * Var(w) * gain`; unless the init keeps that product

@@ -1,4 +1,4 @@
-"""Tabular front end: ``check-data`` (data rules TM101-TM115) and ``fit`` (cross-validated models)."""
+"""Tabular front end: ``check-data`` (data rules TM101-TM115 and TM118) and ``fit`` (cross-validated models)."""
 
 from __future__ import annotations
 

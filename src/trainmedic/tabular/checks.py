@@ -272,6 +272,19 @@ def id_like_column(ctx: _Context) -> Finding | None:
                    action="keep out of the features (fit drops them, and uses the id for submission.csv)")
 
 
+# ---- TM118 -------------------------------------------------------------------------------------------
+def free_text_column(ctx: _Context) -> Finding | None:
+    """The same question fit asks (``column_role``), so check-data flags exactly the columns fit leaves out."""
+    cols = [c for c in ctx.features if c not in ctx.index_cols and c not in ctx.id_cols
+            and column_role(ctx.df[c], c, ctx.n) == "free text"]
+    if not cols:
+        return None
+    ev = {c: _examples(ctx.df[c].dropna().head(2)) for c in cols}
+    msg = f"column(s) {', '.join(repr(c) for c in cols)} hold free text (mostly distinct sentences)"
+    return Finding(R.FREE_TEXT_COLUMN.code, msg, evidence={"columns": ev},
+                   action="fit leaves it out; `fit --text COLUMN` keeps it as TF-IDF components fitted in the folds")
+
+
 # ---- TM107 -------------------------------------------------------------------------------------------
 def duplicates(ctx: _Context) -> Finding | None:
     feats = ctx.model_features
@@ -526,6 +539,7 @@ DETECTORS: tuple[Callable[[_Context], Finding | None], ...] = (
     index_column,
     useless_column,
     id_like_column,
+    free_text_column,
     duplicates,
     unscaled_features,
     outliers,

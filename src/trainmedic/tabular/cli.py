@@ -20,8 +20,8 @@ TASK_CHOICES = ("auto", "regression", "log-regression", "count", "binary", "mult
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check-data",
-        help="pre-flight a CSV/Parquet table: the data rules TM101-TM115",
-        description="Check a table for the data problems TM101-TM115 (trainmedic explain TM1xx). Exit code 0: no "
+        help="pre-flight a CSV/Parquet table: the data rules TM101-TM115 and TM118",
+        description="Check a table for the data problems TM101-TM115 and TM118 (trainmedic explain TM1xx). Exit code 0: no "
         "error-severity finding; 1: at least one; 2: unusable input.",
     )
     p.add_argument("path", help="CSV (any common dialect) or Parquet file")
@@ -53,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="about this many seconds for the whole fit: each fold and model gets a share of what "
                         "reading and checks leave, the network and LightGBM stop at theirs with the best model so far")
     f.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
+    f.add_argument("--search", type=int, default=0, metavar="N",
+                   help="tune each model with an Optuna study of N trials in every fold, choosing on an inner split "
+                        "of the fold's training rows (never its validation rows); within --time-budget when given")
+    f.add_argument("--select", action="store_true",
+                   help="cross-validated feature selection in every fold: columns that do not help are left out "
+                        "when that improves the fold's inner validation score")
+    f.add_argument("--text", action="append", default=[], metavar="COLUMN",
+                   help="keep a free-text column (left out by default) as TF-IDF components fitted inside the folds; "
+                        "repeat for several")
     f.add_argument("--save", metavar="DIR",
                    help="also store the fitted preprocessing and models in DIR (no pickle), for `trainmedic predict`")
     f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress)")
@@ -129,6 +138,11 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     cfg.threads = args.threads
+    if args.search < 0:
+        raise UsageError(f"--search must be a number of trials (0 or more), got {args.search}")
+    cfg.search = args.search
+    cfg.select = bool(args.select)
+    cfg.text = tuple(args.text)
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
@@ -184,6 +198,16 @@ def _print_summary(res: Any) -> None:
                       *[f"{m[k]['mean']:.4f}" if k in m else "" for k in extra], style=style)
     console.print(table)
     console.print(f"task: {cv['task_reason']}; {cv['rows']} rows; {cv['time_s']} s")
+    searched = {n: m["search"] for n, m in cv["models"].items() if "search" in m}
+    if searched:
+        console.print("search (outer mean, chosen vs default setting): " + "; ".join(
+            f"{n} {s['outer_mean']:.4f} vs {s['default_outer_mean']:.4f} ({s['folds_changed']} folds changed)"
+            for n, s in searched.items()), highlight=False, soft_wrap=True)
+    if cv.get("selection"):
+        sel = cv["selection"]
+        console.print(f"feature selection kept in {sel['folds_kept']}/{cv['n_folds']} folds; dropped in every kept "
+                      f"fold: {', '.join(sel['dropped_in_every_kept_fold']) or 'none'}", highlight=False,
+                      soft_wrap=True)
     if cv.get("dropped_columns"):
         console.print("not used: " + "; ".join(f"{c} ({why})" for c, why in cv["dropped_columns"].items()),
                       markup=False, highlight=False, soft_wrap=True)

@@ -43,6 +43,11 @@ from trainmedic.tabular.progress import FitProgress
 from trainmedic.tabular.target import TASKS, TargetInfo, resolve_task, target_array
 
 MODEL_NAMES = ("mlp", "lightgbm", "linear")
+# The share of --time-budget kept after the models' trainings for what follows them: the last fold's
+# predictions, permutation importance (which stops before a fold that would cross the budget), the blend and
+# the writing. A tenth was too little on 200k rows (importance alone took 11 % of the budget; the fit ended
+# 0.3 % over it).
+BUDGET_RESERVE = 0.2
 DENSE = ("mlp", "linear")  # models on the scaled one-hot matrix, sensitive to high-leverage rows
 
 
@@ -62,19 +67,27 @@ class FitConfig:
     # Regression tasks only.
     trim_z: float | None = 4.0
     # Seconds for the whole fit, reading included. The models' training gets what is left of it after the
-    # reading and checks, less a tenth kept for permutation importance and writing; each (fold, model)
-    # gets an equal share of what is left when it starts, and the network and LightGBM stop there with the
-    # best model so far (cv.json counts the stops); importance stops after the fold that runs out of time.
+    # reading and checks, less a fifth (BUDGET_RESERVE) kept for permutation importance and writing; each
+    # (fold, model) gets an equal share of what is left when it starts, and the network and LightGBM stop there with the
+    # best model so far (cv.json counts the stops); importance stops before a fold that would run out of time.
     # None: no limit.
     time_budget: float | None = None
     importance: bool = True  # permutation importance on out-of-fold rows (cv.json and the report)
     threads: int = 1  # LightGBM threads; more only pays on large data (and hurts on a busy machine)
+    # fit --search N: an Optuna study of N trials per model in each fold, choosing on an inner split of the
+    # fold's training rows (search.py); 0: the default settings
+    search: int = 0
+    # fit --select: a cross-validated feature selection in each fold, kept only when it helps there (select.py)
+    select: bool = False
+    # fit --text COL: free-text columns kept (TF-IDF -> SVD components fitted inside the folds), not left out
+    text: tuple[str, ...] = ()
     # True: bars on a terminal, log lines otherwise; "bars", "lines" force one; False or "off": silent
     progress: bool | str = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["models"] = list(self.models)
+        d["text"] = list(self.text)
         return d
 
 
@@ -131,6 +144,8 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
         raise UsageError(f"--folds must be at least 2, got {cfg.folds}")
     if not 0 <= int(cfg.seed) < 2**31:
         raise UsageError(f"--seed must be a whole number from 0 to {2**31 - 1}, got {cfg.seed}")
+    if int(cfg.search) < 0:
+        raise UsageError(f"--search must be a number of trials (0 or more), got {cfg.search}")
     if cfg.task not in (None, "", "auto") and cfg.task not in TASKS:
         raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     unknown = [m for m in cfg.models if m not in MODEL_NAMES]
@@ -178,10 +193,15 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
         if (counts > 0).sum() < 2:
             raise UsageError(f"target column {target!r} has a single class after dropping missing labels")
     id_col = find_id_column(df, target)
+    text = [c for c in cfg.text if c]
+    for c in text:
+        if c == target or c not in df.columns:
+            what = "is the target" if c == target else f"is not a column of {rep.source}"
+            raise UsageError(f"--text {c!r} {what}" + ("" if c == target else _close(c, list(df.columns))))
     dropped: dict[str, str] = {}
     n = len(df)
     for c in df.columns:
-        if c == target:
+        if c == target or c in text:
             continue
         if re.fullmatch(r"Unnamed: \d+", c):
             dropped[c] = "saved index column (TM104)"
@@ -191,9 +211,9 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
             dropped[c] = "identifier, unique per row (TM106)"
         elif role == "free text":
             dropped[c] = FREE_TEXT
-    ff = prepare_features(df.iloc[rows], drop=[target, *dropped])
+    ff = prepare_features(df.iloc[rows], drop=[target, *dropped], text=text)
     dropped.update(ff.dropped)
-    if not ff.numeric and not ff.categorical:
+    if not ff.numeric and not ff.categorical and not ff.text:
         raise UsageError(
             f"no usable feature columns left in {rep.source} (dropped: {_cols(list(dropped))}); "
             f"the file needs columns other than the target and identifiers"
@@ -238,13 +258,102 @@ def _inner(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[np.nda
     return np.sort(itr), np.sort(iva)
 
 
-def _make_model(name: str, p: Prepared, cfg: FitConfig, seed: int, progress: Callable | None):
+def _make_model(name: str, p: Prepared, cfg: FitConfig, seed: int, progress: Callable | None,
+                conf: Any = None):
+    """A model of ``name``; ``conf`` (from the search) replaces its configuration: an MLPConfig, a GBMConfig
+    or the linear model's parameters."""
     k = len(p.info.classes)
     if name == "mlp":
-        return MLPModel(p.info.kind, k, cfg.mlp, seed=seed, threads=1, progress=progress)
+        return MLPModel(p.info.kind, k, conf or cfg.mlp, seed=seed, threads=1, progress=progress)
     if name == "lightgbm":
-        return LightGBMModel(p.info.kind, k, cfg.gbm, seed=seed, threads=cfg.threads)
-    return LinearModel(p.info.kind, k, seed=seed)
+        return LightGBMModel(p.info.kind, k, conf or cfg.gbm, seed=seed, threads=cfg.threads)
+    return LinearModel(p.info.kind, k, seed=seed, params=conf)
+
+
+def _primary(task: str, pred: Any, y: np.ndarray) -> float:
+    """The judged metric of a prediction (lower is better)."""
+    return next(iter(B.score(task, _oof_entry(task, pred, y), y).values()))
+
+
+def _point_score(task: str, pred: Any, y: np.ndarray) -> float:
+    """The judged metric of a point prediction (a count model's mean: Poisson deviance)."""
+    if task == "count":
+        return B.poisson_deviance(pred.mean if hasattr(pred, "mean") and not isinstance(pred, np.ndarray)
+                                  else pred, y)
+    return next(iter(B.score(task, pred, y).values()))
+
+
+def _select(p: Prepared, cfg: FitConfig, names: list[str], k: int, tr: np.ndarray) -> Any:
+    """``fit --select``: fold ``k``'s selection, chosen on its training rows ``tr`` only (select.py)."""
+    from dataclasses import replace
+
+    from trainmedic.tabular import select as S
+    from trainmedic.tabular.search import trial_config
+
+    task = p.info.kind
+    seed = cfg.seed * 7919 + k
+    kc = len(p.info.classes)
+    gbm = trial_config("lightgbm", cfg.gbm)
+    probes = [lambda: LightGBMModel(task, kc, replace(gbm, bags=1), seed=seed, threads=cfg.threads)]
+    if "linear" in names:
+        probes.append(lambda: LinearModel(task, kc, seed=seed))
+    y = p.y[tr]
+    return S.select_features(
+        subset_frame(p.features, tr), y, _inner(y, task, cfg.inner_fraction, cfg.seed + k), probes=probes,
+        split=lambda yy: _inner(yy, task, cfg.inner_fraction, seed), seed=seed,
+        score=lambda pred, yy: _point_score(task, pred, yy),
+    )
+
+
+def _searched_model(name: str, p: Prepared, cfg: FitConfig, k: int, X: FeatureFrame, y: np.ndarray,
+                    inner: tuple[np.ndarray, np.ndarray], Xva: FeatureFrame, yva: np.ndarray,
+                    prog: FitProgress, share: float | None) -> tuple[Any, dict[str, Any]]:
+    """``fit --search``: the model with the settings its study chose on the fold's training rows ``X``
+    (an inner split of them, never the validation fold), fitted on all of them.
+
+    The default model is fitted first (the outer score without the search, and the model kept when the
+    study keeps the default). ``share``: the seconds this (fold, model) may take under ``--time-budget``,
+    a third each for the default model, the study and the chosen model (a model that finishes early leaves
+    its time to the next).
+    """
+    from trainmedic.tabular import search as S
+
+    task = p.info.kind
+    seed = cfg.seed * 7919 + k
+    end = None if share is None else time.perf_counter() + share
+
+    def limit(model: Any, parts_left: int) -> Any:
+        if end is not None and hasattr(model, "deadline"):
+            now = time.perf_counter()
+            model.deadline = now + max(0.0, end - now) / parts_left
+        return model
+
+    prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
+    default = limit(_make_model(name, p, cfg, seed, prog.epoch if name == "mlp" else None), 3)
+    default.fit(X, y, inner)
+    default_pred = default.predict(Xva)
+    prog.model(k, name, cfg.search, unit="trial")  # the bar counts the trials; a line every 30 s off a terminal
+    timeout = None if end is None else max(1.0, (end - time.perf_counter()) / 2)
+    study = S.run_study(
+        name, task, X, y, inner,
+        make=lambda conf: _make_model(name, p, cfg, seed, None, conf),
+        split=lambda yy: _inner(yy, task, cfg.inner_fraction, seed),
+        score=lambda pred, yy: _primary(task, pred, yy),
+        default=S.default_params(name, task, cfg.mlp, cfg.gbm), base=(cfg.mlp, cfg.gbm),
+        trials=cfg.search, seed=seed, timeout=timeout, on_trial=prog.epoch,
+    )
+    study.default_outer_score = _primary(task, default_pred, yva)
+    if study.chose_default:
+        study.outer_score = study.default_outer_score
+        return default, {"study": study, "pred": default_pred}
+    conf = S.configure(name, study.params, cfg.mlp, cfg.gbm)
+    model = _make_model(name, p, cfg, seed, prog.epoch if name == "mlp" else None, conf)
+    if end is not None and hasattr(model, "deadline"):  # at least a third of the share, as the default had
+        model.deadline = max(end, time.perf_counter() + share / 3)
+    model.fit(X, y, inner)
+    pred = model.predict(Xva)
+    study.outer_score = _primary(task, pred, yva)
+    return model, {"study": study, "pred": pred}
 
 
 def _oof_entry(task: str, pred: Any, y: np.ndarray | None) -> Any:
@@ -271,26 +380,42 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
     curves: list[dict[str, list[float]]] = []
     fitted: dict[str, list[Any]] = {m: [] for m in names}
     units_left = len(folds) * len(names)
+    studies: dict[str, list[Any]] = {}
+    selections: list[Any] = []
     try:
         for k, (tr, va) in enumerate(folds):
+            features = p.features
+            if cfg.select:
+                from trainmedic.tabular.select import feature_columns, keep_columns
+
+                prog.note(f"fold {k + 1}/{len(folds)}: choosing features on the fold's training rows")
+                sel = _select(p, cfg, names, k, tr)
+                selections.append(sel)
+                if sel.kept:
+                    features = keep_columns(features, [c for c in feature_columns(features) if c not in sel.dropped])
             tr_dense = tr
             if cfg.trim_z and task in ("regression", "log-regression") and any(m in DENSE for m in names):
                 keep = training_outliers(subset_frame(p.features, tr), p.y[tr], cfg.trim_z, cfg.seed + k)
                 trimmed.append([int(i) for i in p.rows[tr[~keep]]])
                 tr_dense = tr[keep]
-            Xva, yva = subset_frame(p.features, va), p.y[va]
+            Xva, yva = subset_frame(features, va), p.y[va]
             for name in names:
                 rows = tr_dense if name in DENSE else tr
-                Xtr, ytr = subset_frame(p.features, rows), p.y[rows]
+                Xtr, ytr = subset_frame(features, rows), p.y[rows]
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
-                prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
-                model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
-                if deadline is not None and hasattr(model, "deadline"):
-                    now = time.perf_counter()
-                    model.deadline = now + max(0.0, deadline - now) / units_left
+                share = None if deadline is None else max(0.0, deadline - time.perf_counter()) / units_left
                 units_left -= 1
-                model.fit(Xtr, ytr, inner)
-                pred = model.predict(Xva)
+                if cfg.search > 0:
+                    model, found = _searched_model(name, p, cfg, k, Xtr, ytr, inner, Xva, yva, prog, share)
+                    pred = found["pred"]
+                    studies.setdefault(name, []).append(found["study"])
+                else:
+                    prog.model(k, name, cfg.mlp.max_epochs * cfg.mlp.bags if name == "mlp" else 1)
+                    model = _make_model(name, p, cfg, cfg.seed * 7919 + k, prog.epoch if name == "mlp" else None)
+                    if share is not None and hasattr(model, "deadline"):
+                        model.deadline = time.perf_counter() + share
+                    model.fit(Xtr, ytr, inner)
+                    pred = model.predict(Xva)
                 entry = _oof_entry(task, pred, yva)
                 if name not in oof:
                     oof[name] = _empty_like(task, entry, n)
@@ -365,6 +490,8 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
         "heal_events": heal_events,
         "curves": curves,
         "fitted": fitted,
+        "studies": studies,
+        "selections": selections,
     }
 
 
@@ -435,11 +562,14 @@ def fit_table(
     if save is not None:
         from trainmedic.tabular.saved import check_save_dir
 
+        if p.features.text:
+            raise UsageError("--save cannot store the text encoding of --text columns yet; fit without --save, "
+                             "or leave the text columns out")
         check_save_dir(save)
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)
     end = t0 + cfg.time_budget if cfg.time_budget else None
-    res = cross_validate(p, cfg, None if end is None else end - 0.1 * cfg.time_budget)
+    res = cross_validate(p, cfg, None if end is None else end - BUDGET_RESERVE * cfg.time_budget)
     importance = None
     if cfg.importance:
         from trainmedic.tabular.importance import importance_document
@@ -485,6 +615,16 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
     models = {name: _summary(scores) for name, scores in res["fold_scores"].items()}
     for name, det in res["detail"].items():
         models[name].update({k: v for k, v in det.items()})
+    if res.get("studies"):
+        from trainmedic.tabular.search import summary as search_summary
+
+        for name, studies in res["studies"].items():
+            models[name]["search"] = search_summary(studies)
+    selection = None
+    if res.get("selections"):
+        from trainmedic.tabular.select import summary as selection_summary
+
+        selection = selection_summary(res["selections"])
     if res["curves"]:  # the first network of each fold: its per-epoch losses and what Medic did
         models["mlp"]["curves"] = res["curves"]
         models["mlp"]["heal_events"] = res["heal_events"]
@@ -511,6 +651,8 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
         "rows_dropped_bad_target": int(len(p.df) - len(p.y)),
         "features": {"numeric": len(p.features.numeric), "categorical": len(p.features.categorical)},
         "dropped_columns": p.dropped_cols,
+        "text_columns": list(p.features.text),
+        "selection": selection,
         "trimmed_training_rows": {
             "rule": f"|cross-fitted ridge residual| > {cfg.trim_z:g} robust sd; linear and MLP training rows only",
             "per_fold": [len(t) for t in res["trimmed"]],
@@ -525,6 +667,13 @@ def _cv_document(p: Prepared, cfg: FitConfig, res: dict[str, Any], elapsed: floa
     for k, v in blend.items():
         if k not in ("mean", "std", "folds") and isinstance(v, dict):
             doc[k] = v  # secondary metrics of the blend (nll, accuracy)
+    if task == "count":  # each metric judged on its own: the mean by deviance, the distribution by NLL
+        by_nll = {m: models[m]["nll"]["mean"] for m in res["names"]}
+        best_nll = min(by_nll, key=by_nll.get)
+        doc["best_model_by_metric"] = {
+            "poisson_deviance": doc["best_model"],
+            "nll": "blend" if blend["nll"]["mean"] <= by_nll[best_nll] else best_nll,
+        }
     return doc
 
 

@@ -41,6 +41,7 @@ class FeatureFrame:
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why
     converted: list[str] = field(default_factory=list)  # numbers-as-text turned into numbers
     dates: dict[str, list[str]] = field(default_factory=dict)  # date column -> its numeric parts
+    text: list[str] = field(default_factory=list)  # free-text columns kept on request (fit --text)
 
 
 def parse_numeric_text(s: pd.Series) -> pd.Series:
@@ -70,7 +71,8 @@ def is_id_like(s: pd.Series, n: int) -> bool:
 _DATE_SHAPE = r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"
 ID_NAMES = ("id", "ids", "key", "index")
 DATE_PARTS = ("year", "month", "dayofweek", "days")
-FREE_TEXT = "free text, left out (a one-hot of sentences unique to a row carries nothing a model can use)"
+FREE_TEXT = ("free text, left out (a one-hot of sentences unique to a row carries nothing a model can use; "
+             "`fit --text COLUMN` keeps it as TF-IDF components)")
 
 
 def _named_like_id(name: str) -> bool:
@@ -140,9 +142,14 @@ def find_id_column(df: pd.DataFrame, target: str | None) -> str | None:
     return (named or cands or [None])[0]
 
 
-def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame | None = None) -> FeatureFrame:
-    """Row-wise preparation. With ``reference`` (the training frame), test columns are typed the same way."""
+def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame | None = None,
+                     text: tuple[str, ...] | list[str] = ()) -> FeatureFrame:
+    """Row-wise preparation. With ``reference`` (the training frame), test columns are typed the same way.
+    ``text``: columns kept as free text (plain strings, "" when missing), encoded inside the folds."""
     X = df.drop(columns=[c for c in drop if c in df.columns])
+    text = list(reference.text) if reference is not None else [c for c in text if c in X.columns]
+    texts = {c: _as_text(X[c]) for c in text}
+    X = X.drop(columns=text)
     dropped: dict[str, str] = {}
     converted: list[str] = []
     dates: dict[str, list[str]] = {}
@@ -163,9 +170,10 @@ def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame 
                 out[c] = parse_numeric_text(s).astype("float64")
         for c in reference.categorical:
             out[c] = _as_category(X[c])
+        out.update(texts)
         frame = pd.DataFrame(out, index=X.index)
         return FeatureFrame(frame, list(reference.numeric), list(reference.categorical),
-                            dates={k: list(v) for k, v in reference.dates.items()})
+                            dates={k: list(v) for k, v in reference.dates.items()}, text=list(text))
     for c in X.columns:
         s = X[c]
         if s.isna().all():
@@ -200,8 +208,58 @@ def prepare_features(df: pd.DataFrame, drop: list[str], reference: FeatureFrame 
         dates[src] = [d for d in dates[src] if d in out]
         if not dates[src]:
             dates.pop(src)
+    out.update(texts)
     frame = pd.DataFrame(out, index=X.index)
-    return FeatureFrame(frame, numeric, categorical, dropped, converted, dates)
+    return FeatureFrame(frame, numeric, categorical, dropped, converted, dates, list(text))
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    strs = [("" if m else str(v)) for v, m in zip(s.astype(object).to_numpy(), s.isna().to_numpy(), strict=True)]
+    return pd.Series(strs, index=s.index, dtype=object)
+
+
+class TextSVD(BaseEstimator, TransformerMixin):
+    """A free-text column as a few numbers: TF-IDF of its words (and word pairs), reduced by a truncated SVD
+    to ``components`` columns (latent semantic analysis). Fitted on the training rows of a fold only.
+
+    Robust to what real text columns hold: missing values are empty strings, a column with fewer distinct
+    words than components gets fewer components, and one with no words at all becomes a column of zeros.
+    """
+
+    def __init__(self, components: int = 16, max_features: int = 20_000):
+        self.components = components
+        self.max_features = max_features
+
+    @staticmethod
+    def _docs(X: Any) -> list[str]:
+        arr = np.asarray(X, dtype=object).reshape(-1)
+        return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in arr]
+
+    def fit(self, X: Any, y: Any = None) -> TextSVD:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        docs = self._docs(X)
+        self.tfidf_, self.svd_ = None, None
+        for min_df in (2, 1):
+            vec = TfidfVectorizer(min_df=min_df, max_features=self.max_features, ngram_range=(1, 2),
+                                  sublinear_tf=True, dtype=np.float64)
+            try:
+                T = vec.fit_transform(docs)
+            except ValueError:  # no words at all (or none left at this min_df)
+                continue
+            self.tfidf_ = vec
+            k = min(self.components, T.shape[1] - 1, T.shape[0] - 1)
+            if k >= 1:
+                self.svd_ = TruncatedSVD(k, random_state=0).fit(T)
+            break
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        docs = self._docs(X)
+        if self.tfidf_ is None or self.svd_ is None:
+            return np.zeros((len(docs), 1))
+        return self.svd_.transform(self.tfidf_.transform(docs))
 
 
 def date_parts(s: pd.Series, name: str) -> dict[str, pd.Series]:
@@ -288,6 +346,8 @@ def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01) -> ColumnTransf
         parts.append(("num", num, ff.numeric))
     if ff.categorical:
         parts.append(("cat", _onehot(3), ff.categorical))
+    for i, c in enumerate(ff.text):  # a scalar column name: the encoder gets the column as one sequence
+        parts.append((f"text{i}", Pipeline([("svd", TextSVD()), ("scale", StandardScaler())]), c))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
@@ -303,4 +363,6 @@ def tree_preprocessor(ff: FeatureFrame, native: bool = True) -> ColumnTransforme
                               min_frequency=5)
                if native else _onehot(5))
         parts.append(("cat", enc, ff.categorical))
+    for i, c in enumerate(ff.text):  # after the categories: their codes keep their column positions
+        parts.append((f"text{i}", TextSVD(), c))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)

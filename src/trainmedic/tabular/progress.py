@@ -44,6 +44,7 @@ class FitProgress:
         self.times: dict[str, list[float]] = {m: [] for m in self.models}
         self.fold = 0
         self.current = ""
+        self.unit = "epoch"
         self.model_t0 = self.t0
         self.last_line = self.t0
         self.bar = None
@@ -69,8 +70,9 @@ class FitProgress:
         self.model_task = self.bar.add_task("model", total=1)
 
     # ---- events ---------------------------------------------------------------------------------------
-    def model(self, fold: int, name: str, total: int = 1) -> None:
-        self.fold, self.current = fold, name
+    def model(self, fold: int, name: str, total: int = 1, unit: str = "epoch") -> None:
+        """A (fold, model) starts; ``unit`` names what ``epoch`` counts (a network's epochs, a study's trials)."""
+        self.fold, self.current, self.unit = fold, name, unit
         self.model_t0 = self.last_line = self.clock()
         if self.bar is not None:
             self.bar.update(self.model_task, description=f"fold {fold + 1}/{self.folds}: {name}",
@@ -81,7 +83,7 @@ class FitProgress:
             self.bar.update(self.model_task, completed=done, total=total)
         elif self.mode == "lines" and self.clock() - self.last_line >= self.every_s:
             self.last_line = self.clock()
-            self._line(f"fold {self.fold + 1}/{self.folds} {self.current}: epoch {done}, "
+            self._line(f"fold {self.fold + 1}/{self.folds} {self.current}: {self.unit} {done}, "
                        f"{duration(self.last_line - self.model_t0)} so far; elapsed {duration(self.last_line - self.t0)}")
 
     def model_done(self) -> float:

@@ -31,7 +31,9 @@ figure{margin:1em 0} img.plot{max-width:100%;height:auto;border:1px solid #eee} 
 <p>Task <b>{{ cv.task }}</b> ({{ cv.task_reason }}); metric <b>{{ cv.metric }}</b> (lower is better{% if cv.metric == 'log_loss' %}; accuracy also shown{% endif %}).
 {{ cv.rows }} rows, {{ cv.features.numeric }} numeric and {{ cv.features.categorical }} categorical features,
 shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time_s }} s.</p>
-<p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds).</p>
+<p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds){% if cv.nll is defined %};
+held-out NLL per row <b>{{ "%.4f"|format(cv.nll.mean) }} &plusmn; {{ "%.4f"|format(cv.nll.std) }}</b> (the blend's distribution,
+weighted for NLL; its mean is weighted for {{ cv.metric }}){% endif %}.</p>
 
 {% for fid, title, caption, data in figures %}<h2>{{ title }}</h2>
 <figure id="{{ fid }}"><img class="plot" alt="{{ title }}" src="data:image/png;base64,{{ data }}">
@@ -66,6 +68,24 @@ shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time
 {% endfor %}</table>
 <p class="muted"><code>trainmedic explain CODE</code> prints what each code means, why it happens and how to fix it.</p>
 {% else %}<p>No findings.</p>{% endif %}
+{% if searched %}<h2>Hyper-parameter search (<code>--search</code>)</h2>
+<p>In each fold, each model's Optuna study chose on an inner split of that fold's training rows only (its first
+trial is the default setting); the outer score is on the fold's validation rows, which the study never saw.</p>
+<table><tr><th class="l">model</th><th>fold</th><th class="l">chosen</th><th>trials</th><th>inner: default</th><th>inner: chosen</th><th>outer: default</th><th>outer: chosen</th></tr>
+{% for name, s in searched.items() %}{% for f in s.per_fold %}<tr><td class="l">{{ name }}</td><td>{{ loop.index }}</td>
+<td class="l">{% if f.chose_default %}default{% else %}{% for k, v in f.chosen.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</td>
+<td>{{ f.trials }}</td><td>{{ num(f.default_inner_score) }}</td><td>{{ num(f.inner_score) }}</td><td>{{ num(f.default_outer_score) }}</td><td>{{ num(f.outer_score) }}</td></tr>
+{% endfor %}<tr><td class="l"><b>{{ name }}</b></td><td>mean</td><td class="l">{{ s.folds_changed }} folds changed</td><td></td><td></td><td></td><td>{{ num(s.default_outer_mean) }}</td><td>{{ num(s.outer_mean) }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if cv.selection %}<h2>Feature selection (<code>--select</code>)</h2>
+<p>Chosen in each fold on its training rows only and kept where the probes scored better without the candidates on
+the fold's inner validation rows. {{ cv.selection.note }}.</p>
+<table><tr><th>fold</th><th class="l">candidates (importance not above 0)</th><th>inner score: all</th><th>inner score: selected</th><th class="l">kept</th></tr>
+{% for f in cv.selection.per_fold %}<tr><td>{{ loop.index }}</td><td class="l">{{ f.candidates|join(", ") or "none" }}</td>
+<td>{{ num(f.inner_score_all) }}</td><td>{{ num(f.inner_score_selected) }}</td><td class="l">{{ "yes" if f.kept else "no" }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if cv.text_columns %}<p>Free-text columns kept (<code>--text</code>): {% for c in cv.text_columns %}<code>{{ c }}</code> {% endfor %}
+(TF-IDF of words and word pairs, reduced to at most 16 SVD components, fitted inside each fold).</p>{% endif %}
 {% if cv.trimmed_training_rows %}<h2>Training rows left out of the linear model and the MLP</h2>
 <p>Rule: {{ cv.trimmed_training_rows.rule }}. Rows per fold: {{ cv.trimmed_training_rows.per_fold|join(", ") }}
 (validation rows are never removed; LightGBM trains on all rows).</p>{% endif %}
@@ -115,6 +135,11 @@ def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[s
 
     extra = [k for k, v in cv["models"].get("blend", {}).items() if isinstance(v, dict) and "mean" in v]
     worst, worst_models = _worst(cv, plots or {})
+    searched = {n: m["search"] for n, m in cv["models"].items() if isinstance(m, dict) and m.get("search")}
     return _ENV.from_string(_TEMPLATE).render(cv=cv, findings=[f.to_dict() for f in findings], extra=extra,
                                               notes=_notes(cv), figures=fit_figures(cv, plots), worst=worst,
-                                              worst_models=worst_models)
+                                              worst_models=worst_models, searched=searched, num=_num)
+
+
+def _num(v: Any) -> str:
+    return "" if v is None else f"{float(v):.4f}"

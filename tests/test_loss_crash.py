@@ -1,0 +1,54 @@
+"""A loss function that raises on bad rows (``F.binary_cross_entropy`` on a NaN or a -9999 sentinel) under
+``trainmedic run``: the rows are named before the script's exception propagates, and the script's traceback
+and exit code are exactly python's. ``run_scripts/bce_crash.py`` is an ordinary autoencoder script."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainmedic.instrument.runner import run_script
+
+SCRIPT = Path(__file__).resolve().parent / "run_scripts" / "bce_crash.py"
+
+
+def plain(kind: str) -> tuple[int, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, str(SCRIPT), kind], capture_output=True, text=True, env=env, timeout=120)
+    return p.returncode, p.stderr
+
+
+def under_run(argv: list[str], out: Path) -> tuple[int, str, list[dict]]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = run_script(str(SCRIPT), argv, out=out, console=False, summary=False)
+    return rc, err.getvalue(), json.loads((out / "findings.json").read_text())["findings"]
+
+
+@pytest.mark.parametrize("kind,code,says", [("nan", "TM101", "NaN/Inf in 1 of 50 rows"),
+                                            ("sentinel", "TM109", "-9999")])
+def test_rows_are_named_when_the_loss_raises_and_the_script_sees_python(kind, code, says, tmp_path):
+    rc, err, found = under_run([kind], tmp_path / kind)
+    plain_rc, plain_err = plain(kind)
+    assert rc == plain_rc == 1
+    assert err == plain_err  # the same traceback, frame for frame: trainmedic's wrappers are not in it
+    assert "should be between 0 and 1" in err
+    hit = [f for f in found if f["code"] == code]
+    assert hit and says in hit[0]["message"] and "when the loss function raised" in hit[0]["message"]
+    if kind == "nan":
+        assert hit[0]["evidence"]["rows"] and hit[0]["evidence"]["batch_size"] == 50
+    else:
+        assert hit[0]["evidence"]["value"] == -9999.0
+
+
+def test_healthy_twin_trains_silently(tmp_path):
+    rc, err, found = under_run(["nan", "--healthy"], tmp_path / "healthy")
+    assert rc == 0 and err == ""
+    assert [f for f in found if f["severity"] in ("warning", "error")] == []
