@@ -35,8 +35,10 @@ from astedit import Edit, Source, apply_edits, dotted  # noqa: E402
 
 MAX_SITES = 2  # mutants per operator and program (one per optimizer, or per site of a pattern)
 
-LR = frozenset({"TM209", "TM305", "TM306", "TM307"})  # codes whose explanation names the learning rate
-LR_SYMPTOMS = frozenset({"TM303", "TM301", "TM302", "TM311"})
+# codes whose explanation names the learning rate; TM317 not-learning and TM319 harmful-rate-raise (issue 12,
+# written after the corpus) name it too: added in round three (RESULTS.md), as TM318 dead-network to the symptoms
+LR = frozenset({"TM209", "TM305", "TM306", "TM307", "TM317", "TM319"})
+LR_SYMPTOMS = frozenset({"TM303", "TM301", "TM302", "TM311", "TM318"})
 FEATURES = re.compile(r"^(x|X)_?(tr|train)$|^train_(x|X)$")
 LABELS = re.compile(r"^(y|Y)_?(tr|train)$|^train_(y|Y)$")
 #: names that hold model inputs: x, X_train, raw_x, features, images, pixels, inputs, d (a sklearn Bunch)
@@ -837,7 +839,7 @@ OPERATORS: tuple[Operator, ...] = (
     _op("counts_under_mse", "a sparse count target trained with MSE instead of a Poisson loss", "note 000",
         {"TM111"}, {"TM111"}, find_counts_mse),
     _op("normal_init", "every parameter re-initialised from N(0, 1)", "note 001; DeepCrime change-weights-init",
-        {"TM205", "TM206", "TM207", "TM303", "TM305", "TM306", "TM307", "TM301", "TM302", "TM311"}, {"TM205"},
+        {"TM205", "TM206", "TM207", "TM303", "TM305", "TM306", "TM307", "TM301", "TM302", "TM311", "TM317"}, {"TM205"},
         _init_all("normal_(_tm_p, 0.0, 1.0)")),
     # TM311 added after the baseline (issue 11, phase 2): a zero-initialised ReLU/tanh network gets exactly zero
     # gradient in every weight layer, which is now named a dead network (TM311) instead of vanishing (TM304).
@@ -857,14 +859,14 @@ OPERATORS: tuple[Operator, ...] = (
     _op("class_sorted", "training batches in label order, not shuffled", "notes 002/004",
         {"TM116", "TM307", "TM305", "TM306", "TM303"}, {"TM116"}, find_class_sorted),
     _op("shuffled_labels", "training labels randomly permuted", "DeepCrime change-labels; note 004",
-        {"TM309", "TM308", "TM315"}, None, _data_fault("permute", LABELS, 1),
+        {"TM309", "TM308", "TM315", "TM317"}, None, _data_fault("permute", LABELS, 1),
         "TM117 unlearnable-labels (validation stays at the chance level while training only memorizes)"),
     _op("fp16_without_scaler", "float16 autocast without a GradScaler (or bf16 switched to fp16)",
         "note 002; issue 11", {"TM314", "TM301", "TM302", "TM312", "TM304"}, None, find_fp16_no_scaler,
         "TM213 fp16-without-scaler (float16 autocast and no GradScaler: small gradients underflow)"),
     _op("huge_weight_decay", "weight decay 1.0 (50 for AdamW)", "DeepCrime change-weights-regularisation",
-        {"TM308", "TM315", "TM312"}, None, find_weight_decay,
-        "TM318 decay-dominates (the weight norm collapses while the loss stays high)"),
+        {"TM308", "TM315", "TM312", "TM317"}, None, find_weight_decay,
+        "TM330 decay-dominates (the weight norm collapses while the loss stays high; TM318 is now dead-network)"),
     _op("tiny_batch_large_lr", "batches of 2 with a 10x learning rate (step-based loops)", "note 002",
         LR | LR_SYMPTOMS, LR, find_tiny_batch),
     _op("loss_reduction_sum", "the training loss summed over the batch instead of averaged", "DeepCrime change-loss",

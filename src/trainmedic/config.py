@@ -107,6 +107,18 @@ class Thresholds:
     raise_factor: float = 1.5  # the loop multiplied the rate by more than this between two steps ...
     raise_window: int = 50  # ... and the loss level of this many steps after it is above the steps before
 
+    # TM317's second reference, the loss of the best constant prediction (signals/levels.py): the window sits
+    # within these bounds of it and the sampled predictions no longer depend on the input
+    level_margin: float = 0.05  # the window's median at most this share below the constant level ...
+    level_band: float = 0.25  # ... and at most this share above it
+    level_gain: float = 0.01  # |loss of the batch's mean prediction - the prediction's loss| below this share
+    #   of the level in every sample of the window: the output ignores the input (a learning net gains more)
+
+    # --- TM205 started wrong (rules/levels.py) ---------------------------------------------------
+    started_wrong_factor: float = 10.0  # the first loss above this multiple of a neutral output's loss (log K,
+    #   log 2, the mean squared target + 1): a sound init starts within ~2x of it, an N(0, 1) init 10-1000x above
+    started_wrong_input_rms: float = 3.0  # ... unless the model's input is this large (RMS): unscaled inputs (TM108)
+
     def replace(self, **changes: Any) -> Thresholds:
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:

@@ -35,7 +35,7 @@ from trainmedic.config import Thresholds
 from trainmedic.engine import Engine
 from trainmedic.findings import Finding
 from trainmedic.heal.actions import Actuator, direct_steps, first_lr
-from trainmedic.observe.live import LiveChecks, Observed, due
+from trainmedic.observe.live import LiveChecks, Observed, due, observing
 from trainmedic.report.console import MedicConsole
 from trainmedic.report.live import ConsoleSink
 from trainmedic.signals.activations import ActivationSampler
@@ -196,7 +196,7 @@ class Driver:
     @property
     def observing_next(self) -> bool:
         """The next step is one the live checks look at: a front end reads the loss graph before backward."""
-        return due(self.step_count)
+        return observing(self.step_count)
 
     def before_step(self, loss: torch.Tensor, batch: Any = None, observed: Observed | None = None) -> StepVerdict:
         """Judge the step whose gradients are ready and do what must precede it; ``.proceed`` says whether
@@ -209,6 +209,10 @@ class Driver:
             replayed = self.loss_fn is not None and batch is not None  # pre-flight judged the loss itself
             self.guard("live-checks", lambda: self.live.check(t, loss, batch, observed, self.report,
                                                               wiring=not replayed))
+        elif observing(t):
+            self.guard("live-checks", lambda: self.live.sample_level(t, loss, batch, observed))
+        for sample in self.live.take_levels():  # the targets' constant-prediction level (signals/levels.py)
+            self.engine.levels.add(sample)
         if not self.live.order.done:
             self.guard("batch order", lambda: self.live.see_order(t, batch, observed, self.report))
         if self.activations.armed:
@@ -264,7 +268,7 @@ class Driver:
             self.snapshot(v.snapshot_after)
         if v.sample_activations:
             self.guard("activations", self.activations.arm)
-        if self.observes_itself and due(self.step_count):
+        if self.observes_itself and observing(self.step_count):
             self.guard("live-checks", self.live.arm)
         self.call("on_step_end", self, v.step, v.applied)
         if v.finite and self.status_line:

@@ -27,6 +27,7 @@ from trainmedic.rules.internal import CHECK_FAILED
 from trainmedic.rules.learning import RateWatch
 from trainmedic.rules.runtime import HEAL_EXHAUSTED
 from trainmedic.signals.history import Downsampled
+from trainmedic.signals.levels import TargetLevels
 from trainmedic.signals.monitor import MAX_EVALUATIONS, Monitor, StepWindow
 from trainmedic.signals.step import StepSignals
 from trainmedic.verdict import EpochVerdict, StepVerdict
@@ -75,6 +76,7 @@ class Engine:
         self._subscribers: list[Subscriber] = []
         self._initial_window: StepWindow | None = None  # the window before step 0, for the initial snapshot
         self.rates = RateWatch()  # the learning rate from step to step: raises by the loop (TM319), steadiness
+        self.levels = TargetLevels()  # the targets seen: the constant-prediction level (TM317, TM205 start)
 
     # ------------------------------------------------------------------------------------------------
     # a training step
@@ -96,7 +98,7 @@ class Engine:
         self.rates.observe(t, lr, window, mon.warm, cfg.raise_factor, cfg.raise_window)
         self.policy.pace(v, lr)
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
-        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates)
+        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates, levels=self.levels)
         mon.observe_update(sig.update_norm, sig.weight_norm)
         mon.players = sig.players
         mon.observe_stale(sig.stale)
@@ -348,7 +350,8 @@ class Engine:
         yield {"type": "meta", "version": 1, "trainmedic": __version__, "mode": self.mode,
                "started": self.started, "steps": self.step_count, "epochs": self.epoch,
                "events_dropped": self.events_dropped, "layers": list(self.layers),
-               "thresholds": self.cfg.as_dict(), **(meta or {})}
+               "thresholds": self.cfg.as_dict(),
+               "levels": self.levels.summary(), **(meta or {})}
         yield from self.events
         for row in self.history.as_dicts():
             yield {"type": "sample", **row}
@@ -367,7 +370,7 @@ class Engine:
             "layer_history": self.layer_history.state_dict(), "epochs": list(self.epochs),
             "monitor": self.monitor.state_dict(), "policy": self.policy.state_dict(),
             "disabled": sorted(self.disabled), "best_saved": self.best_saved, "started": self.started,
-            "rates": self.rates.state_dict(),
+            "rates": self.rates.state_dict(), "levels": self.levels.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -387,3 +390,4 @@ class Engine:
         self.started = state.get("started", self.started)
         if "rates" in state:
             self.rates.load_state_dict(state["rates"])
+        self.levels.load_state_dict(state.get("levels", {}))  # absent from a checkpoint of an older version

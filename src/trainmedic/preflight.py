@@ -59,6 +59,9 @@ class PreflightThresholds:
 
     poor_init_ratio: float = 10.0  # TM205: std (or grad RMS) max/min across the hidden layers above this ...
     poor_init_per_layer: float = 3.0  # ... and above this per layer (PyTorch's default init: ~2.45x for ReLU)
+    poor_init_gain: float = 4.0  # TM205: weight std x sqrt(fan_in) above this in most layers (default init: 0.58,
+    #   Kaiming 1.41, DCGAN's N(0, 0.02) <= 1.8; N(0, 1) weights: sqrt(fan_in), 4 at a fan-in of 16) ...
+    poor_init_min_fan_in: int = 16  # ... among the weight layers with at least this fan-in
     saturation_abs: float = 5.0  # TM206: |input| of sigmoid/tanh beyond this ...
     saturation_share: float = 0.5  # ... for more than this share of the values
     dead_relu_share: float = 0.7  # TM207: share of units never positive
@@ -94,6 +97,7 @@ HEAD_RANGES: dict[str, tuple[float, float]] = {
     "elu": (-1.0, INF), "abs": (0.0, INF), "square": (0.0, INF),
 }
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 @dataclass
@@ -117,6 +121,26 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str) -> Any:
     return args[i] if len(args) > i else kwargs.get(name)
 
 
+class LayerChain:
+    """The Linear/Conv layers of a forward pass in call order with their output std (TM205's depth check),
+    and ``segments``: how many normalization layers ran before each (a normalization resets the scale)."""
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[str, nn.Module, float]] = []
+        self.segments: list[int] = []
+        self.norms = 0
+        self.ids: set[int] = set()
+
+    def saw(self, module: nn.Module, output: Any, label: Any) -> None:
+        if isinstance(module, NORM_TYPES):
+            self.norms += 1
+        elif isinstance(module, LAYER_TYPES) and isinstance(output, torch.Tensor) and id(module) not in self.ids \
+                and output.numel() > 1:
+            self.ids.add(id(module))
+            self.layers.append((label(module), module, float(output.detach().float().std())))
+            self.segments.append(self.norms)
+
+
 class PreflightWatcher(OpWatcher):
     """Records what the wiring checks need during one replay of ``loss_fn(model(x), y)``."""
 
@@ -129,8 +153,7 @@ class PreflightWatcher(OpWatcher):
         self.range_of: dict[int, tuple[float, float, str]] = {}
         self.keep: list[torch.Tensor] = []  # tagged tensors stay alive so their ids are not reused
         self.issues: list[Issue] = []
-        self.layers: list[tuple[str, nn.Module, float]] = []  # Linear/Conv in call order, output std
-        self._layer_ids: set[int] = set()
+        self.chain = LayerChain()  # Linear/Conv in call order with their output std, and the normalizations
         self.sat: dict[str, dict[str, Any]] = {}
         self.dead: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, int] = {}
@@ -156,11 +179,12 @@ class PreflightWatcher(OpWatcher):
         return iss
 
     # -- module hook --------------------------------------------------------------------------------
+    layers = property(lambda self: self.chain.layers)
+    segments = property(lambda self: self.chain.segments)
+
     def after_module(self, module: nn.Module, output: Any) -> None:
-        if self.phase == "model" and isinstance(module, LAYER_TYPES) and isinstance(output, torch.Tensor) \
-                and id(module) not in self._layer_ids and output.numel() > 1:
-            self._layer_ids.add(id(module))
-            self.layers.append((self.where_label(module), module, float(output.detach().float().std())))
+        if self.phase == "model":
+            self.chain.saw(module, output, self.where_label)
 
     def where_label(self, module: nn.Module) -> str:
         return self.module_names.get(id(module), type(module).__name__)
@@ -447,7 +471,7 @@ class PreflightWatcher(OpWatcher):
                              "never positive on this batch" + (f" (and {len(dead) - 1} more layer(s))"
                                                                 if len(dead) > 1 else ""),
                              {"layers": dead}, "TM207"))
-        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg)
+        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg, self.segments)
         if iss:
             out.append(iss)
         for _op, pred, targ in self.meets:
@@ -506,9 +530,25 @@ def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torc
         w.where_hint = None
 
 
-def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
-    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business)."""
+def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds,
+                segments: list[int] | None = None) -> Issue | None:
+    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business).
+
+    ``segments`` (aligned with ``values``): how many normalization layers (BatchNorm, LayerNorm, GroupNorm,
+    InstanceNorm) ran before each layer. A normalization resets the scale, so only layers between the same
+    two normalizations form a chain: DCGAN's documented N(0, 0.02) init has convolutions whose output std
+    differs 30x from one BatchNorm to the next, and the network trains as intended."""
     hidden = values[:-1]
+    segs = (segments or [0] * len(values))[: len(hidden)]
+    worst = None
+    for seg in dict.fromkeys(segs):
+        iss = _chain_issue([v for v, g in zip(hidden, segs) if g == seg], what, cfg)
+        if iss is not None and (worst is None or iss.evidence["ratio"] > worst.evidence["ratio"]):
+            worst = iss
+    return worst
+
+
+def _chain_issue(hidden: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
     if len(hidden) < 2:
         return None
     vals = [v for _, v in hidden]
@@ -562,7 +602,8 @@ def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThreshold
     return w, loss
 
 
-def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds) -> list[Issue]:
+def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds,
+                segments: list[int] | None = None) -> list[Issue]:
     """TM204 (no gradient after backward) and TM205 (weight-gradient RMS across depth), from ``.grad``."""
     out: list[Issue] = []
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -571,16 +612,51 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
                          f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") +
                          " (not used in forward, or cut off by detach()/no_grad())",
                          {"no_grad": missing[:50], "count": len(missing)}, "TM204:no-grad"))
-    rms = []
-    for name, mod, _std in layers:
+    rms, segs = [], []
+    for i, (name, mod, _std) in enumerate(layers):
         g = getattr(getattr(mod, "weight", None), "grad", None)
         if g is None:
             continue
         rms.append((name, float(g.detach().float().norm()) / math.sqrt(max(g.numel(), 1))))
-    iss = depth_issue(rms, "weight-gradient RMS", cfg)
+        segs.append(segments[i] if segments is not None and i < len(segments) else 0)
+    iss = depth_issue(rms, "weight-gradient RMS", cfg, segs)
     if iss:
         out.append(iss)
     return out
+
+
+def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThresholds) -> Issue | None:
+    """TM205 from the weights themselves: drawn with a fixed std far above ``1/sqrt(fan_in)``.
+
+    A layer multiplies the variance of its input by about ``fan_in * Var(w)`` (the square of its *gain*,
+    ``std(w) * sqrt(fan_in)``). Sound inits keep the gain near 1 (PyTorch's default 0.58, Kaiming 1.41,
+    Xavier <= 1.41, DCGAN's N(0, 0.02) at most ~1.8); weights drawn from N(0, 1) have a gain of
+    ``sqrt(fan_in)``, so the signal grows that much per layer. Read once, at the first step, from the
+    trained Linear, convolution and recurrent weights with a fan-in of at least ``poor_init_min_fan_in``
+    (embeddings are N(0, 1) by design and are left out): every front end has the model, nothing else is
+    needed, and a network whose layers are uniformly too large shows no change *across* depth."""
+    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+    rows = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (*LAYER_TYPES, nn.RNNBase)):
+            for pname, p in mod.named_parameters(recurse=False):
+                if not pname.startswith("weight") or p.dim() < 2 or not p.requires_grad or id(p) not in held:
+                    continue
+                fan_in = p[0].numel()
+                if fan_in >= cfg.poor_init_min_fan_in:
+                    std = float(p.detach().float().std())
+                    rows.append({"layer": f"{name}.{pname}" if name else pname, "std": std, "fan_in": fan_in,
+                                 "gain": std * math.sqrt(fan_in)})
+    large = [r for r in rows if r["gain"] > cfg.poor_init_gain]
+    if not rows or 2 * len(large) <= len(rows):
+        return None
+    worst = max(large, key=lambda r: r["gain"])
+    return Issue("TM205", f"{len(large)} of {len(rows)} weight layers start with std x sqrt(fan_in) above "
+                 f"{fmt_num(cfg.poor_init_gain)} (e.g. {worst['layer']}: std {fmt_num(worst['std'])} at a fan-in of "
+                 f"{worst['fan_in']}, a gain of {fmt_num(worst['gain'])}): each multiplies the signal's scale by that "
+                 "much; an init with a fixed std (normal_(0, 1)?) instead of ~1/sqrt(fan_in)",
+                 {"measure": "weight std x sqrt(fan_in)", "layers": large[:20], "judged": len(rows),
+                  "gain": worst["gain"]}, "TM205:weight-scale")
 
 
 def optimizer_issues(model: nn.Module, optimizer: Any, loss_fn: Any = None) -> list[Issue]:
@@ -686,6 +762,8 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
     issues: list[Issue] = []
     if optimizer is not None:
         issues += optimizer_issues(model, optimizer, loss_fn)
+        scale = weight_scale_issue(model, optimizer, cfg)
+        issues += [scale] if scale is not None else []
     m, _opt, lf = copy_for_replay(model, None, loss_fn if isinstance(loss_fn, nn.Module) else None)
     lf = lf if lf is not None else loss_fn
     with torch.random.fork_rng(devices=_cuda_devices(model)):
@@ -700,7 +778,7 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
                 except RuntimeError:
                     backward_ok = False
             if backward_ok:
-                issues += grad_issues(m, w.layers, cfg)
+                issues += grad_issues(m, w.layers, cfg, w.segments)
             elif isinstance(loss, torch.Tensor) and not loss.requires_grad:
                 issues.append(Issue("TM204", "the loss does not require grad: no parameter receives a gradient "
                                     "(the output was detached, or computed under no_grad/.item())",
@@ -774,6 +852,8 @@ class PreflightCallback(MedicCallback):
             self.params_done = True
             issues += optimizer_issues(model, medic.optimizer, loss_fn)
             issues += [i for i in grad_issues(model, [], self.cfg) if i.code == "TM204"]
+            scale = weight_scale_issue(model, medic.optimizer, self.cfg)
+            issues += [scale] if scale is not None else []
         b = split_batch(batch) if batch is not None else None
         if b is not None:
             self.replay_done = True
@@ -787,7 +867,7 @@ class PreflightCallback(MedicCallback):
                 w = None
             if w is not None:
                 issues += w.finalize()
-                issues += [i for i in grad_issues(model, w.layers, self.cfg) if i.code == "TM205"]
+                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205"]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
         for iss in _dedupe(issues):

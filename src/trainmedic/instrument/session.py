@@ -281,7 +281,9 @@ class Session(LoopWatching, ScheduleWatching):
                     if isinstance(tensor, torch.Tensor) and tensor.numel() == 1:
                         scaled = self._scaled
                         self._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
-                        self._observed = coming_step(self._observed, self.run, graph_of=tensor)
+                        # the graph of the loss the engine judges (unscaled under a GradScaler: its
+                        # loss node is the same, and the constant level is in the loss's own units)
+                        self._observed = coming_step(self._observed, self.run, graph_of=self._last_loss)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return self._backward_watched(original, tensor, *args, **kwargs)

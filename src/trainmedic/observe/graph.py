@@ -108,11 +108,27 @@ class Broadcast:
 
 
 @dataclass
+class RootLoss:
+    """The loss function the whole loss *is* (up to a constant factor): what its constant-prediction level
+    is computed for (:mod:`trainmedic.observe.levels`). A sum of several losses has none."""
+
+    name: str  # cross_entropy, nll_loss, binary_cross_entropy(_with_logits), mse_loss, poisson_nll_loss
+    factor: float = 1.0  # the loss the front end sees = factor x this loss (``loss / accumulation_steps``)
+    target: torch.Tensor | None = None  # None after backward (freed): the front end supplies it
+    input_shape: tuple[int, ...] | None = None
+    ignore_index: int | None = None
+    #: the prediction as the loss saw it (None after backward): log-probabilities (cross_entropy, nll_loss),
+    #: logits (BCE with logits), probabilities (BCE), predictions (MSE), rates (Poisson)
+    prediction: torch.Tensor | None = None
+
+
+@dataclass
 class LossGraph:
     calls: list[LossCall] = field(default_factory=list)
     broadcasts: list[Broadcast] = field(default_factory=list)
     saved: bool = False  # the loss nodes' tensors were still there (read before backward)
     nodes: int = 0
+    root: RootLoss | None = None
 
 
 def provenance(node: Any) -> str | None:
@@ -145,6 +161,7 @@ def read_loss_graph(loss: torch.Tensor, model_output: Any = None) -> LossGraph:
     root = loss.grad_fn
     if root is None:
         return graph
+    graph.root = root_loss(root)
     stack: list[tuple[Any, Any]] = [(root, None)]
     seen: set[int] = set()
     while stack and graph.nodes < MAX_NODES:
@@ -253,3 +270,80 @@ def _broadcast(node: Any, parent: Any, model_output: Any) -> Broadcast | None:
     loss = LOSS_NODES.get(parent.name()) if parent is not None else None
     then = op_of(parent) if parent is not None and loss is None else None
     return Broadcast(op=loss or op_of(node), prediction_shape=pred, result_shape=result, then=then, loss=loss)
+
+
+#: losses whose constant-prediction level is known (signals/levels.py), by the function they come from
+LEVEL_LOSSES = frozenset({"cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                          "mse_loss", "poisson_nll_loss"})
+
+
+def _constant(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.requires_grad:
+        return float(value)  # a sampled step's one extra copy (the live checks sync anyway)
+    return None
+
+
+def root_loss(root: Any) -> RootLoss | None:
+    """The loss function ``root`` computes, looking through a constant factor (``loss / k``, ``loss * c``).
+
+    Recognised: PyTorch's loss nodes (mean reduction, no class or positive weights) and the Poisson NLL as
+    ``F.poisson_nll_loss`` writes it or as it is written by hand, ``mean(exp(z) - y * z)`` on the log-rate
+    or ``mean(r - y * log(r + eps))`` on the rate. Anything else (a sum of losses, a penalty added): None.
+    """
+    node, factor = root, 1.0
+    for _ in range(3):
+        op = op_of(node)
+        if op not in ("mul", "div"):
+            break
+        grads = [i for i, (c, _) in enumerate(node.next_functions) if c is not None]
+        if len(grads) != 1 or (op == "div" and grads[0] != 0):
+            return None
+        other = _constant(_saved(node, "other" if grads[0] == 0 else "self"))
+        if other is None or other == 0 or not math.isfinite(other):
+            return None
+        factor = factor * other if op == "mul" else factor / other
+        node = node.next_functions[grads[0]][0]
+    name = node.name()
+    children = [c for c, _ in node.next_functions]
+    first = children[0] if children else None
+    if name in LOSS_NODES:
+        fn = LOSS_NODES[name]
+        if fn == "nll_loss" and first is not None and op_of(first) == "log_softmax":
+            fn = "cross_entropy"
+        if fn not in LEVEL_LOSSES or _saved(node, "reduction") not in (None, 1):
+            return None
+        if _saved(node, "weight") is not None or _saved(node, "pos_weight") is not None:
+            return None
+        ignore = _saved(node, "ignore_index")
+        tgt, pred = _saved(node, "target"), _saved(node, "self")
+        return RootLoss(fn, factor, tgt if isinstance(tgt, torch.Tensor) else None,
+                        shape_of(first) if first is not None else None,
+                        (ignore if ignore < 2**63 else ignore - 2**64) if isinstance(ignore, int) else None,
+                        pred if isinstance(pred, torch.Tensor) else None)
+    if op_of(node) == "mean" and first is not None:
+        return _poisson(first, factor)
+    return None
+
+
+def _poisson(sub: Any, factor: float) -> RootLoss | None:
+    """``exp(z) - y * z`` or ``r - y * log(r + eps)``: the Poisson NLL without its Stirling term."""
+    if op_of(sub) != "sub" or len(sub.next_functions) != 2:
+        return None
+    left, right = sub.next_functions[0][0], sub.next_functions[1][0]
+    if left is None or right is None or op_of(right) != "mul":
+        return None
+    sides = [c for c, _ in right.next_functions]
+    if len(sides) != 2 or (sides[0] is None) == (sides[1] is None):
+        return None  # both factors carry gradient, or neither: not target x prediction
+    pred = sides[1] if sides[0] is None else sides[0]
+    target = _saved(right, "self" if sides[0] is None else "other")
+    if op_of(left) == "exp":
+        rate = _saved(left, "result")  # exp(z): the rate
+    elif op_of(pred) == "log":
+        rate = _saved(pred, "self")  # log(r + eps): the rate, give or take the epsilon
+    else:
+        return None
+    return RootLoss("poisson_nll_loss", factor, target if isinstance(target, torch.Tensor) else None,
+                    shape_of(pred), prediction=rate if isinstance(rate, torch.Tensor) else None)

@@ -40,10 +40,12 @@ from trainmedic.observe.data import (
     unscaled,
 )
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
+from trainmedic.observe.levels import input_rms, observed_pair, target_sample
 from trainmedic.observe.ordering import BatchOrder
 
 FIRST_STEPS = 3
 EVERY = 200
+LEVEL_EVERY = 50
 NN_LOSSES = {"MSELoss": "mse_loss", "L1Loss": "l1_loss", "SmoothL1Loss": "smooth_l1_loss", "HuberLoss": "huber_loss",
              "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss", "BCELoss": "binary_cross_entropy",
              "BCEWithLogitsLoss": "binary_cross_entropy_with_logits", "PoissonNLLLoss": "poisson_nll_loss",
@@ -81,6 +83,12 @@ def due(step: int) -> bool:
     return step < FIRST_STEPS or step % EVERY == 0
 
 
+def observing(step: int) -> bool:
+    """The front ends read the loss graph of this step: for the checks (``due``), or for the constant-level
+    sample alone (every ``LEVEL_EVERY`` steps: TM317 asks whether the predictions still depend on the input)."""
+    return due(step) or step % LEVEL_EVERY == 0
+
+
 class LiveChecks:
     """See the module docstring. ``report(code, message, step=, evidence=, key=)`` records a finding."""
 
@@ -92,6 +100,7 @@ class LiveChecks:
         self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
         self._handles: list[Any] = []
+        self.level_samples: list[dict[str, Any]] = []  # target statistics for the engine's level (take_levels)
 
     # -- self-observation (front ends that hand nothing over) -------------------------------------------
     def arm(self) -> None:
@@ -144,8 +153,9 @@ class LiveChecks:
             warnings.simplefilter("ignore")
             self._check(step, loss, batch, observed, report, wiring)
 
-    def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
-               wiring: bool) -> None:
+    def _seen(self, loss: torch.Tensor, batch: Any, observed: Observed | None
+              ) -> tuple[Observed, list[LossCall], Any, Any]:
+        """What the step showed: (observed, loss calls, the model's input, the target)."""
         seen = observed if observed is not None else self.disarm()
         seen = seen or Observed()
         if seen.graph is None and isinstance(loss, torch.Tensor):
@@ -157,6 +167,26 @@ class LiveChecks:
         target = target if target is not None else seen.target
         if target is None:
             target = next((c.target for c in calls if c.target is not None), None)
+        return seen, calls, inputs, target
+
+    def sample_level(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None) -> None:
+        """Only the constant-level sample (observe/levels.py), on a step the other checks skip."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seen, calls, inputs, target = self._seen(loss, batch, observed)
+            self._level(step, seen, calls, inputs, target)
+
+    def _level(self, step: int, seen: Observed, calls: list[LossCall], inputs: Any, target: Any) -> None:
+        root = seen.graph.root if seen.graph is not None else None
+        if root is not None:
+            sample = target_sample(root, *observed_pair(root, calls, target))
+            if sample is not None:
+                self.level_samples.append({**sample, "step": step, "input_rms": input_rms(inputs)})
+
+    def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
+               wiring: bool) -> None:
+        seen, calls, inputs, target = self._seen(loss, batch, observed)
+        self._level(step, seen, calls, inputs, target)
         issues = []
         if wiring and step < FIRST_STEPS:
             issues += wiring_issues(calls, seen.graph)
@@ -164,6 +194,11 @@ class LiveChecks:
         issues += self.data_issues(inputs, target, calls, step)
         for iss in issues:
             report(iss.code, iss.message, step=step, evidence=iss.evidence, key=iss.key)
+
+    def take_levels(self) -> list[dict[str, Any]]:
+        """The target statistics gathered since the last call (plain data, for the engine)."""
+        out, self.level_samples = self.level_samples, []
+        return out
 
     def frozen_issues(self) -> list[Any]:
         """TM204: ``p.requires_grad_ = True`` assigns an attribute instead of calling the method: the

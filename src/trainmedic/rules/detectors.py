@@ -65,6 +65,7 @@ class Observation:
     plateau_scheduler: bool = False  # the user's ReduceLROnPlateau already answers plateaus
     activations: dict[str, float] = field(default_factory=dict)  # ReLU layer -> share of dead units
     rates: Any = None  # the engine's learning-rate record (rules.learning.RateWatch): raises by the loop
+    levels: Any = None  # the targets' constant-prediction level (signals.levels.TargetLevels)
 
 
 Result = Detection | Sequence[Detection] | None

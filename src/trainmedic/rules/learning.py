@@ -24,6 +24,7 @@ import numpy as np
 
 from trainmedic.heal import progress
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
+from trainmedic.rules.levels import at_constant_level
 from trainmedic.rules.registry import rule
 from trainmedic.signals.monitor import Monitor, StepWindow
 
@@ -199,10 +200,13 @@ def _not_learning(obs: Observation) -> Detection | None:
     losses = w.losses.values()[-cfg.not_learning_window:]
     if w.finite_steps < cfg.not_learning_window:
         return None
-    ref = start_level(w)
-    v = progress.not_learning(losses, reference=ref, window=cfg.not_learning_window,
+    first = start_level(w)
+    pinned = at_constant_level(obs, losses, first)  # rules/levels.py: the constant-prediction reference
+    if pinned is not None:
+        return pinned
+    v = progress.not_learning(losses, reference=first, window=cfg.not_learning_window,
                               margin=cfg.not_learning_margin)
-    if v is None or v.evidence["level"] > cfg.divergence_ratio * ref:
+    if v is None or v.evidence["level"] > cfg.divergence_ratio * first:
         return None  # far above the first loss: a blow-up (TM305), or a first batch unlike the others
     return Detection(NOT_LEARNING.code, v.message, {**v.evidence, "update_ratio": ratio},
                      onset=obs.step - cfg.not_learning_window)

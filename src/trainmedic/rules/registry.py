@@ -122,4 +122,14 @@ def all_rules() -> list[Rule]:
 
 def _load_all() -> None:
     # Importing the family modules registers their rules.
-    from trainmedic.rules import checkpoints, data, forensics, internal, learning, ordering, runtime, wiring  # noqa: F401
+    from trainmedic.rules import (  # noqa: F401
+        checkpoints,
+        data,
+        forensics,
+        internal,
+        learning,
+        levels,
+        ordering,
+        runtime,
+        wiring,
+    )

@@ -139,13 +139,18 @@ POOR_INIT = rule(
     "TM205",
     "poor-init",
     "warning",
-    summary="At initialization the activations or the gradients change by more than 10x across depth.",
+    summary="At initialization the activations or gradients change >10x across depth, or the outputs are far too large.",
     what="""
         On one batch at the initial weights, the standard deviation of the outputs of the linear and
         convolution layers (or the norm of their weight gradients) changes by more than `poor_init_ratio`
         (10x) between the first and the last layer of a chain. The signal that reaches the top (or the
         gradient that reaches the bottom) is a fraction of what it should be, and every layer learns at a
-        different speed.
+        different speed. During the run (every front end): the first training loss is more than
+        `started_wrong_factor` (10x) the loss of a neutral output — log K for K classes, log 2 for a
+        binary output, the mean squared target for a regression, read from the targets the loss saw: the
+        network starts with outputs orders of magnitude too large. At the first step (every front end): most
+        trained weight layers start with `std(w) * sqrt(fan_in)` above `poor_init_gain` (4): each multiplies
+        the signal's scale by that much (sound inits keep it near 1; N(0, 1) weights give `sqrt(fan_in)`).
         """,
     why="""
         Each layer multiplies the variance by `fan_in * Var(w) * gain`; unless the init keeps that product
