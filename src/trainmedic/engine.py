@@ -48,8 +48,7 @@ class Engine:
         layers: names of the watched parameters, aligned with ``StepSignals.norms``.
         first, last: indices of the first and last weight layers in ``layers`` (vanishing gradients).
         restore_best: keep the best evaluation's weights (heal's early stop restores them).
-        direct_steps: the optimizer's step is the rate times this step's gradient (plain SGD), which the
-            heal probe reads differently (:mod:`trainmedic.heal.lr_probe`).
+        direct_steps: the optimizer steps by rate x gradient (plain SGD; :mod:`trainmedic.heal.lr_probe`).
     """
 
     def __init__(self, cfg: Thresholds, mode: str = "watch", layers: Sequence[str] = (), first: int = 0,
@@ -61,9 +60,7 @@ class Engine:
         self.first, self.last = first, last
         self.restore_best = restore_best
         self.monitor = Monitor(cfg)
-        self.step_count = 0
-        self.epoch = 0
-        self.should_stop = False
+        self.step_count, self.epoch, self.should_stop = 0, 0, False
         self.log = FindingLog()
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.events_dropped = 0
