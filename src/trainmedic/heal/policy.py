@@ -299,6 +299,11 @@ class Policy:
                 return f"{text} before stopping: a validation rise at a rate too high looks like overfitting"
             return self._early_stop(det, verdict, best_epoch, has_best_weights, best_value, value)
         if det.code == "TM308":
+            if lr * self.cfg.plateau_lr_factor < self.cfg.min_lr:
+                # A plateau at the smallest rate heal may use is a run that has gone as far as it can:
+                # early stopping on the best weights, not an exhausted heal (TM316, an error).
+                return self._early_stop(det, verdict, best_epoch, has_best_weights, best_value, value) + \
+                    f", a plateau at the smallest learning rate ({lr:.3g})"
             self.cut_epoch = verdict.epoch
             return self._scale_lr(det.code, self.cfg.plateau_lr_factor, verdict, lr)
         return None
