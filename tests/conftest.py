@@ -12,3 +12,12 @@ os.environ.setdefault("TRAINMEDIC_NO_LIVE", "1")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Some libraries (Lightning, transformers) change torch's thread count: every test starts at one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

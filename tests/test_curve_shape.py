@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from trainmedic import Medic
 from trainmedic.instrument.runner import run_script
@@ -22,14 +21,6 @@ from trainmedic.rules.shape import is_jump
 SCRIPTS = Path(__file__).resolve().parent / "run_scripts"
 sys.path.insert(0, str(SCRIPTS))
 from rise_shape import train  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_a_jump_is_not_a_climb():

@@ -23,14 +23,6 @@ SCRIPT = Path(__file__).resolve().parent / "run_scripts" / "dead_relu.py"
 BATCH, ROWS, EPOCHS = 32, 3200, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def data(sentinel: bool):
     torch.manual_seed(0)
     x = torch.rand(ROWS, 8) * 2

@@ -15,14 +15,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 NAN_STEP = 7
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def problems(findings) -> list[str]:
     return [f.code for f in findings if f.severity in ("warning", "error")]
 

@@ -16,14 +16,6 @@ from trainmedic import Medic
 from trainmedic.observe.graph import read_loss_graph
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def distill(probs: bool, steps: int = 40) -> list:
     torch.manual_seed(0)
     x = torch.randn(512, 8)

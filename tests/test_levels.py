@@ -24,14 +24,6 @@ from trainmedic.rules.levels import started_wrong
 from trainmedic.signals.levels import TargetLevels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- the level, from targets --------------------------------------------------------------------------
 def _level_of(loss: torch.Tensor) -> TargetLevels:
     lv = TargetLevels()

@@ -33,14 +33,6 @@ from wiring_cases import EXPECT, build  # noqa: E402
 CASES = sorted(EXPECT)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def loud(codes: list[tuple[str, str]]) -> list[str]:
     return [c for c, severity in codes if severity in ("warning", "error")]
 

@@ -29,14 +29,6 @@ sys.path.insert(0, str(SCRIPTS))
 from ordered import data  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def batch_stats(y: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chunks = [y[i:i + batch] for i in range(0, len(y) - batch + 1, batch)]
     return (np.array([len(c) for c in chunks], float), np.array([c.mean() for c in chunks]),

@@ -31,14 +31,6 @@ def run_only(code: str) -> bool:
     return code in ("TM311", "TM313") or code.startswith("TM2")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run_quiet(script: Path | str, argv: list[str], out: Path, heal: bool = False) -> tuple[int, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):

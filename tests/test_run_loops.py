@@ -17,21 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from trainmedic.instrument.runner import run_script
 
 SCRIPTS = Path(__file__).resolve().parent / "run_scripts"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENV.pop("PYTHONWARNINGS", None)  # the script's own warnings must show, as they would under python
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def python(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from trainmedic import datasets
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")
