@@ -146,6 +146,18 @@ def _lightning_probe_run(tmp_path, lr: float, scheduler: bool = False):
     return cb, trainer.optimizers[0], model.vals
 
 
+def assert_probed_from_the_start(events: list[dict], opt: torch.optim.Optimizer) -> None:
+    """A blow-up at 3.0 in the first steps: rolled back to the initial weights, probed (with its rule and
+    why), warmed up, and the front end's optimizer left at the probed rate."""
+    acts = [e for e in events if e["type"] == "action"]
+    rollback = next(e for e in acts if e["action"] == "rollback")
+    probe = next(e for e in acts if e["action"] == "probe")
+    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
+    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
+    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
+    assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
+
+
 @pytest.mark.parametrize("scheduler", [False, True], ids=["no-scheduler", "step-scheduler"])
 def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path, scheduler):
     """SGD at 30x a good rate blows up in the first steps: the callback rolls back to the initial weights,
@@ -153,13 +165,7 @@ def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path, s
     the probed rate, with the run learning. With a scheduler stepped every batch, heal scales its base rate
     (before it did not, and the scheduler reset the rate to 3.0 at the next step)."""
     cb, opt, vals = _lightning_probe_run(tmp_path, 3.0, scheduler)
-    acts = [e for e in cb.medic.events if e["type"] == "action"]
-    rollback = next(e for e in acts if e["action"] == "rollback")
-    probe = next(e for e in acts if e["action"] == "probe")
-    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
-    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
-    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
-    assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
+    assert_probed_from_the_start(cb.medic.events, opt)
     assert len(vals) == 4 and vals[-1] < 0.4, vals
 
 
@@ -253,12 +259,6 @@ def test_transformers_heal_probes_the_rate_and_training_continues_at_it(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
-    acts = [e for e in cb.medic.events if e["type"] == "action"]
-    rollback = next(e for e in acts if e["action"] == "rollback")
-    probe = next(e for e in acts if e["action"] == "probe")
-    assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
-    assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
-    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
-    assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
+    assert_probed_from_the_start(cb.medic.events, opt)
     vals = [e["val_loss"] for e in cb.medic.epochs]
     assert len(vals) == 4 and vals[-1] < 0.4, vals
