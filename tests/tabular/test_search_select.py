@@ -186,6 +186,10 @@ def test_cli_search_select_text_end_to_end(tmp_path, capsys):
     assert "Trial" not in captured.err and "optuna" not in captured.err.lower()  # Optuna's own logging stays quiet
     assert main(["fit", str(path), "--target", "y", "--search", "-1", "--out", str(tmp_path / "bad")]) == 2
     assert "--search" in capsys.readouterr().err
+    # a numeric column is not free text: one clear line, nothing written
+    assert main(["fit", str(path), "--target", "y", "--text", "noise", "--out", str(tmp_path / "num")]) == 2
+    err = capsys.readouterr().err
+    assert "--text 'noise' holds numbers" in err and err.count("\n") == 1 and not (tmp_path / "num").exists()
 
 
 def test_check_data_and_fit_flag_the_same_free_text_column():

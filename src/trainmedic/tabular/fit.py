@@ -198,6 +198,10 @@ def prepare(data: Any, target: str, test: Any = None, config: FitConfig | None =
         if c == target or c not in df.columns:
             what = "is the target" if c == target else f"is not a column of {rep.source}"
             raise UsageError(f"--text {c!r} {what}" + ("" if c == target else _close(c, list(df.columns))))
+        if pd.api.types.is_numeric_dtype(df[c]):
+            # Numbers read as words would become TF-IDF tokens: the column is a feature as it is.
+            raise UsageError(f"--text {c!r} holds numbers, not free text; leave it out of --text (fit uses it "
+                             "as a numeric feature)")
     dropped: dict[str, str] = {}
     n = len(df)
     for c in df.columns:
