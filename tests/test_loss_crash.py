@@ -42,6 +42,7 @@ def test_rows_are_named_when_the_loss_raises_and_the_script_sees_python(kind, co
     assert "should be between 0 and 1" in err
     hit = [f for f in found if f["code"] == code]
     assert hit and says in hit[0]["message"] and "when the loss function raised" in hit[0]["message"]
+    assert "TM903" not in [f["code"] for f in found]  # the named rows explain the crash: no "nothing watched"
     if kind == "nan":
         assert hit[0]["evidence"]["rows"] and hit[0]["evidence"]["batch_size"] == 50
     else:
@@ -52,3 +53,16 @@ def test_healthy_twin_trains_silently(tmp_path):
     rc, err, found = under_run(["nan", "--healthy"], tmp_path / "healthy")
     assert rc == 0 and err == ""
     assert [f for f in found if f["severity"] in ("warning", "error")] == []
+
+
+def test_a_crash_before_the_first_step_without_a_finding_is_said_as_a_stop(tmp_path):
+    """The script's own error before any step: TM903 says it stopped, not that it "trained nothing"."""
+    script = tmp_path / "early.py"
+    script.write_text("import torch\nnet = torch.nn.Linear(3, 1)\nraise ValueError('before training')\n")
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = run_script(str(script), [], out=tmp_path / "o", console=False, summary=False)
+    found = json.loads((tmp_path / "o" / "findings.json").read_text())["findings"]
+    assert rc == 1 and "ValueError: before training" in err.getvalue()
+    assert [f["code"] for f in found] == ["TM903"]
+    assert "stopped (exit code 1) before its first optimizer step" in found[0]["message"]

@@ -210,9 +210,9 @@ def test_one_engine_per_optimizer(tmp_path):
     seen = {}
     original = s.Session.finish
 
-    def keep(self):
+    def keep(self, *args, **kwargs):
         seen["engines"] = [(type(e.model).__name__, e.step_count) for e in self.drivers]
-        return original(self)
+        return original(self, *args, **kwargs)
 
     s.Session.finish = keep
     try:

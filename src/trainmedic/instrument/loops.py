@@ -224,12 +224,21 @@ class LoopWatching:
             self._input_handle = register_module_forward_pre_hook(keep)
 
     # -- the end -------------------------------------------------------------------------------------------
-    def _report_nothing_watched(self) -> None:
-        """No step judged at all: say so (TM903), so that no findings never reads as a healthy run."""
+    def _report_nothing_watched(self, exit_code: int = 0) -> None:
+        """No step judged at all: say so (TM903), so that no findings never reads as a healthy run.
+
+        A script that stopped on an error before its first step already has its own traceback; when a
+        finding explains that error (rows named when the loss raised, a wiring error) TM903 would only add
+        noise, and without one it says the script stopped rather than "trained nothing".
+        """
         if any(d.step_count for d in self.drivers):
             return
         n_opt, n_back = self._step_calls, self._backwards
-        if self.run.failed or (self._unwatched and not self.drivers):
+        if exit_code and not n_opt:
+            if any(d.findings() for d in self.drivers) or self.internal or self.run.internal:
+                return
+            why = f"the script stopped (exit code {exit_code}) before its first optimizer step was watched"
+        elif self.run.failed or (self._unwatched and not self.drivers):
             why = "trainmedic could not watch the optimizer steps (its engine failed, see TM902)"
         elif n_opt:
             why = (f"{n_opt} optimizer step(s) ran but no loss reached backward() where trainmedic sees it "

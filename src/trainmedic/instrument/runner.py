@@ -60,7 +60,7 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
         sys.argv = saved_argv
         sys.path[:] = saved_path
     try:
-        session.finish()
+        session.finish(code)
         if session.writes_files():
             write_outputs(session, out_dir, path, argv)
             if summary:

@@ -414,8 +414,12 @@ class Session(LoopWatching, ScheduleWatching):
     # ------------------------------------------------------------------------------------------------
     # the end
     # ------------------------------------------------------------------------------------------------
-    def finish(self) -> None:
-        """Close the last epoch once the script has finished (called after uninstall())."""
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the last epoch once the script has finished (called after uninstall()).
+
+        ``exit_code`` is the script's own: a script that stopped on an error before its first step was not
+        "a script that trained nothing", and TM903 says which it was.
+        """
         self._guarded("hand-written updates", self.manual.finish)
         self._busy = True
         try:
@@ -425,7 +429,7 @@ class Session(LoopWatching, ScheduleWatching):
             self._fail("final epoch", exc)
         finally:
             self._busy = False
-        self._report_nothing_watched()
+        self._report_nothing_watched(exit_code)
 
     def findings(self) -> list[Finding]:
         """Every driver's findings and the instrumentation's own, ordered by first occurrence."""
