@@ -132,7 +132,7 @@ def test_fit_all_missing_column_is_a_finding_not_an_error(tmp_path, capsys):
     assert cv["dropped_columns"]["empty"] == "entirely missing"
     findings = json.loads((out / "findings.json").read_text())["findings"]
     assert "TM105" in {f["code"] for f in findings}
-    assert {p.name for p in out.iterdir()} == {"cv.json", "findings.json", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"cv.json", "findings.json", "report.html", "oof.json"}
 
 
 def test_fit_cli_with_test_writes_submission(tmp_path, capsys, house_small_csv):

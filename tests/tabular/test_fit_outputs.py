@@ -75,7 +75,7 @@ def test_previous_fit_files_are_replaced_not_left_beside(tmp_path, capsys):
     assert main(["fit", train, "--target", "y", "--out", str(out), *FAST, "--quiet", "--models", "lightgbm"]) == 0
     capsys.readouterr()
     names = {p.name for p in out.iterdir()}
-    assert names == {"cv.json", "findings.json", "report.html", "my-notes.txt"}  # no stale submission.csv
+    assert names == {"cv.json", "findings.json", "report.html", "oof.json", "my-notes.txt"}  # no stale submission.csv
     cv = json.loads((out / "cv.json").read_text())
     assert list(cv["models"])[0] == "lightgbm" and list(first_cv["models"])[0] == "linear"
     assert (out / "my-notes.txt").read_text() == "mine"

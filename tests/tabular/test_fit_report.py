@@ -45,6 +45,21 @@ def test_report_has_the_task_figures_and_they_are_not_blank(tmp_path, kind):
     gain = cv["importance"]["lightgbm_gain"]
     assert abs(sum(gain.values()) - 1) < 1e-9 and max(gain, key=gain.get) == "x1"
     assert res.cv["importance"] == cv["importance"]
+    # `trainmedic report DIR` draws the same page again from the folder (oof.json holds the per-row data)
+    assert rebuilt_figures(tmp_path) == set(imgs)
+
+
+def rebuilt_figures(folder):
+    import contextlib
+    import os
+    from argparse import Namespace
+
+    from trainmedic.commands.report import run as report
+
+    os.remove(folder / "report.html")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert report(Namespace(dir=str(folder), output=None, json=False)) == 0
+    return set(images((folder / "report.html").read_text()))
 
 
 def test_house_report_names_the_worst_houses(tmp_path, house_small_csv):
@@ -58,3 +73,11 @@ def test_house_report_names_the_worst_houses(tmp_path, house_small_csv):
     row = re.search(r"<tr><td class=\"l\">(\d+)</td><td>([0-9.]+)</td><td>([0-9.]+)</td>", html)
     assert int(row.group(1)) == house_id and abs(float(row.group(2)) - y[worst]) < 1e-4
     assert abs(float(row.group(3)) - blend[worst]) < 1e-4
+
+
+def test_a_fit_folder_without_oof_json_is_rebuilt_without_the_row_figures_and_says_so(tmp_path):
+    fit_table(synthetic(200, "regression"), "y", out=tmp_path, config=fast_config(**CFG))
+    (tmp_path / "oof.json").unlink()
+    figures = rebuilt_figures(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert figures == COMMON and "without oof.json" in html and "Model comparison" in html

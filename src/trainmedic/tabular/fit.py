@@ -713,23 +713,27 @@ def _submission(p: Prepared, pred: np.ndarray) -> pd.DataFrame:
     return submission_frame(p.info.kind, p.info.classes, p.target, p.test_ids, pred)
 
 
-FIT_FILES = ("cv.json", "findings.json", "report.html", "submission.csv")
+FIT_FILES = ("cv.json", "findings.json", "report.html", "submission.csv", "oof.json")
 
 
 def write_outputs(out: Path, result: FitResult) -> dict[str, str]:
     """Write the fit's files into ``out`` all-or-nothing; files of an earlier fit there are replaced or removed."""
     from trainmedic.findings import findings_document
-    from trainmedic.tabular.report import render_fit_report
+    from trainmedic.tabular.report import plots_document, render_fit_report
 
     files = {
         "cv.json": json.dumps(jsonable(result.cv), indent=2, allow_nan=False) + "\n",
         "findings.json": json.dumps(findings_document(result.findings), indent=2, allow_nan=False) + "\n",
         "report.html": render_fit_report(result.cv, result.findings, result.plots),
     }
+    oof = plots_document(result.plots)
+    if oof is not None:  # the per-row predictions, so that `trainmedic report DIR` can draw this page again
+        files["oof.json"] = json.dumps(jsonable(oof), allow_nan=False) + "\n"
     if result.submission is not None:
         files["submission.csv"] = result.submission.to_csv(index=False)
     written = commit_files(out, files, FIT_FILES, "--out")
-    keys = {"cv.json": "cv", "findings.json": "findings", "report.html": "report", "submission.csv": "submission"}
+    keys = {"cv.json": "cv", "findings.json": "findings", "report.html": "report", "submission.csv": "submission",
+            "oof.json": "oof"}
     return {keys[name]: path for name, path in written.items()}
 
 

@@ -31,6 +31,8 @@ figure{margin:1em 0} img.plot{max-width:100%;height:auto;border:1px solid #eee} 
 <p>Task <b>{{ cv.task }}</b> ({{ cv.task_reason }}); metric <b>{{ cv.metric }}</b> (lower is better{% if cv.metric == 'log_loss' %}; accuracy also shown{% endif %}).
 {{ cv.rows }} rows, {{ cv.features.numeric }} numeric and {{ cv.features.categorical }} categorical features,
 shuffled {{ cv.n_folds }}-fold cross-validation (seed {{ cv.seed }}), {{ cv.time_s }} s.</p>
+{% for note in page_notes %}<p class="muted">Note: {{ note }}</p>
+{% endfor %}
 <p>Result: <b>{{ "%.4f"|format(cv.mean) }} &plusmn; {{ "%.4f"|format(cv.std) }}</b> (blend, mean over folds){% if cv.nll is defined %};
 held-out NLL per row <b>{{ "%.4f"|format(cv.nll.mean) }} &plusmn; {{ "%.4f"|format(cv.nll.std) }}</b> (the blend's distribution,
 weighted for NLL; its mean is weighted for {{ cv.metric }}){% endif %}.</p>
@@ -130,7 +132,10 @@ def _worst(cv: dict[str, Any], plots: dict[str, Any], k: int = 10) -> tuple[list
     return rows, models
 
 
-def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[str, Any] | None = None) -> str:
+def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[str, Any] | None = None,
+                      page_notes: list[str] | None = None) -> str:
+    """The fit page. Without ``plots`` (a page rebuilt from ``cv.json`` by ``trainmedic report``) the figures
+    that need per-row out-of-fold predictions are left out; ``page_notes`` says so on the page."""
     from trainmedic.tabular.figures import fit_figures
 
     extra = [k for k, v in cv["models"].get("blend", {}).items() if isinstance(v, dict) and "mean" in v]
@@ -138,7 +143,37 @@ def render_fit_report(cv: dict[str, Any], findings: list[Finding], plots: dict[s
     searched = {n: m["search"] for n, m in cv["models"].items() if isinstance(m, dict) and m.get("search")}
     return _ENV.from_string(_TEMPLATE).render(cv=cv, findings=[f.to_dict() for f in findings], extra=extra,
                                               notes=_notes(cv), figures=fit_figures(cv, plots), worst=worst,
-                                              worst_models=worst_models, searched=searched, num=_num)
+                                              worst_models=worst_models, searched=searched, num=_num,
+                                              page_notes=list(page_notes or []))
+
+
+OOF_LIMIT = 3_000_000  # numbers; above this oof.json is not written (a 200k-row multiclass fit would be ~100 MB)
+
+
+def plots_document(plots: dict[str, Any]) -> dict[str, Any] | None:
+    """The per-row data of the page's figures as JSON (``oof.json``), so that ``trainmedic report`` can draw
+    the whole page again from the folder; ``None`` when it would be too large to be worth a file."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if v is None:
+            return None
+        a = np.asarray(v)
+        return a.astype(np.float32).round(6).tolist() if a.dtype.kind == "f" else a.tolist()
+
+    oof = plots.get("oof") or {}
+    size = sum(np.size(x) for v in oof.values() for x in (v if isinstance(v, tuple) else (v,)) if x is not None)
+    if not oof or size > OOF_LIMIT:
+        return None
+    return {"version": 1, "y": plain(plots["y"]), "ids": list(plots.get("ids") or []),
+            "oof": {name: plain(v) for name, v in oof.items()}}
+
+
+def plots_from_document(doc: Any) -> dict[str, Any] | None:
+    """:func:`plots_document` read back (the figures call ``np.asarray`` on what they use)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("oof"), dict) or "y" not in doc:
+        return None
+    return {"y": doc["y"], "ids": doc.get("ids") or None, "oof": doc["oof"]}
 
 
 def _num(v: Any) -> str:
