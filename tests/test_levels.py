@@ -152,7 +152,7 @@ def _run(tmp_path: Path, case: str, seed: int = 0) -> list[dict]:
     return json.loads((out / "findings.json").read_text())["findings"]
 
 
-def _medic(case: str, seed: int = 0, module_loss: bool = True) -> Medic:
+def _medic(case: str, seed: int = 0, module_loss: bool = True, batch: bool = False) -> Medic:
     """The same training in a hand-written loop with a plain ``medic.step(loss)``."""
     ns: dict = {}
     src = SCRIPT.split("for epoch")[0].replace("sys.argv[1]", repr(case)).replace(
@@ -169,7 +169,7 @@ def _medic(case: str, seed: int = 0, module_loss: bool = True) -> Medic:
             loss = loss_fn(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
-            medic.step(loss)
+            medic.step(loss, batch=(x[idx], y[idx]) if batch else None)
         medic.end_epoch()
     return medic
 
@@ -203,6 +203,44 @@ def test_a_functional_loss_under_medic_without_a_batch_has_no_level():
     medic = _medic("healthy", module_loss=False)
     assert math.isnan(medic.engine.levels.value)
     assert medic.engine.levels.start == pytest.approx(math.log(4))  # the loss's form and width tell the neutral loss
+
+
+def test_a_pinned_run_under_medic_with_a_functional_loss_and_the_batch():
+    """``F.cross_entropy`` and ``medic.step(loss, batch=(x, y))``: the target comes from the batch, the
+    prediction from the model's output (the graph shows it fed the loss directly), so the input gains are
+    sampled and TM317 reads the constant level, as under ``trainmedic run``."""
+    medic = _medic("pinned", module_loss=False, batch=True)
+    tm317 = [f for f in medic.findings if f.code == "TM317"]
+    assert tm317, [f.code for f in medic.findings]
+    ev = tm317[0].evidence
+    assert ev["constant_level"] == pytest.approx(0.94, abs=0.08) and ev["reference"] == pytest.approx(ev["constant_level"])
+    assert max(abs(g) for g in ev["input_gains"]) < 0.05 * ev["constant_level"]
+    assert medic.engine.levels.gains  # sampled under Medic: the prediction was read from the model's output
+
+
+def test_a_healthy_run_with_a_functional_loss_and_the_batch_reads_input_gains():
+    """The healthy twin under the same front end: about 0 on its first samples (it starts near the constant
+    level), its sampled gains grow clearly positive as the predictions follow the input; it stays quiet."""
+    medic = _medic("healthy", module_loss=False, batch=True)
+    gains = [g for _, g in medic.engine.levels.gains]
+    assert len(gains) >= 3 and gains[-1] > 0.1 and gains[-1] > 10 * abs(gains[0]), gains
+    assert [f.code for f in medic.findings if f.severity in ("warning", "error")] == []
+
+
+def test_the_model_output_stands_for_the_prediction_only_when_it_fed_the_loss():
+    """A sequence model's output reshaped into the loss is its prediction; an output changed by an op before
+    the loss (a scaling, a temperature) is not."""
+    torch.manual_seed(0)
+    head = nn.Linear(8, 5)
+    x, y = torch.randn(4, 3, 8), torch.randint(0, 5, (4, 3))
+    out = head(x)
+    loss = F.cross_entropy(out.reshape(-1, 5), y.reshape(-1))
+    assert read_loss_graph(loss, out.grad_fn).root.from_output
+    out = head(x)
+    loss = F.cross_entropy((out / 2.0).reshape(-1, 5), y.reshape(-1))
+    assert not read_loss_graph(loss, out.grad_fn).root.from_output
+    out = head(x)
+    assert not read_loss_graph(F.cross_entropy(out.reshape(-1, 5), y.reshape(-1)), None).root.from_output
 
 
 @pytest.mark.parametrize("seed", [0, 1])
