@@ -152,15 +152,16 @@ def _run(tmp_path: Path, case: str, seed: int = 0) -> list[dict]:
     return json.loads((out / "findings.json").read_text())["findings"]
 
 
-def _medic(case: str, seed: int = 0, module_loss: bool = True, batch: bool = False) -> Medic:
-    """The same training in a hand-written loop with a plain ``medic.step(loss)``."""
+def _medic(case: str, seed: int = 0, module_loss: bool = True, batch: bool = False, mode: str = "watch") -> Medic:
+    """The same training in a hand-written loop with a plain ``medic.step(loss)`` (``mode="plain"``: no
+    Medic, ``opt.step()``; returns the network)."""
     ns: dict = {}
     src = SCRIPT.split("for epoch")[0].replace("sys.argv[1]", repr(case)).replace(
         "int(sys.argv[2]) if len(sys.argv) > 2 else 0", str(seed))
     exec(compile(src, "train.py", "exec"), ns)
     net, opt, x, y = ns["net"], ns["opt"], ns["x"], ns["y"]
     loss_fn = nn.CrossEntropyLoss() if module_loss else F.cross_entropy
-    medic = Medic(net, opt, console=False)
+    medic = Medic(net, opt, mode=mode, console=False) if mode != "plain" else None
     n = len(y)
     for _ in range(8):
         perm = torch.randperm(n)
@@ -169,9 +170,13 @@ def _medic(case: str, seed: int = 0, module_loss: bool = True, batch: bool = Fal
             loss = loss_fn(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
+            if medic is None:
+                opt.step()
+                continue
             medic.step(loss, batch=(x[idx], y[idx]) if batch else None)
-        medic.end_epoch()
-    return medic
+        if medic is not None:
+            medic.end_epoch()
+    return medic if medic is not None else net
 
 
 def _loud(findings) -> list[str]:
@@ -225,6 +230,19 @@ def test_a_healthy_run_with_a_functional_loss_and_the_batch_reads_input_gains():
     gains = [g for _, g in medic.engine.levels.gains]
     assert len(gains) >= 3 and gains[-1] > 0.1 and gains[-1] > 10 * abs(gains[0]), gains
     assert [f.code for f in medic.findings if f.severity in ("warning", "error")] == []
+
+
+def test_under_heal_the_pinned_run_is_rolled_back_and_the_healthy_one_is_left_bit_for_bit():
+    """Heal with ``batch=``: TM317 from the constant level rolls the pinned run back (the rule's repair),
+    and the healthy twin's weights end exactly where the plain loop's do (reading the batch changes nothing)."""
+    pinned = _medic("pinned", module_loss=False, batch=True, mode="heal")
+    rb = [e for e in pinned.events if e["type"] == "action" and e["action"] == "rollback"]
+    assert rb and rb[0]["reason"] == "TM317", [f.code for f in pinned.findings]
+    healed = _medic("healthy", module_loss=False, batch=True, mode="heal")
+    plain = _medic("healthy", module_loss=False, mode="plain")
+    assert healed.engine.levels.gains and not [e for e in healed.events if e["type"] == "action"]
+    for p, q in zip(plain.parameters(), healed.model.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_the_model_output_stands_for_the_prediction_only_when_it_fed_the_loss():
