@@ -259,6 +259,12 @@ def test_the_model_output_stands_for_the_prediction_only_when_it_fed_the_loss():
     assert not read_loss_graph(loss, out.grad_fn).root.from_output
     out = head(x)
     assert not read_loss_graph(F.cross_entropy(out.reshape(-1, 5), y.reshape(-1)), None).root.from_output
+    out = torch.log_softmax(head(x), dim=-1)  # a model that returns log-probabilities, with nll_loss
+    graph = read_loss_graph(F.nll_loss(out.reshape(-1, 5), y.reshape(-1)), out.grad_fn)
+    assert graph.root.name == "nll_loss" and graph.root.from_output
+    out = torch.log_softmax(head(x[:, 0]), dim=-1)  # no reshape: read as cross-entropy, the output its input
+    graph = read_loss_graph(F.nll_loss(out, y[:, 0]), out.grad_fn)
+    assert graph.root.name == "cross_entropy" and graph.root.from_output
 
 
 @pytest.mark.parametrize("seed", [0, 1])

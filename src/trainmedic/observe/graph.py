@@ -322,15 +322,15 @@ def root_loss(root: Any, model_output: Any = None) -> RootLoss | None:
             return None
         ignore = _saved(node, "ignore_index")
         tgt, pred = _saved(node, "target"), _saved(node, "self")
-        fed = first
-        if fn == "cross_entropy" and first is not None:  # log_softmax's input: the logits
+        fed = [first]
+        if fn == "cross_entropy" and first is not None:  # the logits, or log-probabilities the model returns
             inner = [c for c, _ in first.next_functions if c is not None]
-            fed = inner[0] if len(inner) == 1 else None
+            fed = [first, inner[0]] if len(inner) == 1 else [first]
         return RootLoss(fn, factor, tgt if isinstance(tgt, torch.Tensor) else None,
                         shape_of(first) if first is not None else None,
                         (ignore if ignore < 2**63 else ignore - 2**64) if isinstance(ignore, int) else None,
                         pred if isinstance(pred, torch.Tensor) else None,
-                        from_output=model_output is not None and _reaches(fed, model_output))
+                        from_output=model_output is not None and any(_reaches(f, model_output) for f in fed))
     if op_of(node) == "mean" and first is not None:
         return _poisson(first, factor)
     return None

@@ -42,7 +42,8 @@ def observed_pair(root: RootLoss, calls: list[LossCall], batch_target: Any, outp
     pred = output if isinstance(output, torch.Tensor) and root.name != "poisson_nll_loss" else None
     if pred is not None and root.input_shape is not None and tuple(pred.shape) != root.input_shape:
         pred = pred.reshape(root.input_shape) if pred.numel() == math.prod(root.input_shape) else None
-    return target, pred, root.name == "cross_entropy"  # cross-entropy's input is the logits
+    # cross-entropy: logits, or log-probabilities (log_softmax leaves those unchanged): ``raw`` either way
+    return target, pred, root.name == "cross_entropy"
 
 
 def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction: torch.Tensor | None = None,
