@@ -48,6 +48,8 @@ CASES = [("start x10", 10.0, None), ("start x30", 30.0, None), ("start x100", 10
          ("jump x30 at 40%", 1.0, 30.0)]
 GOAL = 1.10
 DRIVERS = ("plain", "heal", "proto")
+#: ``--batch``: the heal driver gets ``medic.step(loss, batch=(x, y))`` (the targets: the constant level)
+PASS_BATCH = False
 
 
 @dataclass
@@ -119,7 +121,10 @@ def train(task: Task, lr: float, seed: int, driver: str, jump: float | None = No
             loss = task.loss_fn(model(xb), yb)
             opt.zero_grad()
             loss.backward()
-            drv.step(loss)
+            if PASS_BATCH and driver == "heal":
+                drv.step(loss, batch=(xb, yb))
+            else:
+                drv.step(loss)
         v = task.evaluate(model, data)
         vals.append(v)
         drv.end_epoch(val_loss=v)
@@ -384,7 +389,11 @@ def main() -> None:
                     help="print what DRIVER did in each missed case of the JSON at --out, then exit")
     ap.add_argument("--markdown", metavar="DRIVER", choices=DRIVERS[1:],
                     help="print the table of the JSON at --out as markdown for DRIVER, then exit")
+    ap.add_argument("--batch", action="store_true",
+                    help="heal's Medic also gets batch=(x, y) each step (the targets: the constant-prediction level)")
     args = ap.parse_args()
+    global PASS_BATCH
+    PASS_BATCH = args.batch
     if args.markdown:
         markdown(Path(args.out), args.markdown)
         return
@@ -406,7 +415,7 @@ def main() -> None:
     print(f"\n{time.perf_counter() - t0:.0f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seeds": seeds, "goal": GOAL, "cases": [c[0] for c in CASES],
+    out.write_text(json.dumps({"seeds": seeds, "goal": GOAL, "cases": [c[0] for c in CASES], "batch": PASS_BATCH,
                                "summary": summary, "tasks": results}, indent=1, default=float))
     print(f"wrote {out}")
 

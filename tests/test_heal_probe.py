@@ -86,12 +86,14 @@ def adam(lr):
 
 # ---------------------------------------------------------------------------------------------------
 def test_blow_up_in_the_first_steps_restarts_from_the_initial_weights_with_a_probe_and_warmup():
-    """Plain SGD at 30x a good rate (3.0 against 0.1): the loss explodes within a few steps."""
+    """Plain SGD at 30x a good rate (3.0 against 0.1): the loss explodes within a few steps. (Without the
+    ramp's copies, ``probe_rewind_every=0``: the restored snapshot and a linear warmup.)"""
     data = _regression()
     _, good, _, _ = train(data, sgd(0.1), F.mse_loss, mode="plain", epochs=6)
     _, plain, _, _ = train(data, sgd(3.0), F.mse_loss, mode="plain", epochs=6)
     initial = {}
     medic, vals, lrs, model = train(data, sgd(3.0), F.mse_loss, mode="heal", epochs=6,
+                                    thresholds={"probe_rewind_every": 0},
                                     on_step=lambda t, m, md: initial or initial.update(
                                         {k: v.clone() for k, v in m.state_dict().items()}))
     rb, probe = actions(medic, "rollback"), actions(medic, "probe")
@@ -161,7 +163,8 @@ def test_weights_after_the_probe_are_the_snapshots_bit_for_bit():
     def record(t, model, medic):
         seen[t] = {k: v.clone() for k, v in model.state_dict().items()}
 
-    medic, _, _, _ = train(data, sgd(3.0), F.mse_loss, mode="heal", epochs=2, on_step=record)
+    medic, _, _, _ = train(data, sgd(3.0), F.mse_loss, mode="heal", epochs=2, on_step=record,
+                           thresholds={"probe_rewind_every": 0})
     p = actions(medic, "probe")[0]
     # the weights the step after the probe started from are the snapshot's (step 0: the initial weights)
     after = seen[p["step"] + 1]
@@ -169,6 +172,34 @@ def test_weights_after_the_probe_are_the_snapshots_bit_for_bit():
         assert torch.equal(after[k], v), k
     # and the steps of the probe itself did move them
     assert any(not torch.equal(seen[p["step"]][k], v) for k, v in seen[p["to_step"]].items())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plain_sgd_continues_from_where_the_probe_ramp_reached_the_chosen_rate(seed):
+    """Plain SGD at 30x: the probe from the initial weights ramps the rate up; heal continues from its copy
+    of the state where the ramp reached the chosen rate (bit for bit), at that rate, with no second
+    warmup, and ends near the good run; the restored snapshot plus a linear warmup lands no closer."""
+    data = _regression()
+    seen = {}
+
+    def record(t, model, medic):
+        seen[t] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    _, good, _, _ = train(data, sgd(0.1), F.mse_loss, mode="plain", epochs=6, seed=seed)
+    medic, vals, lrs, _ = train(data, sgd(3.0), F.mse_loss, mode="heal", epochs=6, seed=seed, on_step=record)
+    rb, probe = actions(medic, "rollback"), actions(medic, "probe")
+    assert rb[0]["to_step"] == 0 and len(probe) == 1
+    p = probe[0]
+    assert rb[0]["step"] < p["rewound_to"] < p["step"] and p["warmup_steps"] == 0, p
+    # the ramp's copy was taken before the probe step at or below the chosen rate
+    assert lrs[p["rewound_to"]] <= p["lr_after"] * (1 + 1e-9)
+    for k, v in seen[p["rewound_to"]].items():
+        assert torch.equal(seen[p["step"] + 1][k], v), k
+    assert all(lr == pytest.approx(p["lr_after"]) for lr in lrs[p["step"] + 1:])  # no warmup
+    assert vals[-1] < 1.25 * good[-1], (vals[-1], good[-1], p)
+    _, restored, _, _ = train(data, sgd(3.0), F.mse_loss, mode="heal", epochs=6, seed=seed,
+                              thresholds={"probe_rewind_every": 0})
+    assert vals[-1] <= 1.02 * restored[-1], (vals[-1], restored[-1])
 
 
 def test_adam_at_100x_learns_nothing_and_heal_repairs_it():
@@ -184,6 +215,7 @@ def test_adam_at_100x_learns_nothing_and_heal_repairs_it():
     assert rb[0]["reason"] == "TM317" and rb[0]["to_step"] == 0
     probe = actions(medic, "probe")[0]
     assert probe["lr_after"] < 0.02
+    assert "rewound_to" not in probe and probe["warmup_steps"] == 50  # Adam: the snapshot and a warmup
     assert vals[-1] < 0.5 * wvals[-1] and vals[-1] < 1.5 * good[-1], (vals, good[-1], probe)
 
 

@@ -148,20 +148,22 @@ def _lightning_probe_run(tmp_path, lr: float, scheduler: bool = False):
 
 def assert_probed_from_the_start(events: list[dict], opt: torch.optim.Optimizer) -> None:
     """A blow-up at 3.0 in the first steps: rolled back to the initial weights, probed (with its rule and
-    why), warmed up, and the front end's optimizer left at the probed rate."""
+    why), continued from the probe's ramp where it reached the chosen rate (plain SGD: the ramp is the
+    warmup), and the front end's optimizer left at the probed rate."""
     acts = [e for e in events if e["type"] == "action"]
     rollback = next(e for e in acts if e["action"] == "rollback")
     probe = next(e for e in acts if e["action"] == "probe")
     assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
     assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and 8 <= probe["probe_steps"] <= 36
-    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 50
+    assert probe["rule"] and probe["why"] and probe["warmup_steps"] == 0
+    assert rollback["step"] < probe["rewound_to"] < probe["step"]
     assert opt.param_groups[0]["lr"] == pytest.approx(probe["lr_after"])
 
 
 @pytest.mark.parametrize("scheduler", [False, True], ids=["no-scheduler", "step-scheduler"])
 def test_lightning_heal_probes_the_rate_and_training_continues_at_it(tmp_path, scheduler):
     """SGD at 30x a good rate blows up in the first steps: the callback rolls back to the initial weights,
-    probes the rates below (the Trainer's own next batches), warms up, and the Trainer's optimizer ends at
+    probes the rates below (the Trainer's own next batches), continues from the ramp, and the Trainer's optimizer ends at
     the probed rate, with the run learning. With a scheduler stepped every batch, heal scales its base rate
     (before it did not, and the scheduler reset the rate to 3.0 at the next step)."""
     cb, opt, vals = _lightning_probe_run(tmp_path, 3.0, scheduler)
@@ -224,7 +226,7 @@ def test_transformers_healthy_run_is_silent(tmp_path):
 def test_transformers_heal_probes_the_rate_and_training_continues_at_it(tmp_path):
     """The Trainer driving a small regression network with plain SGD at 30x a good rate (the script's own
     optimizer and constant schedule): rollback to the initial weights, a probe on the Trainer's next
-    batches, a warmup, and the Trainer's optimizer ends at the probed rate with the run learning."""
+    batches, continued from its ramp, and the Trainer's optimizer ends at the probed rate with the run learning."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from trainmedic.integrations.transformers import MedicCallback

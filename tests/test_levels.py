@@ -152,15 +152,16 @@ def _run(tmp_path: Path, case: str, seed: int = 0) -> list[dict]:
     return json.loads((out / "findings.json").read_text())["findings"]
 
 
-def _medic(case: str, seed: int = 0, module_loss: bool = True) -> Medic:
-    """The same training in a hand-written loop with a plain ``medic.step(loss)``."""
+def _medic(case: str, seed: int = 0, module_loss: bool = True, batch: bool = False, mode: str = "watch") -> Medic:
+    """The same training in a hand-written loop with a plain ``medic.step(loss)`` (``mode="plain"``: no
+    Medic, ``opt.step()``; returns the network)."""
     ns: dict = {}
     src = SCRIPT.split("for epoch")[0].replace("sys.argv[1]", repr(case)).replace(
         "int(sys.argv[2]) if len(sys.argv) > 2 else 0", str(seed))
     exec(compile(src, "train.py", "exec"), ns)
     net, opt, x, y = ns["net"], ns["opt"], ns["x"], ns["y"]
     loss_fn = nn.CrossEntropyLoss() if module_loss else F.cross_entropy
-    medic = Medic(net, opt, console=False)
+    medic = Medic(net, opt, mode=mode, console=False) if mode != "plain" else None
     n = len(y)
     for _ in range(8):
         perm = torch.randperm(n)
@@ -169,9 +170,13 @@ def _medic(case: str, seed: int = 0, module_loss: bool = True) -> Medic:
             loss = loss_fn(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
-            medic.step(loss)
-        medic.end_epoch()
-    return medic
+            if medic is None:
+                opt.step()
+                continue
+            medic.step(loss, batch=(x[idx], y[idx]) if batch else None)
+        if medic is not None:
+            medic.end_epoch()
+    return medic if medic is not None else net
 
 
 def _loud(findings) -> list[str]:
@@ -203,6 +208,63 @@ def test_a_functional_loss_under_medic_without_a_batch_has_no_level():
     medic = _medic("healthy", module_loss=False)
     assert math.isnan(medic.engine.levels.value)
     assert medic.engine.levels.start == pytest.approx(math.log(4))  # the loss's form and width tell the neutral loss
+
+
+def test_a_pinned_run_under_medic_with_a_functional_loss_and_the_batch():
+    """``F.cross_entropy`` and ``medic.step(loss, batch=(x, y))``: the target comes from the batch, the
+    prediction from the model's output (the graph shows it fed the loss directly), so the input gains are
+    sampled and TM317 reads the constant level, as under ``trainmedic run``."""
+    medic = _medic("pinned", module_loss=False, batch=True)
+    tm317 = [f for f in medic.findings if f.code == "TM317"]
+    assert tm317, [f.code for f in medic.findings]
+    ev = tm317[0].evidence
+    assert ev["constant_level"] == pytest.approx(0.94, abs=0.08) and ev["reference"] == pytest.approx(ev["constant_level"])
+    assert max(abs(g) for g in ev["input_gains"]) < 0.05 * ev["constant_level"]
+    assert medic.engine.levels.gains  # sampled under Medic: the prediction was read from the model's output
+
+
+def test_a_healthy_run_with_a_functional_loss_and_the_batch_reads_input_gains():
+    """The healthy twin under the same front end: about 0 on its first samples (it starts near the constant
+    level), its sampled gains grow clearly positive as the predictions follow the input; it stays quiet."""
+    medic = _medic("healthy", module_loss=False, batch=True)
+    gains = [g for _, g in medic.engine.levels.gains]
+    assert len(gains) >= 3 and gains[-1] > 0.1 and gains[-1] > 10 * abs(gains[0]), gains
+    assert [f.code for f in medic.findings if f.severity in ("warning", "error")] == []
+
+
+def test_under_heal_the_pinned_run_is_rolled_back_and_the_healthy_one_is_left_bit_for_bit():
+    """Heal with ``batch=``: TM317 from the constant level rolls the pinned run back (the rule's repair),
+    and the healthy twin's weights end exactly where the plain loop's do (reading the batch changes nothing)."""
+    pinned = _medic("pinned", module_loss=False, batch=True, mode="heal")
+    rb = [e for e in pinned.events if e["type"] == "action" and e["action"] == "rollback"]
+    assert rb and rb[0]["reason"] == "TM317", [f.code for f in pinned.findings]
+    healed = _medic("healthy", module_loss=False, batch=True, mode="heal")
+    plain = _medic("healthy", module_loss=False, mode="plain")
+    assert healed.engine.levels.gains and not [e for e in healed.events if e["type"] == "action"]
+    for p, q in zip(plain.parameters(), healed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_the_model_output_stands_for_the_prediction_only_when_it_fed_the_loss():
+    """A sequence model's output reshaped into the loss is its prediction; an output changed by an op before
+    the loss (a scaling, a temperature) is not."""
+    torch.manual_seed(0)
+    head = nn.Linear(8, 5)
+    x, y = torch.randn(4, 3, 8), torch.randint(0, 5, (4, 3))
+    out = head(x)
+    loss = F.cross_entropy(out.reshape(-1, 5), y.reshape(-1))
+    assert read_loss_graph(loss, out.grad_fn).root.from_output
+    out = head(x)
+    loss = F.cross_entropy((out / 2.0).reshape(-1, 5), y.reshape(-1))
+    assert not read_loss_graph(loss, out.grad_fn).root.from_output
+    out = head(x)
+    assert not read_loss_graph(F.cross_entropy(out.reshape(-1, 5), y.reshape(-1)), None).root.from_output
+    out = torch.log_softmax(head(x), dim=-1)  # a model that returns log-probabilities, with nll_loss
+    graph = read_loss_graph(F.nll_loss(out.reshape(-1, 5), y.reshape(-1)), out.grad_fn)
+    assert graph.root.name == "nll_loss" and graph.root.from_output
+    out = torch.log_softmax(head(x[:, 0]), dim=-1)  # no reshape: read as cross-entropy, the output its input
+    graph = read_loss_graph(F.nll_loss(out, y[:, 0]), out.grad_fn)
+    assert graph.root.name == "cross_entropy" and graph.root.from_output
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -95,8 +95,9 @@ def test_heal_under_run_takes_the_medic_api_actions(module, tmp_path):
 
 def test_heal_under_run_probes_the_rate_and_the_script_continues_at_it(tmp_path):
     """`trainmedic run --heal` on an unmodified script whose SGD rate is 30x too high: rollback to the
-    initial weights, a probe of the rates below, a warmup, and the script's own optimizer ends at the rate
-    the probe chose (what the script prints)."""
+    initial weights, a probe of the rates below, the run continued from the probe's ramp where it reached the
+    chosen rate (plain SGD), and the script's own optimizer ends at the rate the probe chose (what the
+    script prints)."""
     code, out = run_quiet(SCRIPTS / "heal_probe.py", [], tmp_path, heal=True)
     assert code == 0
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
@@ -105,7 +106,8 @@ def test_heal_under_run_probes_the_rate_and_the_script_continues_at_it(tmp_path)
     probe = next(e for e in acts if e["action"] == "probe")
     assert rollback["to_step"] == 0 and rollback["step"] < 20 and rollback["lr_before"] == 3.0
     assert probe["to_step"] == 0 and probe["lr_before"] == 3.0 and probe["rule"] and probe["why"]
-    assert 8 <= probe["probe_steps"] <= 36 and probe["warmup_steps"] == 50
+    assert 8 <= probe["probe_steps"] <= 36 and probe["warmup_steps"] == 0
+    assert rollback["step"] < probe["rewound_to"] < probe["step"]
     lines = [line.split() for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 4
     assert float(lines[-1][3]) == pytest.approx(probe["lr_after"])  # the script's optimizer, at the probed rate

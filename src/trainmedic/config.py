@@ -97,6 +97,12 @@ class Thresholds:
     probe_steps: int = 36  # 0: no probe, a rollback halves the rate (rollback_lr_factor) as before
     max_probes: int = 4
     heal_warmup_steps: int = 50  # linear warmup to the probed rate when heal restarts from the first steps
+    # A probe from the first steps is itself an exponential warmup: for plain SGD heal copies the state
+    # every `probe_rewind_every` probe steps (the `probe_rewind_keep` latest) and continues from the copy
+    # taken where the ramp reached the chosen rate, instead of the restored snapshot plus a linear warmup
+    # (benchmarks/heal_rewind.py; heal/policy.py). 0: restore and warm up, as before.
+    probe_rewind_every: int = 3
+    probe_rewind_keep: int = 8
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------

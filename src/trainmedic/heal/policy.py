@@ -16,8 +16,10 @@ A rollback is followed by a learning-rate probe (:mod:`trainmedic.heal.steering`
 ``probe_steps`` steps, from the restored snapshot, try rates rising exponentially over the three decades
 below the rate that failed; then the snapshot is restored again and the run continues at the rate the
 probe supports (:func:`~trainmedic.heal.lr_probe.choose_lr`), warming up linearly to it when the trouble
-began in the first ``early_steps`` steps. Without a probe (``probe_steps=0``, or ``max_probes`` spent) a
-rollback halves the rate, as before.
+began in the first ``early_steps`` steps. For plain SGD in that case the probe's own ramp is the warmup:
+heal keeps copies along it (``probe_rewind_every``) and continues from the one taken where the ramp reached
+the chosen rate (the event's ``rewound_to``). Without a probe (``probe_steps=0``, or ``max_probes``
+spent) a rollback halves the rate, as before.
 
 Budgets: at most ``max_rollbacks`` rollbacks, ``max_probes`` probes of ``probe_steps`` steps, and a
 learning rate of at least ``min_lr``; past them the policy answers "exhausted" and the engine reports
@@ -73,6 +75,9 @@ class Policy:
         self.recent: deque[SnapshotEntry] = deque(maxlen=max(1, cfg.snapshots_kept))
         self.best: SnapshotEntry | None = None
         self.initial: SnapshotEntry | None = None  # the initial weights: kept for the whole run
+        #: copies taken along a probe's ramp from the first steps: (the probe step's rate, the entry)
+        self.ramp: list[tuple[float, SnapshotEntry]] = []
+        self._ramp_rate = math.nan  # the rate of the probe step a ramp copy is being taken before
         self.steer = Steering(cfg, direct_steps)
         self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
@@ -195,23 +200,59 @@ class Policy:
         if isinstance(answer, ProbeStep):
             if math.isfinite(loss):
                 v.lr_multiplier = answer.lr / lr if lr > 0 else 1.0
+                self._ramp_copy(v, answer.lr)
             else:  # a guard: the probe ends on a non-finite step (ProbeDone); never apply one
                 v.proceed = v.applied = False
                 v.zero_grads = True
             return
         session, choice = self.steer.finish(), answer.choice
-        entry = self.entry(session.to_step)
+        start = self.entry(session.to_step)
         v.proceed = v.applied = False
         v.zero_grads = True
         chosen = max(choice.lr, self.cfg.min_lr)
         warm = session.early and choice.rule != "known-good"
+        entry = self._rewind_to(chosen, choice.rule) if warm else None
+        if entry is not None:  # the ramp warmed up to the chosen rate already: continue from there
+            warm = False
+        entry = entry or start
         first = self.steer.begin_warmup(chosen) if warm else chosen
         base = entry.lr if entry.lr else lr
         multiplier = first / base if base > 0 else 1.0
-        self.lr_factor = entry.lr_factor * chosen / base if base > 0 else self.lr_factor
+        start_base = start.lr if start.lr else lr
+        self.lr_factor = start.lr_factor * chosen / start_base if start_base > 0 else self.lr_factor
         v.rollback = Rollback(entry.step, multiplier, lr, first, session.reason)
+        self.ramp = [(r, e) for r, e in self.ramp if e is entry]  # the rest is dropped now
         v.keep_snapshots = self.kept()
-        v.actions.append(probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0))
+        event = probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0)
+        if entry is not start:
+            event["rewound_to"] = entry.step  # the ramp's state at the chosen rate, not the snapshot
+        v.actions.append(event)
+
+    def _ramp_copy(self, v: StepVerdict, rate: float) -> None:
+        """Along a probe from the first steps, every ``probe_rewind_every`` steps: a copy of the state before
+        this step (the weights the ramp trained at rates below ``rate``).
+
+        Plain SGD only (no momentum, no running moments): its state is its weights, so the ramp's state at
+        a rate is what a warmup to that rate leaves. Measured (``benchmarks/heal_rewind.py``,
+        ``HEAL_RESULTS.md`` "Round four"): regression, seeds 0-3, every case that moved came closer to the
+        tuned run; for SGD with momentum (digits-cnn) the outcome swung both ways (0.79x to 1.95x), and for
+        Adam it changed nothing: those keep the restored snapshot and the linear warmup."""
+        session, every = self.steer.session, self.cfg.probe_rewind_every
+        if (session is None or not session.early or not self.steer.direct_steps or every <= 0
+                or self.cfg.probe_rewind_keep <= 0):
+            return
+        i = len(session.probe.lrs) - 1
+        if i > 0 and i % every == 0 and v.step not in self.kept():  # never overwrite a catalogued snapshot
+            v.snapshot_now = v.step
+            self._ramp_rate = rate
+
+    def _rewind_to(self, chosen: float, rule: str) -> SnapshotEntry | None:
+        """The latest ramp copy taken at or below the chosen rate (its rate the probe step's it preceded),
+        when the probe read a curve (not ``known-good``, not ``no-evidence``)."""
+        if rule in ("known-good", "no-evidence"):
+            return None
+        below = [e for r, e in self.ramp if r <= chosen * (1 + 1e-9)]
+        return below[-1] if below else None
 
     def pace(self, v: StepVerdict, lr: float) -> None:
         """Every step outside a probe: the warmup after a probe sets this step's rate."""
@@ -240,7 +281,8 @@ class Policy:
 
     def entry(self, step: int) -> SnapshotEntry:
         """The catalogued snapshot labelled ``step``."""
-        return next(s for s in [*self.recent, self.best, self.initial] if s is not None and s.step == step)
+        return next(s for s in [*self.recent, self.best, self.initial, *(e for _, e in self.ramp)]
+                    if s is not None and s.step == step)
 
     # -- snapshots ------------------------------------------------------------------------------------
     def initial_snapshot(self, step: int) -> int | None:
@@ -263,6 +305,10 @@ class Policy:
         start = start_level(window)
         learning = bool(window.smoothed < (1 - 2 * self.cfg.not_learning_margin) * start) if start > 0 else False
         entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
+        if self.steer.probing:  # a copy along the probe's ramp: not a place a finding rolls back to
+            self.ramp = [*self.ramp, (self._ramp_rate, entry)][-self.cfg.probe_rewind_keep:]
+            return self.kept()
+        self.ramp = []
         if step == 0 and self.initial is None:
             self.initial = entry
         self.recent.append(entry)
@@ -271,10 +317,12 @@ class Policy:
         return self.kept()
 
     def kept(self) -> frozenset[int]:
-        return frozenset(s.step for s in [*self.recent, self.best, self.initial] if s is not None)
+        return frozenset(s.step for s in [*self.recent, self.best, self.initial, *(e for _, e in self.ramp)]
+                         if s is not None)
 
     def forget_snapshots(self) -> None:
         self.recent.clear()
+        self.ramp = []
         self.best = None
         self.initial = None
 

@@ -48,6 +48,7 @@ class Steering:
         self.cfg = cfg
         # plain SGD: its step follows the rate at once, so the probe's valley is read 3x below, not 10x
         self.valley_divisor = 3.0 if direct_steps else 10.0
+        self.direct_steps = direct_steps  # and its state is its weights alone: a probe's ramp can be kept
         self.session: ProbeSession | None = None
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0

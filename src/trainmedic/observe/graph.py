@@ -120,6 +120,9 @@ class RootLoss:
     #: the prediction as the loss saw it (None after backward): log-probabilities (cross_entropy, nll_loss),
     #: logits (BCE with logits), probabilities (BCE), predictions (MSE), rates (Poisson)
     prediction: torch.Tensor | None = None
+    #: the loss's input is the model's output up to reshapes (a ``log_softmax`` for cross-entropy): after
+    #: backward, when ``prediction`` is freed, the output a front end kept stands for it
+    from_output: bool = False
 
 
 @dataclass
@@ -161,7 +164,7 @@ def read_loss_graph(loss: torch.Tensor, model_output: Any = None) -> LossGraph:
     root = loss.grad_fn
     if root is None:
         return graph
-    graph.root = root_loss(root)
+    graph.root = root_loss(root, model_output)
     stack: list[tuple[Any, Any]] = [(root, None)]
     seen: set[int] = set()
     while stack and graph.nodes < MAX_NODES:
@@ -285,12 +288,13 @@ def _constant(value: Any) -> float | None:
     return None
 
 
-def root_loss(root: Any) -> RootLoss | None:
+def root_loss(root: Any, model_output: Any = None) -> RootLoss | None:
     """The loss function ``root`` computes, looking through a constant factor (``loss / k``, ``loss * c``).
 
     Recognised: PyTorch's loss nodes (mean reduction, no class or positive weights) and the Poisson NLL as
     ``F.poisson_nll_loss`` writes it or as it is written by hand, ``mean(exp(z) - y * z)`` on the log-rate
     or ``mean(r - y * log(r + eps))`` on the rate. Anything else (a sum of losses, a penalty added): None.
+    ``model_output``: the grad_fn of the model's output, when the front end saw it (``from_output``).
     """
     node, factor = root, 1.0
     for _ in range(3):
@@ -318,13 +322,32 @@ def root_loss(root: Any) -> RootLoss | None:
             return None
         ignore = _saved(node, "ignore_index")
         tgt, pred = _saved(node, "target"), _saved(node, "self")
+        fed = [first]
+        if fn == "cross_entropy" and first is not None:  # the logits, or log-probabilities the model returns
+            inner = [c for c, _ in first.next_functions if c is not None]
+            fed = [first, inner[0]] if len(inner) == 1 else [first]
         return RootLoss(fn, factor, tgt if isinstance(tgt, torch.Tensor) else None,
                         shape_of(first) if first is not None else None,
                         (ignore if ignore < 2**63 else ignore - 2**64) if isinstance(ignore, int) else None,
-                        pred if isinstance(pred, torch.Tensor) else None)
+                        pred if isinstance(pred, torch.Tensor) else None,
+                        from_output=model_output is not None and any(_reaches(f, model_output) for f in fed))
     if op_of(node) == "mean" and first is not None:
         return _poisson(first, factor)
     return None
+
+
+def _reaches(node: Any, target: Any) -> bool:
+    """``node`` is ``target``, or leads to it through value-keeping reshapes only (one input each)."""
+    for _ in range(20):
+        if node is None:
+            return False
+        if node is target:
+            return True
+        children = [c for c, _ in node.next_functions if c is not None]
+        if op_of(node) not in VIEWS or len(children) != 1:
+            return False
+        node = children[0]
+    return False
 
 
 def _poisson(sub: Any, factor: float) -> RootLoss | None:

@@ -4,12 +4,14 @@ On the steps the live checks look at (:func:`trainmedic.observe.live.due`: the f
 200th) the loss graph says which loss the whole loss is (:func:`~trainmedic.observe.graph.root_loss`) and,
 read before backward (``trainmedic run``, Lightning, Hugging Face), holds its target. ``Medic`` reads the
 graph after backward, when the target is freed: the target then comes from an ``nn`` loss module's call
-or from ``medic.step(loss, batch=(x, y))``; a functional loss without a batch leaves the level unknown.
+or from ``medic.step(loss, batch=(x, y))`` (the prediction then from the model's output, when the graph
+shows it fed the loss through reshapes only); a functional loss without a batch leaves the level unknown.
 Each sample costs one device-to-host copy on those steps only.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,10 +23,12 @@ KIND = {"cross_entropy": "classes", "nll_loss": "classes", "binary_cross_entropy
         "binary_cross_entropy_with_logits": "binary", "mse_loss": "squared", "poisson_nll_loss": "poisson"}
 
 
-def observed_pair(root: RootLoss, calls: list[LossCall], batch_target: Any
+def observed_pair(root: RootLoss, calls: list[LossCall], batch_target: Any, output: Any = None
                   ) -> tuple[torch.Tensor | None, torch.Tensor | None, bool]:
     """(target, prediction, raw): the root loss's target and prediction, saved in its node (before backward),
-    else seen at its call (``raw``: the call's input, logits for cross-entropy), else the batch's target."""
+    else seen at its call (``raw``: the call's input, logits for cross-entropy), else the batch's target
+    with the model's ``output`` as the prediction where the graph shows it is the loss's input up to a
+    reshape (``root.from_output``: ``medic.step(loss, batch=(x, y))`` after a functional loss)."""
     if root.target is not None:
         return root.target, root.prediction, False
     names = {root.name, "cross_entropy" if root.name == "nll_loss" else root.name}
@@ -32,7 +36,14 @@ def observed_pair(root: RootLoss, calls: list[LossCall], batch_target: Any
         if c.name in names and c.target is not None:
             pred = c.input if c.name != "poisson_nll_loss" else None  # its link is in the module's settings
             return c.target, pred, c.name == "cross_entropy"
-    return (batch_target if isinstance(batch_target, torch.Tensor) else None), None, False
+    target = batch_target if isinstance(batch_target, torch.Tensor) else None
+    if target is None or root.prediction is not None or not root.from_output:
+        return target, root.prediction, False
+    pred = output if isinstance(output, torch.Tensor) and root.name != "poisson_nll_loss" else None
+    if pred is not None and root.input_shape is not None and tuple(pred.shape) != root.input_shape:
+        pred = pred.reshape(root.input_shape) if pred.numel() == math.prod(root.input_shape) else None
+    # cross-entropy: logits, or log-probabilities (log_softmax leaves those unchanged): ``raw`` either way
+    return target, pred, root.name == "cross_entropy"
 
 
 def target_sample(root: RootLoss | None, target: torch.Tensor | None, prediction: torch.Tensor | None = None,

@@ -179,7 +179,7 @@ class LiveChecks:
     def _level(self, step: int, seen: Observed, calls: list[LossCall], inputs: Any, target: Any) -> None:
         root = seen.graph.root if seen.graph is not None else None
         if root is not None:
-            sample = target_sample(root, *observed_pair(root, calls, target))
+            sample = target_sample(root, *observed_pair(root, calls, target, first_tensor(seen.output)))
             if sample is not None:
                 self.level_samples.append({**sample, "step": step, "input_rms": input_rms(inputs)})
 
