@@ -26,7 +26,8 @@ def _val_rmse(df: pd.DataFrame, interactions: int) -> tuple[float, LinearModel]:
     ff = prepare_features(df, ["y"])
     y = df["y"].to_numpy()
     tr, va = np.arange(0, 400), np.arange(400, len(df))
-    model = LinearModel("regression", seed=0, params={"interactions": interactions})
+    model = LinearModel("regression", seed=0, params={"interactions": interactions,
+                                                           "target_means": False})
     model.fit(subset_frame(ff, tr), y[tr], (tr[:340], tr[340:]))
     pred = model.predict(subset_frame(ff, va))
     return float(np.sqrt(np.mean((pred - y[va]) ** 2))), model
