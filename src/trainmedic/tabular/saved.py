@@ -4,7 +4,8 @@ What is stored, in safe formats only (nothing in DIR can run code when loaded):
 
 - ``model.json``: the task, classes, columns and how each was typed, the blend weights, the preprocessing
   of every model in every fold as numbers (:mod:`trainmedic.tabular.frozen`), the linear models'
-  coefficients, the networks' shapes and target scaling, and the SHA-256 of every other file;
+  coefficients (and the regression model's pair products and target means), the networks' shapes and target scaling, and
+  the SHA-256 of every other file;
 - ``lightgbm-fold{k}-bag{b}.txt``: LightGBM's own text model format;
 - ``mlp-fold{k}.pt``: the networks' ``state_dict`` tensors, read back with ``torch.load(weights_only=True)``.
 
@@ -29,9 +30,11 @@ import pandas as pd
 from trainmedic.errors import UsageError
 from trainmedic.tabular import blend as B
 from trainmedic.tabular.frozen import FrozenTransform, freeze
+from trainmedic.tabular.interactions import PairProducts
 from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, build_mlp
 from trainmedic.tabular.outdir import commit_files
 from trainmedic.tabular.preprocess import FeatureFrame, looks_like_dates, numeric_text_share, prepare_features
+from trainmedic.tabular.target_encoding import TargetMeans
 
 FORMAT = "trainmedic-fit-model"
 VERSION = 1
@@ -45,7 +48,9 @@ def _linear_meta(m: LinearModel) -> dict[str, Any]:
     est = m.est
     return {"coef": np.asarray(est.coef_, dtype="float64").tolist(),
             "intercept": np.asarray(est.intercept_, dtype="float64").ravel().tolist(),
-            "y_mean": m.y_mean, "y_std": m.y_std, "alpha": m.alpha}
+            "y_mean": m.y_mean, "y_std": m.y_std, "alpha": m.alpha,
+            "pairs": m.pairs.to_dict() if m.pairs is not None else None,
+            "target_means": m.target_means.to_dict() if m.target_means is not None else None}
 
 
 def _mlp_blob(m: MLPModel) -> bytes:
@@ -210,6 +215,10 @@ class SavedFit:
             model = LinearModel(task, k)
             model.est = LinearCoefficients(task, e["coef"], e["intercept"])
             model.y_mean, model.y_std, model.alpha = float(e["y_mean"]), float(e["y_std"]), float(e["alpha"])
+            if e.get("pairs"):  # the regression model's pair products (absent in models saved before them)
+                model.pairs = PairProducts.from_dict(e["pairs"])
+            if e.get("target_means"):  # the same for the categories' target means
+                model.target_means = TargetMeans.from_dict(e["target_means"])
         model.pre = pre
         return model
 
