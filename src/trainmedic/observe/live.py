@@ -100,6 +100,8 @@ class LiveChecks:
         self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
         self._handles: list[Any] = []
+        self._input_handle: Any = None
+        self.last_inputs: Any = None  # the latest training forward's args (keep_inputs), for a non-finite step
         self.level_samples: list[dict[str, Any]] = []  # target statistics for the engine's level (take_levels)
 
     # -- self-observation (front ends that hand nothing over) -------------------------------------------
@@ -113,6 +115,18 @@ class LiveChecks:
         from torch.nn.modules.module import register_module_forward_hook
 
         self._handles.append(register_module_forward_hook(self._saw_module))
+
+    def keep_inputs(self) -> None:
+        """Keep a reference to the args of every training forward pass of the model (no copy, no sync), so
+        that a step whose loss turns non-finite can name the input rows behind it (TM101) although the front
+        end hands over no batch and the step was not an observed one. Costs one Python call per forward and
+        keeps the latest batch alive until the next forward."""
+        if self._input_handle is None and self.model is not None:
+            self._input_handle = self.model.register_forward_pre_hook(self._keep_input)
+
+    def _keep_input(self, module: torch.nn.Module, args: Any) -> None:
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled():
+            self.last_inputs = args
 
     def disarm(self) -> Observed | None:
         for h in self._handles:
@@ -248,6 +262,8 @@ class LiveChecks:
         if observed is not None:
             inputs = inputs if inputs is not None else first_tensor(observed.inputs)
             target = target if target is not None else observed.target
+        if inputs is None:
+            inputs = first_tensor(self.last_inputs)
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
 
@@ -283,6 +299,10 @@ class LiveChecks:
 
     def close(self) -> None:
         self.disarm()
+        if self._input_handle is not None:
+            self._input_handle.remove()
+            self._input_handle = None
+        self.last_inputs = None
 
 
 def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:
