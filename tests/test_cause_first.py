@@ -195,3 +195,31 @@ def test_a_raise_without_trouble_stays_silent():
     assert medic.findings == [], [(f.code, f.step, f.message) for f in medic.findings]
 
 
+
+
+def test_nan_row_in_the_first_batch_under_run_is_named_at_step_zero(tmp_path):
+    """`run` creates its engine at the first optimizer step: the batch of that step is the one discovery saw."""
+    code, _ = run_quiet(SCRIPTS / "dirty_loader.py", ["--bad", *map(str, range(0, 400, 10)), "--epochs", "1"], tmp_path)
+    assert code == 0
+    found = [(f["code"], f["step"]) for f in findings(tmp_path)]
+    assert found[:2] == [("TM101", 0), ("TM301", 0)], found
+
+
+def test_a_sentinel_that_blows_up_the_first_steps_is_named_before_the_nan():
+    """Non-finite before the first steps' sample is judged (step 2): the batches seen so far are judged then."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 8, generator=g)
+    y = x[:, :1] * 2 + 0.1 * torch.randn(640, 1, generator=g)
+    x[::25, 1] = -9999.0
+    model = mlp(8, 1, hidden=32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    medic = Medic(model, opt, console=False)
+    for t in range(6):
+        loss = F.mse_loss(model(x[t * 64:(t + 1) * 64]), y[t * 64:(t + 1) * 64])
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss)
+    codes = [(f.code, f.step) for f in medic.findings]
+    nonfinite = [s for c, s in codes if c in ("TM301", "TM302")]
+    assert nonfinite and nonfinite[0] < 2, codes
+    assert codes[0] == ("TM109", nonfinite[0]) and nonfinite[0] == 1, codes

@@ -213,6 +213,8 @@ class LoopWatching:
                     compiled=self.compiled.describe())
             return
         target = free[0]
+        # the first step's input, seen by discovery before this hook existed: its checks and forensics see it too
+        self._last_input = self._seen_args.get(id(target), self._last_input)
 
         def keep(module: torch.nn.Module, args: Any) -> None:
             if module is target and torch.is_grad_enabled() and not torch.compiler.is_compiling():

@@ -111,6 +111,7 @@ class Session(LoopWatching, ScheduleWatching):
         self._sched_of: dict[int, Any] = {}
         self._sched_depth = 0
         self._seen: dict[int, torch.nn.Module] = {}  # modules of training forward passes (model discovery)
+        self._seen_args: dict[int, Any] = {}  # their latest args until discovery stops: the first step's batch
         self._discover_handle: Any = None
         self._input_handle: Any = None
         self._last_input: Any = None
@@ -403,6 +404,7 @@ class Session(LoopWatching, ScheduleWatching):
         def seen(module: torch.nn.Module, args: Any) -> None:
             if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
                 self._seen.setdefault(id(module), module)
+                self._seen_args[id(module)] = args  # no copy; dropped when discovery stops (the first step)
 
         self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
 
@@ -410,6 +412,7 @@ class Session(LoopWatching, ScheduleWatching):
         if self._discover_handle is not None:
             self._discover_handle.remove()
             self._discover_handle = None
+        self._seen_args.clear()
 
     # ------------------------------------------------------------------------------------------------
     # the end

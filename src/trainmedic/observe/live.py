@@ -102,6 +102,7 @@ class LiveChecks:
         self._handles: list[Any] = []
         self._input_handle: Any = None
         self.last_inputs: Any = None  # the latest training forward's args (keep_inputs), for a non-finite step
+        self.calls: list[LossCall] = []  # the loss calls of the latest checked step (for an early judgement)
         self.level_samples: list[dict[str, Any]] = []  # target statistics for the engine's level (take_levels)
 
     # -- self-observation (front ends that hand nothing over) -------------------------------------------
@@ -200,6 +201,7 @@ class LiveChecks:
     def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
                wiring: bool) -> None:
         seen, calls, inputs, target = self._seen(loss, batch, observed)
+        self.calls = calls
         self._level(step, seen, calls, inputs, target)
         issues = []
         if wiring and step < FIRST_STEPS:
@@ -266,6 +268,13 @@ class LiveChecks:
             inputs = first_tensor(self.last_inputs)
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
+        if not self.judged_data and (self.sample.rows or self.sample.target_rows):
+            # non-finite before the first steps' sample was judged: judge the batches seen so far now, so that
+            # a sentinel, unscaled features or a raw skewed target is named before the NaN it caused
+            self.judged_data = True
+            for iss in self._judge_sample(self.calls, crashed=True):
+                report(iss.code, iss.message + " (judged when the loss turned non-finite)", step=step,
+                       evidence=iss.evidence, key=iss.key)
 
     def loss_raised(self, step: int, batch: Any, report: Any) -> None:
         """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
