@@ -111,7 +111,6 @@ class Session(LoopWatching, ScheduleWatching):
         self._sched_of: dict[int, Any] = {}
         self._sched_depth = 0
         self._seen: dict[int, torch.nn.Module] = {}  # modules of training forward passes (model discovery)
-        self._seen_args: dict[int, Any] = {}  # their latest args until discovery stops: the first step's batch
         self._discover_handle: Any = None
         self._input_handle: Any = None
         self._last_input: Any = None
@@ -412,7 +411,6 @@ class Session(LoopWatching, ScheduleWatching):
         if self._discover_handle is not None:
             self._discover_handle.remove()
             self._discover_handle = None
-        self._seen_args.clear()
 
     # ------------------------------------------------------------------------------------------------
     # the end
