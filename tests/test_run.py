@@ -120,8 +120,8 @@ def test_heal_skips_a_nan_step_of_a_custom_optimizer(tmp_path):
     code, out = run_quiet(SCRIPTS / "custom_opt.py", [], tmp_path, heal=True)
     assert code == 0 and "finite=True" in out
     found = findings(tmp_path)
-    assert [f["code"] for f in found] == ["TM301", "TM101"]  # the NaN loss, and the input row that caused it
-    assert found[1]["evidence"]["rows"] == [0] and found[1]["step"] == 30
+    assert [f["code"] for f in found] == ["TM101", "TM301"]  # the input row that caused it, then the NaN loss
+    assert found[0]["evidence"]["rows"] == [0] and found[0]["step"] == 30
     code, out = run_quiet(SCRIPTS / "custom_opt.py", ["--expect-nan"], tmp_path / "watch")
     assert code == 0 and "finite=False" in out  # watch mode changes nothing
 

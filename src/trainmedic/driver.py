@@ -109,6 +109,7 @@ class Driver:
         for cb in callbacks:
             self.add_callback(cb)
         if observes_itself:
+            self.guard("live-checks", self.live.keep_inputs)
             self.guard("live-checks", self.live.arm)
 
     # -- the objects --------------------------------------------------------------------------------
@@ -223,6 +224,9 @@ class Driver:
                 if not self.collector.probing:
                     self.collector.attach_probe()
                 sig = self.collector.collect(loss)
+                if not sig.loss_finite or (not sig.grads_finite and self.scaler is None):
+                    # the rows that made it non-finite are the cause: named before the engine's TM301/TM302
+                    self.guard("live-checks", lambda: self.live.nonfinite(t, batch, observed, self.report))
                 scale = float(self.scaler.get_scale()) if self.scaler is not None else None
                 verdict = self.engine.step(sig, self.lr, scale=scale, has_scaler=self.scaler is not None)
             except Exception as exc:  # instrumentation must never break the user's loop
@@ -240,7 +244,6 @@ class Driver:
         if v.snapshot_now is not None:
             self.snapshot(v.snapshot_now)
         if v.nonfinite is not None:
-            self.guard("live-checks", lambda: self.live.nonfinite(v.step, batch, None, self.report))
             self.call("on_nonfinite", self, v.step, v.signals, v.nonfinite, batch)
         if v.zero_grads:
             act.drop_gradients()

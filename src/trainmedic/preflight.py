@@ -779,6 +779,12 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
                     backward_ok = False
             if backward_ok:
                 issues += grad_issues(m, w.layers, cfg, w.segments)
+                trained = None
+                if optimizer is not None:  # the copy's parameters that the optimizer holds in the original
+                    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+                    names = {n for n, p in model.named_parameters() if id(p) in held}
+                    trained = [p for n, p in m.named_parameters() if n in names]
+                issues += _symmetric(m, trained)
             elif isinstance(loss, torch.Tensor) and not loss.requires_grad:
                 issues.append(Issue("TM204", "the loss does not require grad: no parameter receives a gradient "
                                     "(the output was detached, or computed under no_grad/.item())",
@@ -793,6 +799,14 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
                     if iss:
                         issues.append(iss)
     return [i.finding() for i in _dedupe(issues)]
+
+
+def _symmetric(model: nn.Module, trained: list[Any] | None) -> list[Issue]:
+    """TM205 from units that start identical and get identical gradients (:mod:`trainmedic.observe.symmetry`)."""
+    from trainmedic.observe.symmetry import symmetric_units_issue  # it builds on this module's Issue
+
+    iss = symmetric_units_issue(model, trained)
+    return [iss] if iss is not None else []
 
 
 def _overfit_cost(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThresholds) -> float:
@@ -822,7 +836,9 @@ class PreflightCallback(MedicCallback):
     """Runs the cheap wiring checks once, at the first ``medic.step``; reports through the Medic.
 
     At the first step it checks optimizer membership and which parameters got no gradient (TM204) and
-    the weight-gradient RMS across depth (TM205) from the gradients the user's backward produced. At the
+    the weight-gradient RMS across depth (TM205) from the gradients the user's backward produced, and
+    layers whose units start identical and get identical gradients (TM205, :mod:`trainmedic.observe.symmetry`:
+    an all-zero init, named before any windowed rule sees that the loss does not fall). At the
     first step that passes ``batch=(inputs, target)`` (within ``max_wait`` steps) it replays the forward
     and the loss on the real model without gradients, its buffers and the RNG restored afterwards
     (TM201-TM203, TM205-TM207, TM211). TM208 is never run here (it trains; call ``preflight`` for it).
@@ -854,6 +870,7 @@ class PreflightCallback(MedicCallback):
             issues += [i for i in grad_issues(model, [], self.cfg) if i.code == "TM204"]
             scale = weight_scale_issue(model, medic.optimizer, self.cfg)
             issues += [scale] if scale is not None else []
+            issues += _symmetric(model, [p for g in medic.optimizer.param_groups for p in g["params"]])
         b = split_batch(batch) if batch is not None else None
         if b is not None:
             self.replay_done = True

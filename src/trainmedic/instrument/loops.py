@@ -73,6 +73,7 @@ class LoopWatching:
         self._optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self._backward_depth = 0
         self._backwards = 0
+        self._seen_args: dict[int, Any] = {}  # discovery's latest args per module until it stops: the first batch
         self.manual = ManualLoop(self.run, self.epochs.training_step, self._seen, self._batch, self._optimizers,
                                  lambda: self._step_calls, self._attach_driver, heal=self.mode == "heal",
                                  console=console)
@@ -88,6 +89,7 @@ class LoopWatching:
         if all(d is driver or d is self.manual.on_trial for d in self.drivers):  # the first model watched
             self._watch_inputs(model)
         self._stop_discovery()
+        self._seen_args.clear()
 
     # -- closure steps ---------------------------------------------------------------------------------
     def _closure_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
@@ -172,6 +174,7 @@ class LoopWatching:
             if isinstance(module, torch.nn.Module):
                 self._seen.setdefault(id(module), module)  # a candidate model for discovery
         self._stop_discovery()
+        self._seen_args.clear()  # args seen before the compile may not be the first step's
         if self._input_handle is not None:  # compiled after training began: a global hook must not stay
             self._input_handle.remove()
             self._input_handle = None
@@ -213,6 +216,8 @@ class LoopWatching:
                     compiled=self.compiled.describe())
             return
         target = free[0]
+        # the first step's input, seen by discovery before this hook existed: its checks and forensics see it too
+        self._last_input = self._seen_args.get(id(target), self._last_input)
 
         def keep(module: torch.nn.Module, args: Any) -> None:
             if module is target and torch.is_grad_enabled() and not torch.compiler.is_compiling():

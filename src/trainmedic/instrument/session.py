@@ -403,6 +403,7 @@ class Session(LoopWatching, ScheduleWatching):
         def seen(module: torch.nn.Module, args: Any) -> None:
             if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
                 self._seen.setdefault(id(module), module)
+                self._seen_args[id(module)] = args  # no copy; dropped when discovery stops (the first step)
 
         self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
 

@@ -100,6 +100,9 @@ class LiveChecks:
         self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
         self._handles: list[Any] = []
+        self._input_handle: Any = None
+        self.last_inputs: Any = None  # the latest training forward's args (keep_inputs), for a non-finite step
+        self.calls: list[LossCall] = []  # the loss calls of the latest checked step (for an early judgement)
         self.level_samples: list[dict[str, Any]] = []  # target statistics for the engine's level (take_levels)
 
     # -- self-observation (front ends that hand nothing over) -------------------------------------------
@@ -113,6 +116,18 @@ class LiveChecks:
         from torch.nn.modules.module import register_module_forward_hook
 
         self._handles.append(register_module_forward_hook(self._saw_module))
+
+    def keep_inputs(self) -> None:
+        """Keep a reference to the args of every training forward pass of the model (no copy, no sync), so
+        that a step whose loss turns non-finite can name the input rows behind it (TM101) although the front
+        end hands over no batch and the step was not an observed one. Costs one Python call per forward and
+        keeps the latest batch alive until the next forward."""
+        if self._input_handle is None and self.model is not None:
+            self._input_handle = self.model.register_forward_pre_hook(self._keep_input)
+
+    def _keep_input(self, module: torch.nn.Module, args: Any) -> None:
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled():
+            self.last_inputs = args
 
     def disarm(self) -> Observed | None:
         for h in self._handles:
@@ -186,6 +201,7 @@ class LiveChecks:
     def _check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
                wiring: bool) -> None:
         seen, calls, inputs, target = self._seen(loss, batch, observed)
+        self.calls = calls
         self._level(step, seen, calls, inputs, target)
         issues = []
         if wiring and step < FIRST_STEPS:
@@ -248,8 +264,17 @@ class LiveChecks:
         if observed is not None:
             inputs = inputs if inputs is not None else first_tensor(observed.inputs)
             target = target if target is not None else observed.target
+        if inputs is None:
+            inputs = first_tensor(self.last_inputs)
         for code, message, evidence in _nonfinite(step, inputs, target, None):
             report(code, message + ", when the loss turned non-finite", step=step, evidence=evidence, key=code)
+        if not self.judged_data and (self.sample.rows or self.sample.target_rows):
+            # non-finite before the first steps' sample was judged: judge the batches seen so far now, so that
+            # a sentinel, unscaled features or a raw skewed target is named before the NaN it caused
+            self.judged_data = True
+            for iss in self._judge_sample(self.calls, crashed=True):
+                report(iss.code, iss.message + " (judged when the loss turned non-finite)", step=step,
+                       evidence=iss.evidence, key=iss.key)
 
     def loss_raised(self, step: int, batch: Any, report: Any) -> None:
         """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
@@ -283,6 +308,10 @@ class LiveChecks:
 
     def close(self) -> None:
         self.disarm()
+        if self._input_handle is not None:
+            self._input_handle.remove()
+            self._input_handle = None
+        self.last_inputs = None
 
 
 def wiring_issues(calls: list[LossCall], graph: LossGraph | None) -> list[Any]:

@@ -169,6 +169,9 @@ HARMFUL_RATE_RAISE = rule(
         the loop, a scheduler restart, a manual change), and over the `raise_window` steps after it the
         loss level (median) is above the level of the steps before by more than 3 standard errors of the
         difference and by more than 10 %. No NaN, no spike: the run just got worse and stays worse.
+        The same finding, sooner: when within `raise_window` steps of the raise the gradient norm explodes
+        (what TM303 reports) or the loss or gradients turn non-finite (TM301/TM302), the raise is named as
+        their cause at that step, before them.
         """,
     why="""
         The new rate is too high for where the run is. Adam at 30x its rate doubles the loss of a
@@ -255,3 +258,52 @@ def _harmful_rate_raise(obs: Observation) -> Detection | None:
                      f"{rates.raised_at}: {v.message}",
                      {**v.evidence, "raised_at": rates.raised_at, "lr_before": rates.lr_before,
                       "lr_after": rates.lr_after}, onset=rates.raised_at)
+
+
+def _recent_raise(obs: Observation) -> bool:
+    """A raise by the loop is pending and at most ``raise_window`` steps old (and after the warm-up)."""
+    rates = obs.rates
+    return rates is not None and rates.pending and 0 <= obs.step - rates.raised_at <= obs.cfg.raise_window
+
+
+def _raise_then(obs: Observation, what: str, evidence: dict[str, Any]) -> Detection:
+    rates = obs.rates
+    return Detection(HARMFUL_RATE_RAISE.code,
+                     f"the rate was raised from {rates.lr_before:.3g} to {rates.lr_after:.3g} at step "
+                     f"{rates.raised_at} and {obs.step - rates.raised_at} step(s) later {what}: the raise is "
+                     "the cause", {**evidence, "raised_at": rates.raised_at, "lr_before": rates.lr_before,
+                                   "lr_after": rates.lr_after, "after_steps": obs.step - rates.raised_at},
+                     onset=rates.raised_at)
+
+
+@detector(HARMFUL_RATE_RAISE, cadence=Cadence.STEP, order=-20, anomaly=True, after_fire=_judged)
+def _raise_then_explosion(obs: Observation) -> Detection | None:
+    """Asked before TM303 (and TM305's climb): a gradient explosion that TM303 would report right after the
+    loop raised the rate is named as the raise's doing. O(1) unless a spike candidate followed a raise."""
+    if not _recent_raise(obs) or obs.signals is None:
+        return None
+    w = obs.monitor.step_window
+    if not w.spikes or w.spikes[-1][0] <= max(w.spikes_reported, obs.rates.raised_at - 1):
+        return None
+    from trainmedic.rules.runtime import judge_gradient_spikes  # TM303's own verdict, not a second one
+
+    live = [sp for sp in w.spikes if sp[0] >= obs.rates.raised_at]
+    det = judge_gradient_spikes(live, obs.step, w.losses.values(), w.steps.values(), obs.cfg,
+                                obs.signals.clip_bound, w.spikes_reported)
+    if det is None:
+        return None
+    return _raise_then(obs, f"the gradient norm exploded ({det.message})",
+                       {"grad_norm": det.evidence.get("grad_norm"), "spike_step": det.evidence.get("spike_step"),
+                        "running_median": det.evidence.get("running_median")})
+
+
+@detector(HARMFUL_RATE_RAISE, cadence=Cadence.NONFINITE, order=-20, anomaly=True, after_fire=_judged)
+def _raise_then_nonfinite(obs: Observation) -> Detection | None:
+    """Asked before TM301/TM302: the first non-finite step shortly after the loop raised the rate."""
+    if not _recent_raise(obs) or obs.signals is None or obs.monitor.consecutive_nonfinite != 1:
+        return None
+    sig = obs.signals
+    if obs.has_scaler and math.isfinite(sig.loss):
+        return None  # an overflowing scaled gradient is the scaler's business (TM314)
+    what = f"the loss turned {sig.loss}" if not math.isfinite(sig.loss) else "the gradients turned non-finite"
+    return _raise_then(obs, what, {"loss": sig.loss})

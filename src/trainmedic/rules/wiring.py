@@ -139,7 +139,8 @@ POOR_INIT = rule(
     "TM205",
     "poor-init",
     "warning",
-    summary="At initialization the activations or gradients change >10x across depth, or the outputs are far too large.",
+    summary="At initialization the activations or gradients change >10x across depth, the outputs are far too large, "
+            "or a layer's units start identical and can never differ.",
     what="""
         On one batch at the initial weights, the standard deviation of the outputs of the linear and
         convolution layers (or the norm of their weight gradients) changes by more than `poor_init_ratio`
@@ -151,12 +152,18 @@ POOR_INIT = rule(
         network starts with outputs orders of magnitude too large. At the first step (every front end): most
         trained weight layers start with `std(w) * sqrt(fan_in)` above `poor_init_gain` (4): each multiplies
         the signal's scale by that much (sound inits keep it near 1; N(0, 1) weights give `sqrt(fan_in)`).
+        At the first step (every front end): a trained layer starts with identical units (every row of its
+        weight equal, e.g. all zero, and equal biases) and they receive identical gradients, so no step can
+        ever tell them apart and the layer trains as a single unit (an all-zero or constant init). A zero
+        last layer, a LoRA `B` matrix or a residual branch's zero output projection gets different
+        gradients per unit and is not reported; embeddings and 1-D parameters are not judged.
         """,
     why="""
         Each layer multiplies the variance by `fan_in * Var(w) * gain`; unless the init keeps that product
         near 1, it shrinks or grows geometrically with depth (practitioner note 001: 0.8^100 and 1.5^100).
         Weights drawn with a fixed std (`normal_(0, 0.01)` or `normal_(0, 1)`), sigmoid/tanh between many
-        layers, or inputs that are not standardized.
+        layers, or inputs that are not standardized. `zeros_`/`constant_` on every parameter: units that
+        start equal and see equal gradients stay equal (the symmetry is never broken).
         """,
     fix="""
         Use Xavier (`nn.init.xavier_uniform_`) for tanh/sigmoid and Kaiming (`nn.init.kaiming_normal_`,
