@@ -303,6 +303,14 @@ class Driver:
         act.scale_lr(v.lr_multiplier)
         return v
 
+    def end_phase(self) -> None:
+        """The optimizer has stepped for the last time (the script ended, or moved on to another optimizer):
+        a short phase gets its last slow check (:meth:`Engine.end_phase`)."""
+        try:
+            self.engine.end_phase()
+        except Exception as exc:
+            self.engine.disable("end-of-phase checks", exc)
+
     def finish_epoch(self, v: EpochVerdict) -> None:
         self.call("on_epoch_end", self, v.epoch, v.record)
         self.engine.advance_epoch()
