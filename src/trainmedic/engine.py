@@ -20,6 +20,7 @@ from typing import Any
 
 from trainmedic import __version__
 from trainmedic.config import Thresholds
+from trainmedic.engine_phase import PhaseEnd
 from trainmedic.findings import Finding, FindingLog
 from trainmedic.heal.policy import Policy
 from trainmedic.rules.detectors import Cadence, Detection, Detector, Observation, detectors_for
@@ -39,8 +40,8 @@ MAX_EVENTS = 5000
 Subscriber = Callable[[dict[str, Any], bool], None]
 
 
-class Engine:
-    """Turns signals into verdicts and keeps the record of the run.
+class Engine(PhaseEnd):
+    """Turns signals into verdicts and keeps the record of the run (the end of a phase: :class:`PhaseEnd`).
 
     Args:
         cfg: the thresholds.
@@ -74,7 +75,7 @@ class Engine:
         self._initial_window: StepWindow | None = None  # the window before step 0, for the initial snapshot
         self.rates = RateWatch()  # the learning rate from step to step: raises by the loop (TM319), steadiness
         self.levels = TargetLevels()  # the targets seen: the constant-prediction level (TM317, TM205 start)
-        self.ended_at: int | None = None  # the step count at the end of the phase (end_phase)
+        self.ended_at: int | None = None  # the step count when its phase ended (PhaseEnd; not state: transient)
 
     # ------------------------------------------------------------------------------------------------
     # a training step
@@ -153,23 +154,6 @@ class Engine:
             self._exhausted(v.step, v.exhausted)
             v.stop = True
         return v
-
-    def end_phase(self) -> None:
-        """The watched optimizer has stepped for the last time: the script ended, or the program moved on to
-        another optimizer (a new training phase, instrument/phases.py). A phase shorter than the early window
-        (``slow_window``) gets one last slow check over all its steps (``Observation.final``): the stall and
-        slow-convergence rules (TM312, TM315) would otherwise never have judged it. Nothing for a longer
-        phase, whose slow checks ran as it went."""
-        mon, cfg = self.monitor, self.cfg
-        if self.ended_at == self.step_count or self.step_count >= cfg.slow_window or self.policy.probing:
-            return
-        self.ended_at = self.step_count
-        if mon.step_window.finite_steps < cfg.slow_min_steps:
-            return
-        mon.step_window.refresh(self.step_count - 1, cfg)
-        obs = Observation(self.step_count - 1, cfg, mon, layers=self.layers, rates=self.rates, levels=self.levels,
-                          final=True)
-        self._run(Cadence.SLOW, obs, StepVerdict(step=obs.step), math.nan)
 
     def count_unjudged_step(self) -> None:
         """A step went by without signals (their collection failed and was disabled)."""
@@ -385,7 +369,7 @@ class Engine:
             "layer_history": self.layer_history.state_dict(), "epochs": list(self.epochs),
             "monitor": self.monitor.state_dict(), "policy": self.policy.state_dict(),
             "disabled": sorted(self.disabled), "best_saved": self.best_saved, "started": self.started,
-            "rates": self.rates.state_dict(), "levels": self.levels.state_dict(), "ended_at": self.ended_at,
+            "rates": self.rates.state_dict(), "levels": self.levels.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -406,4 +390,3 @@ class Engine:
         if "rates" in state:
             self.rates.load_state_dict(state["rates"])
         self.levels.load_state_dict(state.get("levels", {}))  # absent from a checkpoint of an older version
-        self.ended_at = state.get("ended_at")

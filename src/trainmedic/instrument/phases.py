@@ -34,9 +34,11 @@ from typing import Any
 import torch
 
 from trainmedic.driver import Driver
+from trainmedic.instrument.compiled import CompiledCode
 from trainmedic.instrument.discovery import unwrap
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.observe.live import Observed
 
 
 class PhaseWatching:
@@ -48,8 +50,12 @@ class PhaseWatching:
     drivers: list[Driver]
     _seen: dict[int, torch.nn.Module]
     _last_input: Any
+    _last_target: Any
     _input_handle: Any
-    _reopen_discovery: Callable[[], None]
+    _discover_handle: Any
+    _off: set[str]
+    compiled: CompiledCode
+    _start_discovery: Callable[[], None]
     _watch_inputs: Callable[[torch.nn.Module], None]
 
     def _init_phases(self) -> None:
@@ -65,6 +71,11 @@ class PhaseWatching:
         return self.drivers[0] if self.drivers else None
 
     @property
+    def observing_next(self) -> bool:
+        """Whether the coming step is one the live checks look at: a driver's, or the first of a new phase."""
+        return self.run.observing_next or self.phase_pending
+
+    @property
     def phase_pending(self) -> bool:
         """An optimizer built after training began has not stepped yet."""
         return len(self._phase_optimizers) > 0
@@ -75,6 +86,23 @@ class PhaseWatching:
             return
         self._phase_optimizers.add(optimizer)
         self._reopen_discovery()
+
+    def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
+        """What the step showed before its backward, with the model's inputs and targets for the primary one."""
+        if observed is not None and driver is self.primary:
+            observed.inputs, observed.target = self._last_input, self._last_target
+        return observed
+
+    def _phase_input(self, module: torch.nn.Module, args: Any) -> None:
+        """A training forward pass while discovery looks for a new phase's model: keep the module's input,
+        so the new driver's first step has its batch (the input hook goes on its model only then)."""
+        if self.phase_pending:
+            self._phase_inputs[id(module)] = args
+
+    def _reopen_discovery(self) -> None:
+        """Find the new optimizer's model until it steps (never in compiled code: a global hook would be traced)."""
+        if self._discover_handle is None and not self.compiled.any and "module forward hook" not in self._off:
+            self._start_discovery()
 
     def _opens_phase(self, optimizer: torch.optim.Optimizer) -> bool:
         return optimizer in self._phase_optimizers

@@ -64,14 +64,12 @@ WIRING_STEPS = 3  # training loss calls recorded for the wiring checks
 _active: Session | None = None
 
 
-def coming_step(observed: Observed | None, run: HookedRun, graph_of: torch.Tensor | None = None,
-                call: tuple[str, Any, Any, dict[str, Any]] | None = None, new_driver: bool = False
-                ) -> Observed | None:
-    """Add to what the coming step showed, when the live checks will look at it: the loss graph, read at
-    ``backward()`` before it frees the loss nodes' tensors, and the functional loss calls with their line.
-    ``new_driver``: the coming step may be the first of an optimizer that has no driver yet."""
+def coming_step(observed: Observed | None, observing: bool, graph_of: torch.Tensor | None = None,
+                call: tuple[str, Any, Any, dict[str, Any]] | None = None) -> Observed | None:
+    """Add to what the coming step showed, when the live checks will look at it (``observing``): the loss
+    graph, read at ``backward()`` before it frees the loss nodes' tensors, and the functional loss calls."""
     if observed is None:
-        if not (run.observing_next or new_driver):
+        if not observing:
             return None
         observed = Observed()
     if graph_of is not None and observed.graph is None and graph_of.grad_fn is not None:
@@ -270,11 +268,6 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
             self._fail("batch indices", exc)
         return (x, y, idx) if idx is not None else (x, y)
 
-    def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
-        if observed is not None and driver is self.primary:
-            observed.inputs, observed.target = self._last_input, self._last_target
-        return observed
-
     # ------------------------------------------------------------------------------------------------
     # backward, losses, AMP, schedulers, loaders
     # ------------------------------------------------------------------------------------------------
@@ -287,8 +280,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                         self._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
                         # the graph of the loss the engine judges (unscaled under a GradScaler: its
                         # loss node is the same, and the constant level is in the loss's own units)
-                        self._observed = coming_step(self._observed, self.run, graph_of=self._last_loss,
-                                                     new_driver=self.phase_pending)
+                        self._observed = coming_step(self._observed, self.observing_next, graph_of=self._last_loss)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return self._backward_watched(original, tensor, *args, **kwargs)
@@ -316,8 +308,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
             return
         if out.requires_grad and torch.is_grad_enabled():
             self._last_target = target
-            self._observed = coming_step(self._observed, self.run, call=(name, inp, target, kwargs),
-                                         new_driver=self.phase_pending)
+            self._observed = coming_step(self._observed, self.observing_next, call=(name, inp, target, kwargs))
             if len(self.loss_calls) < WIRING_STEPS:
                 self.loss_calls.append({
                     "loss": name, "input_shape": tuple(inp.shape), "input_dtype": str(inp.dtype),
@@ -409,15 +400,9 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         def seen(module: torch.nn.Module, args: Any) -> None:
             if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
                 self._seen.setdefault(id(module), module)
-                if self.phase_pending:  # the inputs of a new phase's first step (instrument/phases.py)
-                    self._phase_inputs[id(module)] = args
+                self._phase_input(module, args)
 
         self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
-
-    def _reopen_discovery(self) -> None:
-        """An optimizer built after training began: find its model until it steps (not in compiled code)."""
-        if self._discover_handle is None and not self.compiled.any and "module forward hook" not in self._off:
-            self._start_discovery()
 
     def _stop_discovery(self) -> None:
         if self._discover_handle is not None:
