@@ -57,7 +57,7 @@ def test_healthy_two_phases_are_silent_and_the_fine_tuning_watches_its_own_model
     found, drivers = run_phases(tmp_path, "--seed", seed)
     assert [f["code"] for f in found if f["severity"] in SEVERE] == []
     # the fine-tuning's model is discovered (the body and the new head), not a bare list of tensors
-    assert drivers == [("Sequential", 75), ("Sequential", 90)]
+    assert drivers == [("Sequential", 75), ("Sequential", 90)]  # the body frozen, then unfrozen: no warning
     medics = medic_phases("--seed", seed)
     assert [[f.code for f in m.findings if f.severity in SEVERE] for m in medics] == [[], []]
 
@@ -86,6 +86,17 @@ def test_the_fine_tuning_model_is_checked_at_its_first_step(tmp_path):
     found, _ = run_phases(tmp_path, "--fault", "normal_init")
     gains = [f for f in found if f["code"] == "TM205" and f["evidence"].get("measure") == "weight std x sqrt(fan_in)"]
     assert [(f["step"], f["evidence"]["optimizer"]) for f in gains] == [(0, 1)]
-    assert {la["layer"] for la in gains[0]["evidence"]["layers"]} == {"0.2.weight", "1.weight"}
+    assert [la["layer"] for la in gains[0]["evidence"]["layers"]] == ["1.weight"]  # the new head (the body is frozen)
     _, fine = medic_phases("--fault", "normal_init")
     assert [f.step for f in fine.findings if f.code == "TM205"][:1] == [0]
+
+
+def test_an_unfreeze_typo_between_epochs_is_named_at_that_epoch_end(tmp_path):
+    """``p.requires_grad_ = True`` before the fine-tuning's third epoch (step 30): the body stays frozen.
+    The checks on the steps alone look at steps 0-2 and every 200th; the epoch end looks at every one."""
+    found, _ = run_phases(tmp_path, "--fault", "freeze_typo")
+    typo = [f for f in found if f["code"] == "TM204"]
+    assert [(f["step"], f["evidence"]["optimizer"]) for f in typo] == [(29, 1)]
+    assert typo[0]["evidence"]["frozen_by_typo"] == ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias"]
+    _, fine = medic_phases("--fault", "freeze_typo")
+    assert [(f.code, f.step) for f in fine.findings if f.severity in SEVERE] == [("TM204", 44)]

@@ -295,6 +295,7 @@ class Driver:
         plateau_scheduler = plateau_scheduler or isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         v = self.engine.end_epoch(_to_float(val_loss), _to_float(val_metric), higher_is_better=higher_is_better,
                                   lr=self.lr, plateau_scheduler=plateau_scheduler)
+        self.guard("live-checks", lambda: self.live.epoch_end(max(self.step_count - 1, 0), self.report))
         act = self.actuator
         if v.save_best:
             self.guard("best-weights", act.save_best)
@@ -302,14 +303,6 @@ class Driver:
             self.guard("best-weights", act.restore_best)
         act.scale_lr(v.lr_multiplier)
         return v
-
-    def end_phase(self) -> None:
-        """The optimizer has stepped for the last time (the script ended, or moved on to another optimizer):
-        a short phase gets its last slow check (:meth:`Engine.end_phase`)."""
-        try:
-            self.engine.end_phase()
-        except Exception as exc:
-            self.engine.disable("end-of-phase checks", exc)
 
     def finish_epoch(self, v: EpochVerdict) -> None:
         self.call("on_epoch_end", self, v.epoch, v.record)

@@ -127,11 +127,11 @@ class Medic(Driver):
     def _start_phase(self) -> None:
         """This Medic was built after another had stepped and takes its first step: a new training phase.
         The earlier Medics' optimizers have stepped for the last time (the program moved on), so their
-        phase ends (:meth:`~trainmedic.driver.Driver.end_phase`: a short one gets its last slow check)."""
+        phase ends (:meth:`~trainmedic.engine_phase.PhaseEnd.end_phase`: a short one gets its last slow check)."""
         self._opens_phase = False
         for m in list(_MEDICS):
             if m is not self and m.built_order < self.built_order and m.step_count:
-                m.end_phase()
+                m.guard("end-of-phase checks", m.engine.end_phase)
 
     def end_epoch(self, val_loss: float | torch.Tensor | None = None, val_metric: float | torch.Tensor | None = None,
                   *, higher_is_better: bool = True) -> Any:

@@ -1,10 +1,12 @@
 """Two training phases, one optimizer each: pre-train a small MLP on four classes, then fine-tune it with a
-NEW optimizer (two parameter groups) over the pre-trained body and a new head, validated every epoch.
+NEW optimizer (two parameter groups) over the pre-trained body (frozen for two epochs) and a new head,
+validated every epoch.
 
     python two_phases.py [--fault none|pre_lr_low|lr_low|normal_init] [--seed S]
 
 pre_lr_low: the pre-training rate 1000x too low; lr_low: both fine-tuning rates 1000x too low;
-normal_init: every fine-tuned parameter drawn again from N(0, 1). ``--medic`` drives both phases through the Medic API (one
+normal_init: every fine-tuned parameter drawn again from N(0, 1); freeze_typo: the body, frozen for
+the first two fine-tuning epochs, is "unfrozen" with ``p.requires_grad_ = True`` (an attribute, not the method). ``--medic`` drives both phases through the Medic API (one
 Medic per optimizer, built next to it) instead of plain optimizer steps.
 """
 
@@ -23,8 +25,10 @@ def blobs(n, classes, seed):
     return centers[y] + torch.randn(n, 16, generator=g), y
 
 
-def train(model, opt, loader, epochs, val=None, medic=None):
-    for _ in range(epochs):
+def train(model, opt, loader, epochs, val=None, medic=None, before_epoch=None):
+    for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         model.train()
         for xb, yb in loader:
             loss = F.cross_entropy(model(xb), yb)
@@ -46,7 +50,7 @@ def train(model, opt, loader, epochs, val=None, medic=None):
 
 def main(argv=None, medics=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fault", default="none", choices=["none", "pre_lr_low", "lr_low", "normal_init"])
+    ap.add_argument("--fault", default="none", choices=["none", "pre_lr_low", "lr_low", "normal_init", "freeze_typo"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--medic", action="store_true")
     args = ap.parse_args(argv)
@@ -79,11 +83,22 @@ def main(argv=None, medics=None):
             for p in model.parameters():
                 p.normal_(0.0, 1.0)
     low = 1e-3 if args.fault == "lr_low" else 1.0
+    for p in body.parameters():  # the pre-trained body stays frozen for the first two epochs
+        p.requires_grad = False
+
+    def unfreeze(epoch):
+        if epoch == 2:
+            for p in body.parameters():
+                if args.fault == "freeze_typo":
+                    p.requires_grad_ = True
+                else:
+                    p.requires_grad = True
+
     opt2 = torch.optim.Adam([{"params": body.parameters(), "lr": 1e-3 * low},
-                             {"params": head.parameters(), "lr": 1e-2 * low}])
+                             {"params": head.parameters(), "lr": 5e-3 * low}])
     medic2 = watch(model, opt2)
     train(model, opt2, DataLoader(TensorDataset(x2[:960], y2[:960]), batch_size=64, shuffle=True), 6,
-          val=(x2[960:], y2[960:]), medic=medic2)
+          val=(x2[960:], y2[960:]), medic=medic2, before_epoch=unfreeze)
     with torch.no_grad():
         err = (model(x2[960:]).argmax(1) != y2[960:]).float().mean().item()
     print(f"error {err:.3f}")

@@ -106,7 +106,7 @@ class HookedRun:
         try:
             if close_epoch:
                 driver.end_epoch()
-            driver.end_phase()
+            driver.guard("end-of-phase checks", driver.engine.end_phase)
         except Exception as exc:
             self.fail("the end of a training phase", exc)
 
@@ -116,7 +116,7 @@ class HookedRun:
             return
         try:
             for d in self.drivers:
-                d.end_phase()
+                d.guard("end-of-phase checks", d.engine.end_phase)
         except Exception as exc:
             self.fail("the end of training", exc)
 
