@@ -32,6 +32,7 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.heal.policy import MODES
+from trainmedic.preflight import PreflightCallback
 from trainmedic.rules.registry import get_rule
 
 #: The Medics of this process, for training phases: a Medic built after another one had stepped (a
@@ -129,9 +130,13 @@ class Medic(Driver):
         The earlier Medics' optimizers have stepped for the last time (the program moved on), so their
         phase ends (:meth:`~trainmedic.engine_phase.PhaseEnd.end_phase`: a short one gets its last slow check)."""
         self._opens_phase = False
-        for m in list(_MEDICS):
-            if m is not self and m.built_order < self.built_order and m.step_count:
-                m.guard("end-of-phase checks", m.engine.end_phase)
+        earlier = [m for m in list(_MEDICS) if m is not self and m.built_order < self.built_order and m.step_count]
+        for m in earlier:
+            m.guard("end-of-phase checks", m.engine.end_phase)
+        trained = [p for m in earlier for g in m.optimizer.param_groups for p in g["params"]]
+        for cb in self.callbacks:  # a pre-trained body is no initialization (pre-flight's TM205)
+            if isinstance(cb, PreflightCallback):
+                cb.pretrained(trained)
 
     def end_epoch(self, val_loss: float | torch.Tensor | None = None, val_metric: float | torch.Tensor | None = None,
                   *, higher_is_better: bool = True) -> Any:
