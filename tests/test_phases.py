@@ -100,3 +100,53 @@ def test_an_unfreeze_typo_between_epochs_is_named_at_that_epoch_end(tmp_path):
     assert typo[0]["evidence"]["frozen_by_typo"] == ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias"]
     _, fine = medic_phases("--fault", "freeze_typo")
     assert [(f.code, f.step) for f in fine.findings if f.severity in SEVERE] == [("TM204", 44)]
+
+
+def _scaled_body():
+    """A body whose weights were "trained" to 12x their default scale: its activations grow ~5x per layer."""
+    import torch
+    from torch import nn
+
+    body = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+    with torch.no_grad():
+        for m in body:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(12.0)
+    return body
+
+
+def test_a_fine_tuning_over_a_pre_trained_body_is_not_judged_as_an_initialization():
+    """Pre-flight's TM205 reads the first step as the model's initialization. Over a body trained by an
+    earlier phase's optimizer it leaves that body out; the same model seen without an earlier phase is
+    judged in full (the control: both forms of TM205 fire on it)."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+
+    def fine_tune(body):
+        model = nn.Sequential(body, nn.Linear(32, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss())
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(x, y))
+        init_forms = ("activation std", "weight std x sqrt(fan_in)", "weight-gradient RMS")  # pre-flight's
+        return sorted({f.evidence.get("measure") for f in medic.findings if f.code == "TM205"} & set(init_forms))
+
+    assert fine_tune(_scaled_body()) == ["activation std", "weight std x sqrt(fan_in)"]  # the control
+
+    body = _scaled_body()
+    pre = nn.Sequential(body, nn.Linear(32, 4))
+    opt = torch.optim.SGD(pre.parameters(), lr=1e-3)
+    pre_medic = Medic(pre, opt, console=False)
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(pre(x), y)
+        opt.zero_grad()
+        loss.backward()
+        pre_medic.step(loss)
+    assert fine_tune(body) == []
