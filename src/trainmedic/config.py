@@ -76,6 +76,7 @@ class Thresholds:
     slow_window: int = 200  # steps after which early progress is judged
     slow_min_gain: float = 0.02  # relative loss improvement expected over that window
     slow_max_ratio: float = 1e-4  # and only when the updates are this small (a low learning rate)
+    slow_min_steps: int = 50  # a phase that ends before slow_window is judged over all its steps from this many
 
     # --- TM314 AMP scale collapse ----------------------------------------------------------------
     amp_max_consecutive_skips: int = 8

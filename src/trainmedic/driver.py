@@ -298,6 +298,7 @@ class Driver:
         plateau_scheduler = plateau_scheduler or isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         v = self.engine.end_epoch(_to_float(val_loss), _to_float(val_metric), higher_is_better=higher_is_better,
                                   lr=self.lr, plateau_scheduler=plateau_scheduler)
+        self.guard("live-checks", lambda: self.live.epoch_end(max(self.step_count - 1, 0), self.report))
         act = self.actuator
         if v.save_best:
             self.guard("best-weights", act.save_best)

@@ -20,6 +20,7 @@ from typing import Any
 
 from trainmedic import __version__
 from trainmedic.config import Thresholds
+from trainmedic.engine_phase import PhaseEnd
 from trainmedic.findings import Finding, FindingLog
 from trainmedic.heal.policy import Policy
 from trainmedic.rules.detectors import Cadence, Detection, Detector, Observation, detectors_for
@@ -39,8 +40,8 @@ MAX_EVENTS = 5000
 Subscriber = Callable[[dict[str, Any], bool], None]
 
 
-class Engine:
-    """Turns signals into verdicts and keeps the record of the run.
+class Engine(PhaseEnd):
+    """Turns signals into verdicts and keeps the record of the run (the end of a phase: :class:`PhaseEnd`).
 
     Args:
         cfg: the thresholds.
@@ -74,6 +75,7 @@ class Engine:
         self._initial_window: StepWindow | None = None  # the window before step 0, for the initial snapshot
         self.rates = RateWatch()  # the learning rate from step to step: raises by the loop (TM319), steadiness
         self.levels = TargetLevels()  # the targets seen: the constant-prediction level (TM317, TM205 start)
+        self.ended_at: int | None = None  # the step count when its phase ended (PhaseEnd; not state: transient)
 
     # ------------------------------------------------------------------------------------------------
     # a training step

@@ -20,7 +20,9 @@ the Lightning and Hugging Face callbacks.
 
 from __future__ import annotations
 
+import itertools
 import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +32,14 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.heal.policy import MODES
+from trainmedic.preflight import PreflightCallback
 from trainmedic.rules.registry import get_rule
+
+#: The Medics of this process, for training phases: a Medic built after another one had stepped (a
+#: fine-tuning after a pre-training, a student after its teacher) ends the earlier ones' phase at its first
+#: step (see :meth:`Medic.step`). Medics built before any step (a GAN's two) start no phase.
+_MEDICS: weakref.WeakSet[Medic] = weakref.WeakSet()
+_BUILT = itertools.count()
 
 
 class Medic(Driver):
@@ -86,6 +95,9 @@ class Medic(Driver):
                          console=console, restore_best=restore_best, callbacks=callbacks, loss_fn=loss_fn,
                          preflight=preflight, forensics=forensics)
         self.scheduler_interval = scheduler_interval or _default_interval(scheduler)
+        self.built_order = next(_BUILT)  # Medics built earlier may belong to an earlier phase
+        self._opens_phase = any(m.step_count for m in _MEDICS)
+        _MEDICS.add(self)
         if checkpoint_dir is not None:
             from trainmedic.heal.checkpoint import CheckpointCallback
 
@@ -97,6 +109,8 @@ class Medic(Driver):
         ``batch`` (optional, e.g. ``(x, y)``) lets pre-flight and forensics replay the step.
         """
         _check_loss(loss)
+        if self._opens_phase:
+            self._start_phase()
         if self.scaler is not None:
             _unscale(self.scaler, self.optimizer)  # true gradient norms; scaler.step() reuses the result
         verdict = self.before_step(loss, batch)
@@ -110,6 +124,19 @@ class Medic(Driver):
                 self.scheduler.step()
         self.after_step()
         return verdict.applied
+
+    def _start_phase(self) -> None:
+        """This Medic was built after another had stepped and takes its first step: a new training phase.
+        The earlier Medics' optimizers have stepped for the last time (the program moved on), so their
+        phase ends (:meth:`~trainmedic.engine_phase.PhaseEnd.end_phase`: a short one gets its last slow check)."""
+        self._opens_phase = False
+        earlier = [m for m in list(_MEDICS) if m is not self and m.built_order < self.built_order and m.step_count]
+        for m in earlier:
+            m.guard("end-of-phase checks", m.engine.end_phase)
+        trained = [p for m in earlier for g in m.optimizer.param_groups for p in g["params"]]
+        for cb in self.callbacks:  # a pre-trained body is no initialization (pre-flight's TM205)
+            if isinstance(cb, PreflightCallback):
+                cb.pretrained(trained)
 
     def end_epoch(self, val_loss: float | torch.Tensor | None = None, val_metric: float | torch.Tensor | None = None,
                   *, higher_is_better: bool = True) -> Any:

@@ -625,7 +625,8 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
     return out
 
 
-def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThresholds) -> Issue | None:
+def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThresholds,
+                       trained: frozenset[int] = frozenset()) -> Issue | None:
     """TM205 from the weights themselves: drawn with a fixed std far above ``1/sqrt(fan_in)``.
 
     A layer multiplies the variance of its input by about ``fan_in * Var(w)`` (the square of its *gain*,
@@ -634,8 +635,9 @@ def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThreshold
     ``sqrt(fan_in)``, so the signal grows that much per layer. Read once, at the first step, from the
     trained Linear, convolution and recurrent weights with a fan-in of at least ``poor_init_min_fan_in``
     (embeddings are N(0, 1) by design and are left out): every front end has the model, nothing else is
-    needed, and a network whose layers are uniformly too large shows no change *across* depth."""
-    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+    needed, and a network whose layers are uniformly too large shows no change *across* depth. ``trained``:
+    ids of weights trained in an earlier phase (not an initialization), left out."""
+    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]} - trained
     rows = []
     for name, mod in model.named_modules():
         if isinstance(mod, (*LAYER_TYPES, nn.RNNBase)):
@@ -853,6 +855,14 @@ class PreflightCallback(MedicCallback):
         self.params_done = False
         self.replay_done = False
         self.seconds = 0.0
+        self.trained: frozenset[int] = frozenset()  # see :meth:`pretrained`
+
+    def pretrained(self, params: Any) -> None:
+        """These parameters were trained in an earlier phase (a fine-tuning's body: a new optimizer over a
+        pre-trained model, instrument/phases.py): the model does not start at an initialization, so the
+        initialization checks (TM205: weight scale, output std and gradient RMS across depth) leave them out
+        (the weight scale) or do not run (the depth forms, which read the whole chain)."""
+        self.trained = frozenset(id(p) for p in params)
 
     def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
         if self.replay_done:
@@ -868,7 +878,7 @@ class PreflightCallback(MedicCallback):
             self.params_done = True
             issues += optimizer_issues(model, medic.optimizer, loss_fn)
             issues += [i for i in grad_issues(model, [], self.cfg) if i.code == "TM204"]
-            scale = weight_scale_issue(model, medic.optimizer, self.cfg)
+            scale = weight_scale_issue(model, medic.optimizer, self.cfg, self.trained)
             issues += [scale] if scale is not None else []
             issues += _symmetric(model, [p for g in medic.optimizer.param_groups for p in g["params"]])
         b = split_batch(batch) if batch is not None else None
@@ -883,8 +893,9 @@ class PreflightCallback(MedicCallback):
                 # (trainmedic.observe.live), so there is nothing to report here.
                 w = None
             if w is not None:
-                issues += w.finalize()
-                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205"]
+                at_init = not any(id(p) in self.trained for p in model.parameters())
+                issues += [i for i in w.finalize() if at_init or i.code != "TM205"]
+                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205" and at_init]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
         for iss in _dedupe(issues):

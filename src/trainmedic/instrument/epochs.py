@@ -73,6 +73,18 @@ class EpochTracker:
         if self.val_n or self.steps_since_epoch > 0:
             self.flush(always=True)
 
+    @property
+    def reports_validation(self) -> bool:
+        """The run reports validation values (epochs without one are not closed on the training loss)."""
+        return self.seen_val or self.explicit
+
+    def new_phase(self) -> None:
+        """A new training phase (a new optimizer, see :mod:`~trainmedic.instrument.phases`) takes its first
+        step: its training loader, and whether and how it validates, are learnt afresh."""
+        self.train_loader = self.last_loader
+        self.seen_val = self.explicit = False
+        self.steps_since_epoch = 1
+
     def _close(self, **kwargs: Any) -> None:
         self.steps_since_epoch = 0
         self.close_epoch(**kwargs)

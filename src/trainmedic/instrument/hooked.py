@@ -59,6 +59,7 @@ class HookedRun:
         self.internal: list[Finding] = []  # failures of the front end itself (TM902)
         self._by_optimizer: dict[int, Driver] = {}
         self._gates: dict[int, StepGate] = {}
+        self._retired: set[int] = set()  # drivers of an earlier training phase (instrument/phases.py)
 
     # -- drivers ---------------------------------------------------------------------------------------
     def add(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scheduler: Any = None,
@@ -88,9 +89,36 @@ class HookedRun:
         driver = self._by_optimizer.pop(id(optimizer), None)
         self._gates.pop(id(optimizer), None)
         if driver is not None:
+            self._retired.discard(id(driver))
             self.drivers.remove(driver)
             driver.close()
         return driver
+
+    def retire(self, driver: Driver, close_epoch: bool = False) -> None:
+        """``driver``'s optimizer belongs to an earlier training phase: later evaluations are not its own.
+        ``close_epoch``: first close its epoch in progress on its training loss. It keeps its findings and
+        curves; if its optimizer steps again, it is watched again (:meth:`before_step`)."""
+        if id(driver) in self._retired or driver not in self.drivers:
+            return
+        self._retired.add(id(driver))
+        if self.failed:
+            return
+        try:
+            if close_epoch:
+                driver.end_epoch()
+            driver.guard("end-of-phase checks", driver.engine.end_phase)
+        except Exception as exc:
+            self.fail("the end of a training phase", exc)
+
+    def finish(self) -> None:
+        """Training is over: every driver's phase ends (a short one gets its last slow check)."""
+        if self.failed:
+            return
+        try:
+            for d in self.drivers:
+                d.guard("end-of-phase checks", d.engine.end_phase)
+        except Exception as exc:
+            self.fail("the end of training", exc)
 
     def driver_of(self, optimizer: Any) -> Driver | None:
         return self._by_optimizer.get(id(optimizer))
@@ -120,6 +148,7 @@ class HookedRun:
         driver = self.driver_of(optimizer)
         if self.failed or driver is None or not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             return
+        self._retired.discard(id(driver))
         try:
             gate = StepGate(optimizer)
             if not driver.before_step(loss, batch, observed).proceed:
@@ -154,6 +183,8 @@ class HookedRun:
             return
         try:
             for d in self.drivers:
+                if id(d) in self._retired:
+                    continue
                 d.end_epoch(_scalar(val_loss), _scalar(val_metric), higher_is_better=higher_is_better)
         except Exception as exc:
             self.fail("end_epoch", exc)

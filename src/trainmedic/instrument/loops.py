@@ -67,6 +67,9 @@ class LoopWatching:
     _input_handle: Any
     _last_input: Any
     drivers: list[Driver]
+    _opens_phase: Callable[[torch.optim.Optimizer], bool]
+    _start_phase: Callable[[Driver, torch.nn.Module], None]
+    _optimizer_built: Callable[[torch.optim.Optimizer], None]
 
     def _init_loops(self, console: bool) -> None:
         self.compiled = CompiledCode()
@@ -84,10 +87,13 @@ class LoopWatching:
         attach("torch.compile", lambda: wrap(torch, "compile", self._wrap_compile))
 
     def _attach_driver(self, driver: Driver, model: torch.nn.Module) -> None:
-        """A new driver watches steps: keep out of compiled code, keep the first model's inputs, stop discovery."""
+        """A new driver watches steps: keep out of compiled code, keep the first model's inputs (or those of a
+        new training phase's model, :mod:`~trainmedic.instrument.phases`), stop discovery."""
         self._compiled_step_aside(driver, model)
         if all(d is driver or d is self.manual.on_trial for d in self.drivers):  # the first model watched
             self._watch_inputs(model)
+        elif self._opens_phase(driver.optimizer):
+            self._start_phase(driver, model)
         self._stop_discovery()
         self._seen_args.clear()
 
@@ -154,6 +160,7 @@ class LoopWatching:
             original(optimizer, *args, **kwargs)
             if not isinstance(optimizer, ManualUpdates):
                 self._optimizers.add(optimizer)
+                self._guarded("training phases", self._optimizer_built, optimizer)
 
         return __init__
 

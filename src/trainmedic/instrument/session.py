@@ -44,6 +44,7 @@ from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import LoopWatching, compile_safe
 from trainmedic.instrument.patches import Patches, recording_scale
+from trainmedic.instrument.phases import PhaseWatching
 from trainmedic.instrument.schedules import ScheduleWatching
 from trainmedic.observe.graph import LossCall, read_loss_graph
 from trainmedic.observe.live import LiveChecks, Observed
@@ -63,12 +64,12 @@ WIRING_STEPS = 3  # training loss calls recorded for the wiring checks
 _active: Session | None = None
 
 
-def coming_step(observed: Observed | None, run: HookedRun, graph_of: torch.Tensor | None = None,
+def coming_step(observed: Observed | None, observing: bool, graph_of: torch.Tensor | None = None,
                 call: tuple[str, Any, Any, dict[str, Any]] | None = None) -> Observed | None:
-    """Add to what the coming step showed, when the live checks will look at it: the loss graph, read at
-    ``backward()`` before it frees the loss nodes' tensors, and the functional loss calls with their line."""
+    """Add to what the coming step showed, when the live checks will look at it (``observing``): the loss
+    graph, read at ``backward()`` before it frees the loss nodes' tensors, and the functional loss calls."""
     if observed is None:
-        if not run.observing_next:
+        if not observing:
             return None
         observed = Observed()
     if graph_of is not None and observed.graph is None and graph_of.grad_fn is not None:
@@ -85,7 +86,7 @@ def active_session() -> Session | None:
     return _active
 
 
-class Session(LoopWatching, ScheduleWatching):
+class Session(LoopWatching, ScheduleWatching, PhaseWatching):
     """All instrumentation of one ``trainmedic run``: install(), let the script run, uninstall(), finish()."""
 
     def __init__(self, mode: str = "watch", *, console: bool = True,
@@ -118,6 +119,7 @@ class Session(LoopWatching, ScheduleWatching):
         self._observed: Observed | None = None  # what the coming step showed before its backward
         self.indices = BatchIndices(self._patches.wrap)  # dataset indices of the loaders' batches (TM313)
         self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
+        self._init_phases()  # a later optimizer starts a new training phase (PhaseWatching)
 
     @property
     def drivers(self) -> list[Driver]:
@@ -251,9 +253,9 @@ class Session(LoopWatching, ScheduleWatching):
 
     def _batch(self, driver: Driver | None = None) -> Any:
         """The latest training input and target, for the driver whose model the input was captured for
-        (the first; ``None``: whichever asks, a hand-written loop's)."""
+        (the primary one: the first, or the current phase's; ``None``: whichever asks, a hand-written loop's)."""
         x, y = self._last_input, self._last_target
-        if x is None or (driver is not None and driver is not self.drivers[0]):
+        if x is None or (driver is not None and driver is not self.primary):
             return None
         if isinstance(x, tuple) and len(x) == 1:
             x = x[0]
@@ -265,11 +267,6 @@ class Session(LoopWatching, ScheduleWatching):
             idx = None
             self._fail("batch indices", exc)
         return (x, y, idx) if idx is not None else (x, y)
-
-    def _complete(self, observed: Observed | None, driver: Driver) -> Observed | None:
-        if observed is not None and driver is self.drivers[0]:
-            observed.inputs, observed.target = self._last_input, self._last_target
-        return observed
 
     # ------------------------------------------------------------------------------------------------
     # backward, losses, AMP, schedulers, loaders
@@ -283,7 +280,7 @@ class Session(LoopWatching, ScheduleWatching):
                         self._last_loss = scaled[1] if scaled is not None and scaled[0] is tensor else tensor
                         # the graph of the loss the engine judges (unscaled under a GradScaler: its
                         # loss node is the same, and the constant level is in the loss's own units)
-                        self._observed = coming_step(self._observed, self.run, graph_of=self._last_loss)
+                        self._observed = coming_step(self._observed, self.observing_next, graph_of=self._last_loss)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return self._backward_watched(original, tensor, *args, **kwargs)
@@ -311,7 +308,7 @@ class Session(LoopWatching, ScheduleWatching):
             return
         if out.requires_grad and torch.is_grad_enabled():
             self._last_target = target
-            self._observed = coming_step(self._observed, self.run, call=(name, inp, target, kwargs))
+            self._observed = coming_step(self._observed, self.observing_next, call=(name, inp, target, kwargs))
             if len(self.loss_calls) < WIRING_STEPS:
                 self.loss_calls.append({
                     "loss": name, "input_shape": tuple(inp.shape), "input_dtype": str(inp.dtype),
@@ -330,8 +327,8 @@ class Session(LoopWatching, ScheduleWatching):
         if not torch.is_grad_enabled():
             return
         x = self._last_input[0] if isinstance(self._last_input, tuple) and self._last_input else self._last_input
-        if self.drivers:
-            driver = self.drivers[0]
+        driver = self.primary
+        if driver is not None:
             driver.live.loss_raised(driver.step_count, (x, target), driver.report)
             return
 
@@ -403,7 +400,7 @@ class Session(LoopWatching, ScheduleWatching):
         def seen(module: torch.nn.Module, args: Any) -> None:
             if torch.is_grad_enabled() and not self._busy and len(self._seen) < 10_000:
                 self._seen.setdefault(id(module), module)
-                self._seen_args[id(module)] = args  # no copy; dropped when discovery stops (the first step)
+                self._seen_args[id(module)] = args  # no copy; dropped when discovery stops (a first step)
 
         self._discover_handle = register_module_forward_pre_hook(compile_safe(seen))
 
@@ -416,11 +413,8 @@ class Session(LoopWatching, ScheduleWatching):
     # the end
     # ------------------------------------------------------------------------------------------------
     def finish(self, exit_code: int = 0) -> None:
-        """Close the last epoch once the script has finished (called after uninstall()).
-
-        ``exit_code`` is the script's own: a script that stopped on an error before its first step was not
-        "a script that trained nothing", and TM903 says which it was.
-        """
+        """Close the last epoch once the script has finished (after uninstall()); ``exit_code`` is the script's
+        (TM903 tells a script that stopped on an error from one that trained nothing)."""
         self._guarded("hand-written updates", self.manual.finish)
         self._busy = True
         try:
@@ -430,6 +424,7 @@ class Session(LoopWatching, ScheduleWatching):
             self._fail("final epoch", exc)
         finally:
             self._busy = False
+        self._guarded("end of training", self.run.finish)
         self._report_nothing_watched(exit_code)
 
     def findings(self) -> list[Finding]:

@@ -101,6 +101,7 @@ class MedicCallback(pl.Callback):
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         try:
+            self.run.finish()
             if trainer.is_global_zero and self.run.primary is not None:
                 out = self.out or Path(trainer.log_dir or os.getcwd()) / "trainmedic"
                 self.report_dir = self.run.save(out, meta={"entry": "lightning"})

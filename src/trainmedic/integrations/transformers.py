@@ -136,6 +136,7 @@ class MedicCallback(TrainerCallback):
                 if h is not None:
                     h.remove()
             self._handle = self._post = None
+            self.run.finish()
             if state.is_world_process_zero and self.run.primary is not None:
                 out = self.out or Path(args.output_dir or os.getcwd()) / "trainmedic"
                 self.report_dir = self.run.save(out, meta={"entry": "transformers"})

@@ -211,6 +211,12 @@ class LiveChecks:
         for iss in issues:
             report(iss.code, iss.message, step=step, evidence=iss.evidence, key=iss.key)
 
+    def epoch_end(self, step: int, report: Any) -> None:
+        """An epoch ended: the usual place for an unfreeze, so the unfreeze typo (TM204) is judged here too;
+        the checks on the steps alone (``due``) would not see one made after the first steps until step 200."""
+        for iss in self.frozen_issues():
+            report(iss.code, iss.message, step=step, evidence=iss.evidence, key=iss.key)
+
     def take_levels(self) -> list[dict[str, Any]]:
         """The target statistics gathered since the last call (plain data, for the engine)."""
         out, self.level_samples = self.level_samples, []

@@ -841,7 +841,9 @@ SLOW_CONVERGENCE = rule(
     what="""
         After `slow_window` steps the smoothed loss had improved by less than `slow_min_gain` of its
         initial value, while the updates were below `slow_max_ratio` of the weights: the learning rate is
-        too small for this problem.
+        too small for this problem. A training phase that ends sooner (a short run, or a pre-training
+        whose program then moves on to a new optimizer) is judged the same way over all its steps, from
+        `slow_min_steps` on.
         """,
     why="""
         A learning rate several orders of magnitude too small (practitioner note 001: a too small rate
@@ -856,30 +858,32 @@ SLOW_CONVERGENCE = rule(
 
 
 def detect_slow_convergence(early: np.ndarray, recent: np.ndarray, ratios: np.ndarray,
-                            cfg: Thresholds) -> Detection | None:
+                            cfg: Thresholds, steps: int | None = None) -> Detection | None:
     if len(early) == 0 or len(recent) == 0:
         return None
     start, now = float(np.mean(early)), float(np.mean(recent))
     gain = (start - now) / max(abs(start), 1e-12)
     ratio = float(np.median(ratios)) if len(ratios) else math.nan
+    steps = cfg.slow_window if steps is None else steps
     if gain < cfg.slow_min_gain and not (ratio >= cfg.slow_max_ratio):
         return Detection(
             SLOW_CONVERGENCE.code,
-            f"loss moved from {_fmt(start)} to {_fmt(now)} ({gain:+.1%}) in {cfg.slow_window} steps; "
+            f"loss moved from {_fmt(start)} to {_fmt(now)} ({gain:+.1%}) in {steps} steps; "
             f"update/weight ratio {_fmt(ratio)}",
             {"initial_loss": start, "loss": now, "relative_gain": gain, "update_ratio": ratio,
-             "steps": cfg.slow_window},
+             "steps": steps},
         )
     return None
 
 
 @detector(SLOW_CONVERGENCE, cadence=Cadence.SLOW, order=40, once=True)
 def _slow_convergence(obs: Observation) -> Detection | None | list[Detection]:
-    w = obs.monitor.step_window
-    if w.finite_steps < obs.cfg.slow_window:
-        return None
-    det = detect_slow_convergence(np.asarray(w.initial_parts), w.losses.values()[-obs.cfg.smooth:],
-                                  obs.monitor.ratios.values(), obs.cfg)
+    w, cfg = obs.monitor.step_window, obs.cfg
+    steps = min(w.finite_steps, cfg.slow_window)
+    if steps < cfg.slow_window and not (obs.final and steps >= cfg.slow_min_steps):
+        return None  # the window is not complete, and the phase goes on (or was too short to judge)
+    det = detect_slow_convergence(np.asarray(w.initial_parts), w.losses.values()[-cfg.smooth:],
+                                  obs.monitor.ratios.values(), cfg, steps)
     return det if det else []  # [] (not None): it has run, and does not run again
 
 

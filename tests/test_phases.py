@@ -1,0 +1,152 @@
+"""Training phases (issue 11, held-out corpus): a program that pre-trains, then fine-tunes with a NEW optimizer.
+
+Real two-phase trainings (``run_scripts/two_phases.py``: pre-training 75 steps, fine-tuning 90 steps, each
+shorter than the early window ``slow_window`` = 200) under ``trainmedic run`` and under the Medic API.
+Before phases, under ``run`` the fine-tuning's driver watched a bare list of tensors without inputs (its
+model was never discovered), and neither phase lasted long enough for the slow checks to judge it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from trainmedic.instrument import session as session_mod
+from trainmedic.instrument.runner import run_script
+
+SCRIPT = Path(__file__).resolve().parent / "run_scripts" / "two_phases.py"
+SEVERE = ("warning", "error")
+
+
+def run_phases(tmp_path: Path, *argv: str) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The findings of ``two_phases.py argv`` under ``run``, and each driver's (model type, steps)."""
+    seen: dict[str, list[tuple[str, int]]] = {}
+    original = session_mod.Session.finish
+
+    def keep(self, *args, **kwargs):
+        seen["drivers"] = [(type(d.model).__name__, d.step_count) for d in self.drivers]
+        return original(self, *args, **kwargs)
+
+    session_mod.Session.finish = keep
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = run_script(str(SCRIPT), list(argv), out=tmp_path, console=False, summary=False)
+    finally:
+        session_mod.Session.finish = original
+    assert code == 0
+    return json.loads((tmp_path / "findings.json").read_text())["findings"], seen["drivers"]
+
+
+def medic_phases(*argv: str) -> list:
+    """The two Medics (one per phase) of ``two_phases.py --medic argv``."""
+    ns: dict = {"__name__": "two_phases"}
+    exec(compile(SCRIPT.read_text(), str(SCRIPT), "exec"), ns)
+    medics: list = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        ns["main"](["--medic", *argv], medics=medics)
+    assert len(medics) == 2
+    return medics
+
+
+@pytest.mark.parametrize("seed", ["0", "1"])
+def test_healthy_two_phases_are_silent_and_the_fine_tuning_watches_its_own_model(tmp_path, seed):
+    found, drivers = run_phases(tmp_path, "--seed", seed)
+    assert [f["code"] for f in found if f["severity"] in SEVERE] == []
+    # the fine-tuning's model is discovered (the body and the new head), not a bare list of tensors
+    assert drivers == [("Sequential", 75), ("Sequential", 90)]  # the body frozen, then unfrozen: no warning
+    medics = medic_phases("--seed", seed)
+    assert [[f.code for f in m.findings if f.severity in SEVERE] for m in medics] == [[], []]
+
+
+@pytest.mark.parametrize("seed", ["0", "1"])
+def test_a_pre_training_rate_too_low_is_named_when_the_fine_tuning_starts(tmp_path, seed):
+    """75 steps at a rate 1000x too low: the loss stays put; the phase ends when the next optimizer steps."""
+    found, _ = run_phases(tmp_path, "--fault", "pre_lr_low", "--seed", seed)
+    slow = [f for f in found if f["code"] == "TM315"]
+    assert [(f["step"], f["evidence"]["optimizer"], f["evidence"]["steps"]) for f in slow] == [(74, 0, 75)]
+    assert slow[0]["evidence"]["update_ratio"] < 1e-4 and slow[0]["evidence"]["relative_gain"] < 0.02
+    pre, fine = medic_phases("--fault", "pre_lr_low", "--seed", seed)
+    assert [(f.code, f.step, f.evidence["steps"]) for f in pre.findings] == [("TM315", 74, 75)]
+    assert [f.code for f in fine.findings if f.severity in SEVERE] == []
+
+
+@pytest.mark.parametrize("seed", ["0", "1"])
+def test_a_fine_tuning_rate_too_low_is_named_at_the_end_of_the_script(tmp_path, seed):
+    found, _ = run_phases(tmp_path, "--fault", "lr_low", "--seed", seed)
+    assert [(f["code"], f["step"], f["evidence"]["optimizer"], f["evidence"]["steps"])
+            for f in found if f["severity"] in SEVERE] == [("TM315", 89, 1, 90)]
+
+
+def test_the_fine_tuning_model_is_checked_at_its_first_step(tmp_path):
+    """Every fine-tuned parameter redrawn from N(0, 1): the weight-scale check needs the model's layers."""
+    found, _ = run_phases(tmp_path, "--fault", "normal_init")
+    gains = [f for f in found if f["code"] == "TM205" and f["evidence"].get("measure") == "weight std x sqrt(fan_in)"]
+    assert [(f["step"], f["evidence"]["optimizer"]) for f in gains] == [(0, 1)]
+    assert [la["layer"] for la in gains[0]["evidence"]["layers"]] == ["1.weight"]  # the new head (the body is frozen)
+    _, fine = medic_phases("--fault", "normal_init")
+    assert [f.step for f in fine.findings if f.code == "TM205"][:1] == [0]
+
+
+def test_an_unfreeze_typo_between_epochs_is_named_at_that_epoch_end(tmp_path):
+    """``p.requires_grad_ = True`` before the fine-tuning's third epoch (step 30): the body stays frozen.
+    The checks on the steps alone look at steps 0-2 and every 200th; the epoch end looks at every one."""
+    found, _ = run_phases(tmp_path, "--fault", "freeze_typo")
+    typo = [f for f in found if f["code"] == "TM204"]
+    assert [(f["step"], f["evidence"]["optimizer"]) for f in typo] == [(29, 1)]
+    assert typo[0]["evidence"]["frozen_by_typo"] == ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias"]
+    _, fine = medic_phases("--fault", "freeze_typo")
+    assert [(f.code, f.step) for f in fine.findings if f.severity in SEVERE] == [("TM204", 44)]
+
+
+def _scaled_body():
+    """A body whose weights were "trained" to 12x their default scale: its activations grow ~5x per layer."""
+    import torch
+    from torch import nn
+
+    body = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+    with torch.no_grad():
+        for m in body:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(12.0)
+    return body
+
+
+def test_a_fine_tuning_over_a_pre_trained_body_is_not_judged_as_an_initialization():
+    """Pre-flight's TM205 reads the first step as the model's initialization. Over a body trained by an
+    earlier phase's optimizer it leaves that body out; the same model seen without an earlier phase is
+    judged in full (the control: both forms of TM205 fire on it)."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+
+    def fine_tune(body):
+        model = nn.Sequential(body, nn.Linear(32, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss())
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(x, y))
+        init_forms = ("activation std", "weight std x sqrt(fan_in)", "weight-gradient RMS")  # pre-flight's
+        return sorted({f.evidence.get("measure") for f in medic.findings if f.code == "TM205"} & set(init_forms))
+
+    assert fine_tune(_scaled_body()) == ["activation std", "weight std x sqrt(fan_in)"]  # the control
+
+    body = _scaled_body()
+    pre = nn.Sequential(body, nn.Linear(32, 4))
+    opt = torch.optim.SGD(pre.parameters(), lr=1e-3)
+    pre_medic = Medic(pre, opt, console=False)
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(pre(x), y)
+        opt.zero_grad()
+        loss.backward()
+        pre_medic.step(loss)
+    assert fine_tune(body) == []
