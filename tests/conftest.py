@@ -21,3 +21,19 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def drivers_at_finish(monkeypatch):
+    """Each driver's (model type, steps) when a ``run`` session finishes: what the run watched, read after."""
+    from trainmedic.instrument.session import Session
+
+    seen: list[tuple[str, int]] = []
+    original = Session.finish
+
+    def keep(self, *args, **kwargs):
+        seen[:] = [(type(d.model).__name__, d.step_count) for d in self.drivers]
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "finish", keep)
+    return seen

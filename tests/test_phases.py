@@ -15,30 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from trainmedic.instrument import session as session_mod
 from trainmedic.instrument.runner import run_script
 
 SCRIPT = Path(__file__).resolve().parent / "run_scripts" / "two_phases.py"
 SEVERE = ("warning", "error")
 
 
-def run_phases(tmp_path: Path, *argv: str) -> tuple[list[dict], list[tuple[str, int]]]:
-    """The findings of ``two_phases.py argv`` under ``run``, and each driver's (model type, steps)."""
-    seen: dict[str, list[tuple[str, int]]] = {}
-    original = session_mod.Session.finish
-
-    def keep(self, *args, **kwargs):
-        seen["drivers"] = [(type(d.model).__name__, d.step_count) for d in self.drivers]
-        return original(self, *args, **kwargs)
-
-    session_mod.Session.finish = keep
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            code = run_script(str(SCRIPT), list(argv), out=tmp_path, console=False, summary=False)
-    finally:
-        session_mod.Session.finish = original
+def run_phases(tmp_path: Path, *argv: str) -> list[dict]:
+    """The findings of ``two_phases.py argv`` under ``run``."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = run_script(str(SCRIPT), list(argv), out=tmp_path, console=False, summary=False)
     assert code == 0
-    return json.loads((tmp_path / "findings.json").read_text())["findings"], seen["drivers"]
+    return json.loads((tmp_path / "findings.json").read_text())["findings"]
 
 
 def medic_phases(*argv: str) -> list:
@@ -53,8 +41,8 @@ def medic_phases(*argv: str) -> list:
 
 
 @pytest.mark.parametrize("seed", ["0", "1"])
-def test_healthy_two_phases_are_silent_and_the_fine_tuning_watches_its_own_model(tmp_path, seed):
-    found, drivers = run_phases(tmp_path, "--seed", seed)
+def test_healthy_two_phases_are_silent_and_the_fine_tuning_watches_its_own_model(tmp_path, seed, drivers_at_finish):
+    found, drivers = run_phases(tmp_path, "--seed", seed), drivers_at_finish
     assert [f["code"] for f in found if f["severity"] in SEVERE] == []
     # the fine-tuning's model is discovered (the body and the new head), not a bare list of tensors
     assert drivers == [("Sequential", 75), ("Sequential", 90)]  # the body frozen, then unfrozen: no warning
@@ -65,7 +53,7 @@ def test_healthy_two_phases_are_silent_and_the_fine_tuning_watches_its_own_model
 @pytest.mark.parametrize("seed", ["0", "1"])
 def test_a_pre_training_rate_too_low_is_named_when_the_fine_tuning_starts(tmp_path, seed):
     """75 steps at a rate 1000x too low: the loss stays put; the phase ends when the next optimizer steps."""
-    found, _ = run_phases(tmp_path, "--fault", "pre_lr_low", "--seed", seed)
+    found = run_phases(tmp_path, "--fault", "pre_lr_low", "--seed", seed)
     slow = [f for f in found if f["code"] == "TM315"]
     assert [(f["step"], f["evidence"]["optimizer"], f["evidence"]["steps"]) for f in slow] == [(74, 0, 75)]
     assert slow[0]["evidence"]["update_ratio"] < 1e-4 and slow[0]["evidence"]["relative_gain"] < 0.02
@@ -76,14 +64,14 @@ def test_a_pre_training_rate_too_low_is_named_when_the_fine_tuning_starts(tmp_pa
 
 @pytest.mark.parametrize("seed", ["0", "1"])
 def test_a_fine_tuning_rate_too_low_is_named_at_the_end_of_the_script(tmp_path, seed):
-    found, _ = run_phases(tmp_path, "--fault", "lr_low", "--seed", seed)
+    found = run_phases(tmp_path, "--fault", "lr_low", "--seed", seed)
     assert [(f["code"], f["step"], f["evidence"]["optimizer"], f["evidence"]["steps"])
             for f in found if f["severity"] in SEVERE] == [("TM315", 89, 1, 90)]
 
 
 def test_the_fine_tuning_model_is_checked_at_its_first_step(tmp_path):
     """Every fine-tuned parameter redrawn from N(0, 1): the weight-scale check needs the model's layers."""
-    found, _ = run_phases(tmp_path, "--fault", "normal_init")
+    found = run_phases(tmp_path, "--fault", "normal_init")
     gains = [f for f in found if f["code"] == "TM205" and f["evidence"].get("measure") == "weight std x sqrt(fan_in)"]
     assert [(f["step"], f["evidence"]["optimizer"]) for f in gains] == [(0, 1)]
     assert [la["layer"] for la in gains[0]["evidence"]["layers"]] == ["1.weight"]  # the new head (the body is frozen)
@@ -94,7 +82,7 @@ def test_the_fine_tuning_model_is_checked_at_its_first_step(tmp_path):
 def test_an_unfreeze_typo_between_epochs_is_named_at_that_epoch_end(tmp_path):
     """``p.requires_grad_ = True`` before the fine-tuning's third epoch (step 30): the body stays frozen.
     The checks on the steps alone look at steps 0-2 and every 200th; the epoch end looks at every one."""
-    found, _ = run_phases(tmp_path, "--fault", "freeze_typo")
+    found = run_phases(tmp_path, "--fault", "freeze_typo")
     typo = [f for f in found if f["code"] == "TM204"]
     assert [(f["step"], f["evidence"]["optimizer"]) for f in typo] == [(29, 1)]
     assert typo[0]["evidence"]["frozen_by_typo"] == ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias"]
