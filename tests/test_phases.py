@@ -138,3 +138,45 @@ def test_a_fine_tuning_over_a_pre_trained_body_is_not_judged_as_an_initializatio
         loss.backward()
         pre_medic.step(loss)
     assert fine_tune(body) == []
+
+
+def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_body():
+    """TM207 (ReLU units never positive on the first batch) is an initialization check: a pre-trained body
+    whose units stay silent on one batch (a batch of one class, features learnt for the others) is not a
+    bad init; the same body seen without an earlier phase is judged (the control fires)."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+
+    def silent_body():
+        torch.manual_seed(0)
+        body = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+        with torch.no_grad():
+            body[0].bias[:28] = -50.0  # 28 of 32 units never positive on this batch
+        return body
+
+    def tm207(body, earlier_phase):
+        if earlier_phase:
+            pre = nn.Sequential(body, nn.Linear(32, 4))
+            opt = torch.optim.SGD(pre.parameters(), lr=1e-3)
+            pre_medic = Medic(pre, opt, console=False)
+            for _ in range(3):
+                loss = nn.functional.cross_entropy(pre(x), y)
+                opt.zero_grad()
+                loss.backward()
+                pre_medic.step(loss)
+        model = nn.Sequential(body, nn.Linear(32, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss())
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(x, y))
+        return [f.step for f in medic.findings if f.code == "TM207"]
+
+    assert tm207(silent_body(), earlier_phase=False) == [0]  # the control: judged as an initialization
+    assert tm207(silent_body(), earlier_phase=True) == []

@@ -834,6 +834,9 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
     return out
 
 
+INIT_CODES = ("TM205", "TM206", "TM207")  # judged on a model at its initialization only
+
+
 class PreflightCallback(MedicCallback):
     """Runs the cheap wiring checks once, at the first ``medic.step``; reports through the Medic.
 
@@ -860,8 +863,8 @@ class PreflightCallback(MedicCallback):
     def pretrained(self, params: Any) -> None:
         """These parameters were trained in an earlier phase (a fine-tuning's body: a new optimizer over a
         pre-trained model, instrument/phases.py): the model does not start at an initialization, so the
-        initialization checks (TM205: weight scale, output std and gradient RMS across depth) leave them out
-        (the weight scale) or do not run (the depth forms, which read the whole chain)."""
+        initialization checks (TM205: weight scale, output std and gradient RMS across depth; TM206/TM207 on
+        the replayed batch) leave them out (the weight scale) or do not run (the others)."""
         self.trained = frozenset(id(p) for p in params)
 
     def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
@@ -894,7 +897,9 @@ class PreflightCallback(MedicCallback):
                 w = None
             if w is not None:
                 at_init = not any(id(p) in self.trained for p in model.parameters())
-                issues += [i for i in w.finalize() if at_init or i.code != "TM205"]
+                # a pre-trained body is past its initialization: units silent on one batch or saturated
+                # inputs there are what it learnt (TM311 judges dead units over a window of training)
+                issues += [i for i in w.finalize() if at_init or i.code not in INIT_CODES]
                 issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205" and at_init]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
