@@ -103,41 +103,41 @@ def _scaled_body():
     return body
 
 
-def test_a_fine_tuning_over_a_pre_trained_body_is_not_judged_as_an_initialization():
-    """Pre-flight's TM205 reads the first step as the model's initialization. Over a body trained by an
-    earlier phase's optimizer it leaves that body out; the same model seen without an earlier phase is
-    judged in full (the control: both forms of TM205 fire on it)."""
+def _medic_phase(body, x, y, classes, earlier=None, batch=False):
+    """Three steps of ``body`` + a new head under a new ``Medic`` (a phase of its own), after the ``earlier``
+    phase's Medics stepped; returns the Medic. ``batch``: pass the loss function and the batch (pre-flight)."""
     import torch
     from torch import nn
 
     from trainmedic import Medic
 
-    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
-
-    def fine_tune(body):
-        model = nn.Sequential(body, nn.Linear(32, 3))
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss())
-        for _ in range(3):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            medic.step(loss, batch=(x, y))
-        init_forms = ("activation std", "weight std x sqrt(fan_in)", "weight-gradient RMS")  # pre-flight's
-        return sorted({f.evidence.get("measure") for f in medic.findings if f.code == "TM205"} & set(init_forms))
-
-    assert fine_tune(_scaled_body()) == ["activation std", "weight std x sqrt(fan_in)"]  # the control
-
-    body = _scaled_body()
-    pre = nn.Sequential(body, nn.Linear(32, 4))
-    opt = torch.optim.SGD(pre.parameters(), lr=1e-3)
-    pre_medic = Medic(pre, opt, console=False)
+    model = nn.Sequential(body, nn.Linear(32, classes))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss() if batch else None)
     for _ in range(3):
-        loss = nn.functional.cross_entropy(pre(x), y)
+        loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
-        pre_medic.step(loss)
-    assert fine_tune(body) == []
+        medic.step(loss, batch=(x, y) if batch else None)
+    return medic
+
+
+def test_a_fine_tuning_over_a_pre_trained_body_is_not_judged_as_an_initialization():
+    """Pre-flight's TM205 reads the first step as the model's initialization. Over a body trained by an
+    earlier phase's optimizer it leaves that body out; the same model seen without an earlier phase is
+    judged in full (the control: both forms of TM205 fire on it)."""
+    import torch
+
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    init_forms = {"activation std", "weight std x sqrt(fan_in)", "weight-gradient RMS"}  # pre-flight's
+
+    def tm205(medic):
+        return sorted({f.evidence.get("measure") for f in medic.findings if f.code == "TM205"} & init_forms)
+
+    assert tm205(_medic_phase(_scaled_body(), x, y, 3, batch=True)) == ["activation std", "weight std x sqrt(fan_in)"]
+    body = _scaled_body()
+    pre = _medic_phase(body, x, y, 4)  # the pre-training (its Medic alive, as in a script: it is the earlier phase)
+    assert tm205(_medic_phase(body, x, y, 3, batch=True)) == [] and pre.step_count == 3
 
 
 def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_body():
@@ -146,8 +146,6 @@ def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_
     bad init; the same body seen without an earlier phase is judged (the control fires)."""
     import torch
     from torch import nn
-
-    from trainmedic import Medic
 
     x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
 
@@ -158,25 +156,10 @@ def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_
             body[0].bias[:28] = -50.0  # 28 of 32 units never positive on this batch
         return body
 
-    def tm207(body, earlier_phase):
-        if earlier_phase:
-            pre = nn.Sequential(body, nn.Linear(32, 4))
-            opt = torch.optim.SGD(pre.parameters(), lr=1e-3)
-            pre_medic = Medic(pre, opt, console=False)
-            for _ in range(3):
-                loss = nn.functional.cross_entropy(pre(x), y)
-                opt.zero_grad()
-                loss.backward()
-                pre_medic.step(loss)
-        model = nn.Sequential(body, nn.Linear(32, 3))
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        medic = Medic(model, opt, console=False, loss_fn=nn.CrossEntropyLoss())
-        for _ in range(3):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            medic.step(loss, batch=(x, y))
+    def tm207(medic):
         return [f.step for f in medic.findings if f.code == "TM207"]
 
-    assert tm207(silent_body(), earlier_phase=False) == [0]  # the control: judged as an initialization
-    assert tm207(silent_body(), earlier_phase=True) == []
+    assert tm207(_medic_phase(silent_body(), x, y, 3, batch=True)) == [0]  # the control: judged as an init
+    body = silent_body()
+    pre = _medic_phase(body, x, y, 4)  # the pre-training (its Medic alive, as in a script: it is the earlier phase)
+    assert tm207(_medic_phase(body, x, y, 3, batch=True)) == [] and pre.step_count == 3
