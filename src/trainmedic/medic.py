@@ -32,7 +32,7 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.heal.policy import MODES
-from trainmedic.preflight import PreflightCallback
+from trainmedic.preflight import follows_phases
 from trainmedic.rules.registry import get_rule
 
 #: The Medics of this process, for training phases: a Medic built after another one had stepped (a
@@ -133,10 +133,7 @@ class Medic(Driver):
         earlier = [m for m in list(_MEDICS) if m is not self and m.built_order < self.built_order and m.step_count]
         for m in earlier:
             m.guard("end-of-phase checks", m.engine.end_phase)
-        trained = [p for m in earlier for g in m.optimizer.param_groups for p in g["params"]]
-        for cb in self.callbacks:  # a pre-trained body is no initialization (pre-flight's TM205)
-            if isinstance(cb, PreflightCallback):
-                cb.pretrained(trained)
+        follows_phases(self, earlier)  # a pre-trained body is no initialization
 
     def end_epoch(self, val_loss: float | torch.Tensor | None = None, val_metric: float | torch.Tensor | None = None,
                   *, higher_is_better: bool = True) -> Any:

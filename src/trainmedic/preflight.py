@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -835,6 +836,16 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
 
 
 INIT_CODES = ("TM205", "TM206", "TM207")  # judged on a model at its initialization only
+
+
+def follows_phases(driver: Any, earlier: Iterable[Any]) -> None:
+    """``driver``'s model is trained after the ``earlier`` drivers' (a training phase: run's
+    instrument/phases.py, or a Medic built after another had stepped): the weights they trained are no
+    initialization, so its pre-flight's init checks leave them out (:meth:`PreflightCallback.pretrained`)."""
+    trained = [p for d in earlier for g in d.optimizer.param_groups for p in g["params"]]
+    for cb in driver.callbacks:
+        if isinstance(cb, PreflightCallback):
+            cb.pretrained(trained)
 
 
 class PreflightCallback(MedicCallback):

@@ -39,7 +39,7 @@ from trainmedic.instrument.discovery import unwrap
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.observe.live import Observed
-from trainmedic.preflight import PreflightCallback
+from trainmedic.preflight import follows_phases
 
 
 class PhaseWatching:
@@ -115,10 +115,7 @@ class PhaseWatching:
             self._input_handle = None
         self._watch_inputs(model)
         self._last_input = first_input
-        trained = [p for d in earlier for g in d.optimizer.param_groups for p in g["params"]]
-        for cb in driver.callbacks:  # a pre-trained body is no initialization (pre-flight's TM205)
-            if isinstance(cb, PreflightCallback):
-                cb.pretrained(trained)
+        follows_phases(driver, earlier)  # a pre-trained body is no initialization
         for d in earlier:
             self.run.retire(d, close_epoch=not self.epochs.reports_validation)
         self.epochs.new_phase()
