@@ -12,6 +12,8 @@ of the same seed (computed here, so any seed works):
 * ``wN``: restore, a linear warmup of N steps (``N=m``: 2/(1 - momentum), the steps SGD momentum's buffer
   takes to follow a rate change; not for plain SGD, whose ramp copy needs no warmup);
 * ``rw``: the ramp copy for any optimizer (its state, momentum or moments, copied with the weights);
+* ``tuned`` / ``tuned-w``: restore, continue at the tuned rate itself (no warmup / a warmup of 50): what
+  the best possible rule could reach after the same lost steps and probe;
 * ``xF``: ``now`` at F times the probe's rate (for a ``minimum/`` or ``rise/`` choice; at most the
   probe's cap, the failing rate / 3).
 
@@ -27,8 +29,10 @@ import statistics
 import torch
 from heal_tasks import TASKS
 
+from trainmedic.config import Thresholds
 from trainmedic.heal.actions import direct_steps
 from trainmedic.heal.lr_probe import LRProbe, ProbeDone
+from trainmedic.heal.steering import Steering
 
 TUNED = {"regression-mlp-sgd": 0.1, "classify-mlp-adam": 0.001, "digits-cnn-sgdm": 0.0316, "charlm-gru-adamw": 0.01,
          "held-out: autoencoder-rmsprop": 0.00316, "held-out: charlm-transformer-adam": 0.01}
@@ -75,7 +79,7 @@ def run(task, mult: float, seed: int, lost: int, variants: list[str]) -> dict:
     init = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
     direct = direct_steps(opt)
     ceiling = TUNED[task.name] * mult
-    probe = LRProbe(ceiling, valley_divisor=2.0 if direct else 10.0)
+    probe = LRProbe(ceiling, valley_divisor=Steering(Thresholds(), direct_steps=direct).valley_divisor)  # the engine's
     ramp: list[tuple[float, dict, dict]] = []
     while True:
         xb, yb = next(stream)
@@ -100,12 +104,14 @@ def run(task, mult: float, seed: int, lost: int, variants: list[str]) -> dict:
         lr, warm = choice.lr, 50
         if variant.startswith("x") and choice.rule.startswith(("minimum/", "rise/")):
             lr = min(choice.lr * float(variant[1:]), ceiling / 3)
+        if variant in ("tuned", "tuned-w"):  # the bound on any rule: the tuned rate itself, restored
+            lr, warm = TUNED[task.name], (50 if variant == "tuned-w" else 0)
         if variant.startswith("w"):
             if direct:
                 continue
             warm = round(2 / (1 - m)) if variant == "wm" else int(variant[1:])
         at = [s for s in ramp if s[0] <= lr * (1 + 1e-9)] if choice.rule not in ("known-good", "no-evidence") else []
-        if at and (direct or variant == "rw") and not variant.startswith("w"):
+        if at and (direct or variant == "rw") and not variant.startswith(("w", "tuned")):
             model.load_state_dict(at[-1][1]), opt.load_state_dict(at[-1][2])
             warm = 0
         else:
