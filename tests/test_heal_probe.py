@@ -116,21 +116,25 @@ def test_blow_up_in_the_first_steps_restarts_from_the_initial_weights_with_a_pro
     assert medic.probe_steps == p["probe_steps"]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_plain_sgd_lands_near_the_good_rate_and_its_warmup_is_not_judged_not_learning(seed):
-    """Plain SGD at 10x (1.0 against 0.1). Its probe's valley is read 3x below its lowest point (plain SGD
-    answers the rate at once), and the 50 warmup steps after the probe, at rates climbing from 1/50 of
-    the chosen one, are not read as "not learning": TM317 judges one rate at a time. Before both, heal
+    """Plain SGD at 10x (1.0 against 0.1). Its probe's valley is read 2x below its lowest point (plain SGD
+    answers the rate at once, and its lowest point sits about 2x above the best rate), and the steps
+    after the probe are not read as "not learning": TM317 judges one rate at a time. Before both, heal
     chose a decade below the valley, TM317 fired on the warmup and a second probe ended at 1/100 of the
-    good rate (1.5 against 0.23)."""
+    good rate (1.5 against 0.23).
+
+    The good rate here is 0.1: the best of 0.0316 / 0.1 / 0.316 on seeds 0-3 (final validation 0.227-0.236
+    against 0.232-0.257 and 0.259-0.636). ``minimum/2`` chooses 0.085-0.103 on these seeds; ``minimum/3``
+    (rounds three and four) chose 0.056-0.069, below the 0.075 asserted."""
     data = _regression()
     _, good, _, _ = train(data, sgd(0.1), F.mse_loss, mode="plain", epochs=6, seed=seed)
     medic, vals, lrs, _ = train(data, sgd(1.0), F.mse_loss, mode="heal", epochs=6, seed=seed)
     probe = actions(medic, "probe")
-    assert len(probe) == 1 and probe[0]["rule"] == "minimum/3", probe
+    assert len(probe) == 1 and probe[0]["rule"] == "minimum/2", probe
     assert "TM317" not in [f.code for f in medic.findings]
     assert lrs[-1] == pytest.approx(probe[0]["lr_after"])  # the run continues at the probed rate
-    assert 0.02 < probe[0]["lr_after"] < 0.2
+    assert 0.075 < probe[0]["lr_after"] < 0.135, probe[0]["lr_after"]  # within 4/3 of the good rate
     assert vals[-1] < 1.15 * good[-1], (vals, good)
 
 

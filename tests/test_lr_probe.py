@@ -13,8 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trainmedic.config import Thresholds
 from trainmedic.heal.lr_probe import LRProbe, ProbeDone, ProbeStep, choose_lr, rise_point
 from trainmedic.heal.snapshot import Snapshot
+from trainmedic.heal.steering import Steering
 from trainmedic.lr_find import suggest
 from trainmedic.zoo._common import mlp, regression_data
 
@@ -86,19 +88,22 @@ def test_from_the_initial_weights_a_decade_below_the_lowest_point(name):
 
 
 @pytest.mark.parametrize("name", ["adam_from_init", "cnn_from_init"])
-def test_a_valley_is_read_3x_below_for_plain_sgd_and_10x_below_for_an_optimizer_with_state(name):
-    """The same trace, two optimizers: plain SGD's loss answers the rate at once (valley_divisor 3); momentum
-    or running moments answer it a decade late in a 36-step probe (10)."""
+def test_a_valley_is_read_2x_below_for_plain_sgd_and_10x_below_for_an_optimizer_with_state(name):
+    """The same trace, two optimizers: plain SGD's loss answers the rate at once (valley_divisor 2, what the
+    engine's Steering uses for it); momentum or running moments answer it a decade late in a 36-step
+    probe (10)."""
     tr = TRACES[name]
     lr_min = suggest(tr["lrs"], tr["losses"])["lr_min_loss"]
-    direct = choose_lr(tr["lrs"], tr["losses"], ceiling=tr["ceiling"], valley_divisor=3.0)
+    divisor = Steering(Thresholds(), direct_steps=True).valley_divisor
+    assert divisor == 2.0 and Steering(Thresholds()).valley_divisor == 10.0
+    direct = choose_lr(tr["lrs"], tr["losses"], ceiling=tr["ceiling"], valley_divisor=divisor)
     lagged = choose_lr(tr["lrs"], tr["losses"], ceiling=tr["ceiling"])
-    assert (direct.rule, lagged.rule) == ("minimum/3", "minimum/10")
-    assert direct.lr == pytest.approx(min(lr_min / 3, tr["ceiling"] / 3))
+    assert (direct.rule, lagged.rule) == ("minimum/2", "minimum/10")
+    assert direct.lr == pytest.approx(min(lr_min / 2, tr["ceiling"] / 3))
     assert lagged.lr == pytest.approx(min(lr_min / 10, tr["ceiling"] / 3))
-    assert "3x below" in direct.reason and "a decade below" in lagged.reason
-    probe = LRProbe(tr["ceiling"], valley_divisor=3.0)
-    assert LRProbe.from_state(probe.state_dict()).valley_divisor == 3.0
+    assert "2x below" in direct.reason and "a decade below" in lagged.reason
+    probe = LRProbe(tr["ceiling"], valley_divisor=divisor)
+    assert LRProbe.from_state(probe.state_dict()).valley_divisor == 2.0
 
 
 def test_only_plain_sgd_steps_directly():

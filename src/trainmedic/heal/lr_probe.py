@@ -39,13 +39,17 @@ this order:
   but 5-17x above it for Adam, SGD with momentum and a GRU, and ``minimum/3`` lands 3-8x too high on a CNN
   (``benchmarks/heal_probe_rules.py``; ``benchmarks/HEAL_BASELINE.md``). A decade below is the rule whose
   worst case stays bounded for those optimizers.
-* ``minimum/3`` - the same valley, for an optimizer whose step is the rate times this step's gradient
-  (plain SGD: no momentum, no running moments; ``valley_divisor=3``). Why the optimizer matters: an
+* ``minimum/2`` - the same valley, for an optimizer whose step is the rate times this step's gradient
+  (plain SGD: no momentum, no running moments; ``valley_divisor=2``). Why the optimizer matters: an
   optimizer with momentum or running moments answers a rate change only over the ~1/(1-beta) steps its
   state takes to catch up, about a decade of a 12-rates-a-decade probe, so the trace's lowest point sits a
-  decade further up than the rate that loss belongs to. Plain SGD has no such lag, and a decade below its
-  lowest point is a rate 3-5x below the best (regression, seeds 0-3: minimum/3 worst 1.23x, median
-  1.04-1.09x of the tuned loss; minimum/10 worst 1.38x).
+  decade further up than the rate that loss belongs to. Plain SGD has no such lag: its lowest point sits
+  1.5-2.8x above the best constant rate (regression, 8 seeds x starts at 10x/30x/100x, every probe with a
+  clear valley: 1.55-2.81x, median 1.93x; ``benchmarks/heal_continue.py``), so half of it is the best
+  rate's own neighbourhood. A decade below lands 3-5x low (minimum/10 worst 1.38x of the tuned loss),
+  and ``minimum/3`` (rounds three and four) 0.52-0.94x the tuned rate: with ``minimum/2`` the 11 such
+  probes of seeds 0-7 end at 0.94-1.09x the tuned run's loss instead of 0.92-1.23x
+  (``HEAL_RESULTS.md``, "Round five").
 * ``rise/10`` - no clear valley, but the loss rose significantly (:func:`rise_point`, or the probe stopped
   on divergence) at some rate: a decade below it. Typical of trained weights: flat, then a rise.
 * ``ceiling/10`` - neither a valley nor a rise: no evidence either way; a decade below the rate that failed.
@@ -76,7 +80,7 @@ class ProbeChoice:
     """The probe's answer: the rate to continue at, the rule that chose it and the evidence."""
 
     lr: float
-    rule: str  # "minimum/3", "rise/10", "ceiling/10", "known-good", "no-evidence"
+    rule: str  # "minimum/10", "minimum/2", "rise/10", "ceiling/10", "known-good", "no-evidence"
     reason: str  # one sentence for the event and the report
     lrs: tuple[float, ...]  # the trace: rate of each probe step ...
     losses: tuple[float, ...]  # ... and the loss seen at it (before the step taken at that rate)
@@ -116,7 +120,7 @@ class LRProbe:
             probe's median loss so far, when that is larger: heavy-tailed batches from trained weights).
         known_good: a rate the run trained at healthily from the same snapshot, if any.
         min_z: a valley shallower than this many standard errors is not trusted (as ``lr_find``).
-        valley_divisor: a clear valley's rate is its lowest point over this (3 for plain SGD, else 10).
+        valley_divisor: a clear valley's rate is its lowest point over this (2 for plain SGD, else 10).
     """
 
     def __init__(self, ceiling: float, *, decades: float = DEFAULT_DECADES, steps: int = DEFAULT_STEPS,

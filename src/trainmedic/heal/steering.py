@@ -46,8 +46,8 @@ class Steering:
 
     def __init__(self, cfg: Thresholds, direct_steps: bool = False) -> None:
         self.cfg = cfg
-        # plain SGD: its step follows the rate at once, so the probe's valley is read 3x below, not 10x
-        self.valley_divisor = 3.0 if direct_steps else 10.0
+        # plain SGD: its step follows the rate at once, so the probe's valley is read 2x below, not 10x
+        self.valley_divisor = 2.0 if direct_steps else 10.0
         self.direct_steps = direct_steps  # and its state is its weights alone: a probe's ramp can be kept
         self.session: ProbeSession | None = None
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
