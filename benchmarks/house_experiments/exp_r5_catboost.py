@@ -7,6 +7,7 @@
 #      mode = es (early stopping on the inner split, default) | refit (es, then refit on all the fold's training
 #      rows with the chosen trees scaled by 1/0.85) | fixed (iters trees, no stopping; lr=auto: CatBoost's own)
 #      | cv (trees chosen on the mean curve of a 3-fold CV of the fold's training rows, then refit x 3/2: LightGBM's way)
+#      (refit and cv were written but not run in round five: no CPU left for them on the shared machine)
 import sys, time, numpy as np, pandas as pd
 from catboost import CatBoostRegressor, Pool
 from trainmedic import datasets
