@@ -367,6 +367,24 @@ class Policy:
                           "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
                           "epochs_undone": v.epoch - best_epoch})
 
+    def rate_cut(self, reason: str, factor: float, v: EpochVerdict, lr: float, **detail: Any) -> bool:
+        """A cut asked by a check outside the detectors (the rate audit, :mod:`trainmedic.heal.rate_audit`):
+        the rate x ``factor``, no rollback (the weights are fine, the rate is not). False when refused."""
+        if not self.heal:
+            return False
+        n = len(v.actions)
+        self._scale_lr(reason, factor, v, lr)
+        if len(v.actions) == n:
+            return False
+        v.actions[-1].update(detail)
+        return True
+
+    @property
+    def rate_changes(self) -> tuple[int, float, bool]:
+        """What heal has done to the rate so far: (rollbacks, the product of its rate changes, whether a
+        probe or its warmup is under way)."""
+        return self.rollbacks, self.lr_factor, self.steer.probing or self.steer.warm is not None
+
     def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
                     best_value: float, value: float) -> str:
         """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
