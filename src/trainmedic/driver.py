@@ -312,6 +312,13 @@ class Driver:
         return v
 
     @property
+    def learning(self) -> bool:
+        """The smoothed loss is clearly below the run's first loss (:func:`trainmedic.heal.policy.is_learning`)."""
+        from trainmedic.heal.policy import is_learning
+
+        return is_learning(self.engine.monitor.step_window, self.cfg)
+
+    @property
     def heal_rate_changes(self) -> tuple[int, float, bool]:
         """What heal has done to the rate: (rollbacks, the product of its rate changes, probe or warmup under way)."""
         return self.engine.policy.rate_changes

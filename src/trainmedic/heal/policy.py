@@ -302,8 +302,7 @@ class Policy:
 
     def snapshot_taken(self, step: int, window: StepWindow, lr: float, steady: bool = False) -> frozenset[int]:
         """Catalogue a snapshot the actuator took; ``window`` is the step window that goes with it."""
-        start = start_level(window)
-        learning = bool(window.smoothed < (1 - 2 * self.cfg.not_learning_margin) * start) if start > 0 else False
+        learning = is_learning(window, self.cfg)
         entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
         if self.steer.probing:  # a copy along the probe's ramp: not a place a finding rolls back to
             self.ramp = [*self.ramp, (self._ramp_rate, entry)][-self.cfg.probe_rewind_keep:]
@@ -428,6 +427,13 @@ class Policy:
         if "steer" in state:
             self.steer.load_state_dict(state["steer"])
         self.cut_epoch = state.get("cut_epoch")
+
+
+def is_learning(window: StepWindow, cfg: Thresholds) -> bool:
+    """The smoothed loss is clearly below the run's starting level (twice TM317's margin): what makes a
+    snapshot one "that was learning", and a run the rate audit may judge (heal/rate_audit.py)."""
+    start = start_level(window)
+    return bool(window.smoothed < (1 - 2 * cfg.not_learning_margin) * start) if start > 0 else False
 
 
 def _entry_state(entry: SnapshotEntry) -> dict[str, Any]:
