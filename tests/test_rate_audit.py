@@ -120,3 +120,16 @@ def test_tm343_is_documented():
     r = get_rule("TM343")
     assert r.severity == "warning" and "rate_audit_gain" in r.what
     assert "TM343" in r.render()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_run_still_at_its_first_loss_is_left_to_tm317(seed):
+    # Adam at 100x: at the first evaluation (step 32) the loss is still at its first level (ln 4); the audit
+    # waits, TM317 names it at step 60, and heal rolls back and probes; after a rollback the audit stays out.
+    medic, _, vals, _ = train(1e-1, "heal", seed=seed)
+    assert vals[0] > 0.95 * 1.386
+    assert [f.code for f in medic.findings if f.severity == "warning"][:1] == ["TM317"]
+    assert not [f for f in medic.findings if f.code == "TM343"]
+    acts = [e for e in medic.events if e.get("type") == "action"]
+    assert acts[0]["action"] == "rollback" and acts[0]["reason"] == "TM317" and acts[0]["step"] == 60
+    assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).due
