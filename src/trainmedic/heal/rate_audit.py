@@ -10,8 +10,10 @@ batches. At a tuned rate the lower rates do not win (or by at most 2.5 %); at 10
 
 When it runs: heal mode, ``Medic(..., loss_fn=...)`` and ``medic.step(loss, batch=...)`` (it needs batches
 to replay), an Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a
-lower rate by 3-58 %: the short-horizon bias), and only at the first evaluation, when heal has not touched
-the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts`` cuts). Its cost,
+lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
+which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
+has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
+cuts). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
 24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
 untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
@@ -54,8 +56,9 @@ class AuditResult:
         """Index into FACTORS of the rate heal moves to: the lowest whose held loss is within ``gain`` of the
         best one's. Ties go to the lower rate because short replays early in training favour rates above the
         tuned one: at their tuned rates three of the four Adam, AdamW and RMSprop tasks lose 1-13 % to 1/3 and
-        1/10 of it (the fourth wins by 2-2.5 %), and on the classifier started 10x too high the best of 1/3
-        and 1/10 (1/3, by 0.1-0.7 %) ended 1.16-1.17x the tuned run where 1/10 ended 0.98-1.00x."""
+        1/10 of it (the fourth wins by 2-2.5 %); offline (``healz_evidence.py simulate``), the classifier
+        started 10x too high ended 1.16-1.17x the tuned run after a cut to the best of the two (1/3, better
+        by 0.1-0.7 %) and 0.98-1.00x after a cut to 1/10."""
         bound = self.ratios[self.best] * (1 + gain)
         return max(i for i, r in enumerate(self.ratios) if r <= bound)  # FACTORS run from high to low
 
