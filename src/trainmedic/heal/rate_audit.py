@@ -17,8 +17,10 @@ cuts). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
 24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
 untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
-evaluation, and none afterwards unless it cut the rate. A healthy run is never changed by it: the copies
-are discarded and nothing of the real model, optimizer or RNG is written.
+evaluation, and none afterwards unless it cut the rate; the copies are made one at a time (memory: one
+more model and optimizer state). A healthy run is never changed by it: the copies are discarded and nothing
+of the real model, optimizer or RNG is written. Not under ``torch.distributed`` with several processes:
+each would audit its own batches and might cut its rate alone.
 """
 
 from __future__ import annotations
@@ -92,6 +94,12 @@ def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any
     return AuditResult(means, ratios)
 
 
+def _distributed() -> bool:
+    """Several processes train one model: each would audit its own batches and might cut the rate alone."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class RateAudit(MedicCallback):
     """The audit as a Medic callback (added by every driver; active only where the module docstring says)."""
 
@@ -108,7 +116,7 @@ class RateAudit(MedicCallback):
         cfg = medic.cfg
         self.active = (medic.mode == "heal" and cfg.rate_audit and medic.loss_fn is not None
                        and isinstance(medic.optimizer, ADAPTIVE) and cfg.rate_audit_train_batches > 0
-                       and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0)
+                       and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0 and not _distributed())
         self.batches = deque(maxlen=cfg.rate_audit_train_batches + cfg.rate_audit_held_batches)
 
     def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
