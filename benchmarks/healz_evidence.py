@@ -147,7 +147,7 @@ def _audit_once(task, model, opt, train_b, held_b, passes, factors):
 
 
 def simulate(task, mult: float, seed: int, threshold: float, max_cuts: int = 3, train_n: int = 16,
-             held_n: int = 8, passes: int = 2, factors=(1.0, 1 / 3, 1 / 10)) -> dict:
+             held_n: int = 8, passes: int = 2, factors=(1.0, 1 / 3, 1 / 10), choice: str = "audit") -> dict:
     """The audit as heal would use it: at the first evaluation, and at the next one after each cut; a cut
     to the best factor when its held loss is below ``threshold`` x the current rate's."""
     data = task.data()
@@ -172,10 +172,40 @@ def simulate(task, mult: float, seed: int, threshold: float, max_cuts: int = 3, 
             log.append((epoch, [round(r, 3) for r in ratios], due))
             if due:
                 cuts += 1
+                f = factors[best + 1] if choice == "audit" else _probe_factor(task, model, opt, recent)
+                log.append(("cut", round(f, 4)))
                 for g in opt.param_groups:
-                    g["lr"] *= factors[best + 1]
+                    g["lr"] *= f
     return {"final": task.evaluate(model, data), "vals": vals, "log": log,
             "lr_end": opt.param_groups[0]["lr"] / TUNED[task.name]}
+
+
+def _probe_factor(task, model, opt, batches) -> float:
+    """heal's learning-rate probe (36 steps over 3 decades below the rate) run on a copy over ``batches``
+    (cycled) from the current weights; the chosen rate over the current one."""
+    import copy
+
+    from trainmedic.heal.lr_probe import LRProbe, ProbeDone
+
+    lr = opt.param_groups[0]["lr"]
+    rng = torch.get_rng_state()
+    m2 = copy.deepcopy(model)
+    o2 = task.optimizer(list(m2.parameters()), lr)
+    o2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    probe, i = LRProbe(lr), 0
+    while True:
+        xb, yb = batches[i % len(batches)]
+        loss = task.loss_fn(m2(xb), yb)
+        ans = probe.observe(float(loss))
+        if isinstance(ans, ProbeDone):
+            torch.set_rng_state(rng)
+            return ans.choice.lr / lr
+        for g in o2.param_groups:
+            g["lr"] = ans.lr
+        o2.zero_grad()
+        loss.backward()
+        o2.step()
+        i += 1
 
 
 def main_simulate() -> None:
@@ -187,13 +217,14 @@ def main_simulate() -> None:
     ap.add_argument("--threshold", type=float, default=0.955)
     ap.add_argument("--factors", nargs="+", type=float, default=[1 / 3, 1 / 10])
     ap.add_argument("--ref", default="heal_final4.json")
+    ap.add_argument("--choice", default="audit", choices=["audit", "probe"])
     a = ap.parse_args()
     ref = json.load(open(a.ref))
     tuned = {(t["task"], r["seed"]): r["tuned_val"] for t in ref["tasks"] for r in t["rows"]}
     for task in (t for t in TASKS if t.name in a.tasks):
         for mult in a.mults:
             for seed in a.seeds:
-                r = simulate(task, mult, seed, a.threshold, factors=(1.0, *a.factors))
+                r = simulate(task, mult, seed, a.threshold, factors=(1.0, *a.factors), choice=a.choice)
                 print(f"{task.name[:22]:<22} x{mult:<4g} s{seed} ratio {r['final'] / tuned[(task.name, seed)]:.3f} "
                       f"lr_end x{r['lr_end']:.3g} audits {r['log']}", flush=True)
 
