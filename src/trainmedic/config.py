@@ -109,7 +109,7 @@ class Thresholds:
     # first evaluation, copies replay `rate_audit_passes` passes over `rate_audit_train_batches` recent batches at
     # the rate and at 1/3 and 1/10 of it; a lower rate whose loss on `rate_audit_held_batches` other recent
     # batches is more than `rate_audit_gain` below the rate's wins, and heal moves to it (benchmarks/
-    # healz_evidence.py: tuned Adam/AdamW/RMSprop runs 0.975-1.14 of the rate's loss, 10x-30x too high 0.44-0.94)
+    # healz_evidence.py: tuned Adam/AdamW/RMSprop runs 0.972-1.13 of the rate's loss, 10x-30x too high 0.44-0.94)
     rate_audit: bool = True
     rate_audit_train_batches: int = 16
     rate_audit_held_batches: int = 8
