@@ -50,6 +50,9 @@ GOAL = 1.10
 DRIVERS = ("plain", "heal", "proto")
 #: ``--batch``: the heal driver gets ``medic.step(loss, batch=(x, y))`` (the targets: the constant level)
 PASS_BATCH = False
+#: ``--loss-fn``: heal's Medic also gets ``loss_fn=`` (the task's loss) and ``batch=``: what the rate audit
+#: (TM343, ``trainmedic/heal/rate_audit.py``) needs to replay batches on copies; pre-flight and forensics use it too
+PASS_LOSS_FN = False
 
 
 @dataclass
@@ -87,11 +90,11 @@ class Plain:
         pass
 
 
-def make_driver(kind: str, model: torch.nn.Module, opt: torch.optim.Optimizer, data: Data) -> Any:
+def make_driver(kind: str, model: torch.nn.Module, opt: torch.optim.Optimizer, data: Data, loss_fn: Any = None) -> Any:
     if kind == "plain":
         return Plain(model, opt)
     if kind == "heal":
-        return trainmedic.Medic(model, opt, mode="heal", console=False)
+        return trainmedic.Medic(model, opt, mode="heal", console=False, loss_fn=loss_fn if PASS_LOSS_FN else None)
     if kind == "proto":
         from heal_prototype import PrototypeHeal
 
@@ -110,7 +113,7 @@ def train(task: Task, lr: float, seed: int, driver: str, jump: float | None = No
     torch.manual_seed(seed)
     model = task.model()
     opt = task.optimizer(list(model.parameters()), lr)
-    drv = make_driver(driver, model, opt, data)
+    drv = make_driver(driver, model, opt, data, task.loss_fn)
     vals: list[float] = []
     stopped = None
     for epoch in range(task.epochs):
@@ -121,7 +124,7 @@ def train(task: Task, lr: float, seed: int, driver: str, jump: float | None = No
             loss = task.loss_fn(model(xb), yb)
             opt.zero_grad()
             loss.backward()
-            if PASS_BATCH and driver == "heal":
+            if (PASS_BATCH or PASS_LOSS_FN) and driver == "heal":
                 drv.step(loss, batch=(xb, yb))
             else:
                 drv.step(loss)
@@ -391,9 +394,12 @@ def main() -> None:
                     help="print the table of the JSON at --out as markdown for DRIVER, then exit")
     ap.add_argument("--batch", action="store_true",
                     help="heal's Medic also gets batch=(x, y) each step (the targets: the constant-prediction level)")
+    ap.add_argument("--loss-fn", action="store_true",
+                    help="heal's Medic also gets loss_fn= (the task's loss) and batch=: the rate audit (TM343) needs both")
     args = ap.parse_args()
-    global PASS_BATCH
+    global PASS_BATCH, PASS_LOSS_FN
     PASS_BATCH = args.batch
+    PASS_LOSS_FN = args.loss_fn
     if args.markdown:
         markdown(Path(args.out), args.markdown)
         return
@@ -415,7 +421,7 @@ def main() -> None:
     print(f"\n{time.perf_counter() - t0:.0f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seeds": seeds, "goal": GOAL, "cases": [c[0] for c in CASES], "batch": PASS_BATCH,
+    out.write_text(json.dumps({"seeds": seeds, "goal": GOAL, "cases": [c[0] for c in CASES], "batch": PASS_BATCH, "loss_fn": PASS_LOSS_FN,
                                "summary": summary, "tasks": results}, indent=1, default=float))
     print(f"wrote {out}")
 

@@ -105,6 +105,17 @@ class Thresholds:
     probe_rewind_every: int = 3
     probe_rewind_keep: int = 8
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
+    # TM343, the rate audit (heal/rate_audit.py; heal mode, an adaptive optimizer, loss_fn= and batch=): at the
+    # first evaluation, copies replay `rate_audit_passes` passes over `rate_audit_train_batches` recent batches at
+    # the rate and at 1/3 and 1/10 of it; a lower rate whose loss on `rate_audit_held_batches` other recent
+    # batches is more than `rate_audit_gain` below the rate's wins, and heal moves to it (benchmarks/
+    # healz_evidence.py: tuned Adam/AdamW/RMSprop runs 0.972-1.13 of the rate's loss, 10x-30x too high 0.44-0.94)
+    rate_audit: bool = True
+    rate_audit_train_batches: int = 16
+    rate_audit_held_batches: int = 8
+    rate_audit_passes: int = 2
+    rate_audit_gain: float = 0.045
+    rate_audit_max_cuts: int = 3
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise

@@ -106,6 +106,10 @@ class Driver:
             for cb in (PreflightCallback() if preflight else None, Forensics() if forensics else None):
                 if cb is not None:
                     self.add_callback(cb)
+        if mode == "heal" and self.cfg.rate_audit and loss_fn is not None:
+            from trainmedic.heal.rate_audit import RateAudit
+
+            self.add_callback(RateAudit())  # TM343: active for adaptive optimizers only (heal/rate_audit.py)
         for cb in callbacks:
             self.add_callback(cb)
         if observes_itself:
@@ -306,6 +310,26 @@ class Driver:
             self.guard("best-weights", act.restore_best)
         act.scale_lr(v.lr_multiplier)
         return v
+
+    @property
+    def learning(self) -> bool:
+        """The smoothed loss is clearly below the run's first loss (:func:`trainmedic.heal.policy.is_learning`)."""
+        from trainmedic.heal.policy import is_learning
+
+        return is_learning(self.engine.monitor.step_window, self.cfg)
+
+    @property
+    def heal_rate_changes(self) -> tuple[int, float, bool]:
+        """What heal has done to the rate: (rollbacks, the product of its rate changes, probe or warmup under way)."""
+        return self.engine.policy.rate_changes
+
+    def cut_lr(self, code: str, factor: float, **detail: Any) -> bool:
+        """Heal mode: lower the rate by ``factor`` now, on the evidence of a check outside the detectors
+        (``code``'s finding, reported by the caller); recorded as an ``lr-change`` action with ``detail``.
+        False when refused (watch mode, ``min_lr``)."""
+        multiplier = self.engine.cut_lr(code, factor, self.lr, **detail)
+        self.actuator.scale_lr(multiplier)
+        return multiplier != 1.0
 
     def finish_epoch(self, v: EpochVerdict) -> None:
         self.call("on_epoch_end", self, v.epoch, v.record)

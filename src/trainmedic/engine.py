@@ -228,6 +228,18 @@ class Engine(PhaseEnd):
         self.should_stop = self.should_stop or v.stop
         return v
 
+    def cut_lr(self, code: str, factor: float, lr: float, **detail: Any) -> float:
+        """Heal lowers the rate at the evaluation just closed on a check outside the detectors (TM343, the
+        rate audit); returns the multiplier to apply (1.0 when refused). Like TM309's cut, it starts a new
+        plateau window: the evaluations before it were made at the old rate."""
+        v = EpochVerdict(epoch=self.epoch)
+        if not self.policy.rate_cut(code, factor, v, lr, **detail):
+            return 1.0
+        self.monitor.restart_plateau(self.cfg.plateau_cooldown)
+        for action in v.actions:
+            self._event({"type": "action", "step": self.step_count, "epoch": self.epoch, **action})
+        return v.lr_multiplier
+
     def advance_epoch(self) -> None:
         self.epoch += 1
 

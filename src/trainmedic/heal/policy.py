@@ -302,8 +302,7 @@ class Policy:
 
     def snapshot_taken(self, step: int, window: StepWindow, lr: float, steady: bool = False) -> frozenset[int]:
         """Catalogue a snapshot the actuator took; ``window`` is the step window that goes with it."""
-        start = start_level(window)
-        learning = bool(window.smoothed < (1 - 2 * self.cfg.not_learning_margin) * start) if start > 0 else False
+        learning = is_learning(window, self.cfg)
         entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
         if self.steer.probing:  # a copy along the probe's ramp: not a place a finding rolls back to
             self.ramp = [*self.ramp, (self._ramp_rate, entry)][-self.cfg.probe_rewind_keep:]
@@ -367,6 +366,24 @@ class Policy:
                           "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
                           "epochs_undone": v.epoch - best_epoch})
 
+    def rate_cut(self, reason: str, factor: float, v: EpochVerdict, lr: float, **detail: Any) -> bool:
+        """A cut asked by a check outside the detectors (the rate audit, :mod:`trainmedic.heal.rate_audit`):
+        the rate x ``factor``, no rollback (the weights are fine, the rate is not). False when refused."""
+        if not self.heal:
+            return False
+        n = len(v.actions)
+        self._scale_lr(reason, factor, v, lr)
+        if len(v.actions) == n:
+            return False
+        v.actions[-1].update(detail)
+        return True
+
+    @property
+    def rate_changes(self) -> tuple[int, float, bool]:
+        """What heal has done to the rate so far: (rollbacks, the product of its rate changes, whether a
+        probe or its warmup is under way)."""
+        return self.rollbacks, self.lr_factor, self.steer.probing or self.steer.warm is not None
+
     def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
                     best_value: float, value: float) -> str:
         """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
@@ -410,6 +427,13 @@ class Policy:
         if "steer" in state:
             self.steer.load_state_dict(state["steer"])
         self.cut_epoch = state.get("cut_epoch")
+
+
+def is_learning(window: StepWindow, cfg: Thresholds) -> bool:
+    """The smoothed loss is clearly below the run's starting level (twice TM317's margin): what makes a
+    snapshot one "that was learning", and a run the rate audit may judge (heal/rate_audit.py)."""
+    start = start_level(window)
+    return bool(window.smoothed < (1 - 2 * cfg.not_learning_margin) * start) if start > 0 else False
 
 
 def _entry_state(entry: SnapshotEntry) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def _load_all() -> None:
         learning,
         levels,
         ordering,
+        rate_audit,
         runtime,
         wiring,
     )

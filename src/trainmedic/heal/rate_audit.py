@@ -1,0 +1,173 @@
+"""The rate audit (TM343): is an adaptive optimizer's rate too high although the run learns? (issue 12)
+
+A rate several times too high for Adam, AdamW or RMSprop does not diverge: the normalized steps keep their
+size, the weights bounce at a noise floor set by the rate, the loss settles well above the tuned run's, and
+no per-step signal tells it from a healthy run (``HEAL_RESULTS.md``, rounds three to five: the update
+ratio, the loss trend, a plateau, the cosine of successive updates all overlap across tasks). What does
+tell them apart is a counterfactual: from the current weights and optimizer state, train copies at the
+rate and at 1/3 and 1/10 of it on the same recent batches, and compare their losses on *other* recent
+batches. At a tuned rate the lower rates do not win (or by at most 2.5 %); at 10x-30x they win by 6-56 %.
+
+When it runs: heal mode, ``Medic(..., loss_fn=...)`` and ``medic.step(loss, batch=...)`` (it needs batches
+to replay), an Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a
+lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
+which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
+has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
+cuts). Its cost,
+once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
+24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
+untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
+evaluation, and none afterwards unless it cut the rate; the copies are made one at a time (memory: one
+more model and optimizer state). A healthy run is never changed by it: the copies are discarded and nothing
+of the real model, optimizer or RNG is written. Not under ``torch.distributed`` with several processes:
+each would audit its own batches and might cut its rate alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainmedic.callbacks import MedicCallback
+from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
+from trainmedic.rules.rate_audit import RATE_TOO_HIGH
+
+#: the optimizers the audit was measured on (benchmarks/healz_evidence.py); subclasses count
+ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+FACTORS = (1 / 3, 1 / 10)
+
+
+@dataclass
+class AuditResult:
+    held: list[float]  # mean held-batch loss after training at the rate, then at each of FACTORS
+    ratios: list[float]  # each lower rate's held loss over the rate's
+
+    @property
+    def best(self) -> int:
+        """Index into FACTORS of the lower rate with the lowest held loss."""
+        return min(range(len(self.ratios)), key=lambda i: self.ratios[i])
+
+    def fires(self, gain: float) -> bool:
+        return all(math.isfinite(h) for h in self.held) and self.ratios[self.best] < 1 - gain
+
+    def choice(self, gain: float) -> int:
+        """Index into FACTORS of the rate heal moves to: the lowest whose held loss is within ``gain`` of the
+        best one's. Ties go to the lower rate because short replays early in training favour rates above the
+        tuned one: at their tuned rates three of the four Adam, AdamW and RMSprop tasks lose 1-13 % to 1/3 and
+        1/10 of it (the fourth wins by 2-2.5 %); offline (``healz_evidence.py simulate``), the classifier
+        started 10x too high ended 1.16-1.17x the tuned run after a cut to the best of the two (1/3, better
+        by 0.1-0.7 %) and 0.98-1.00x after a cut to 1/10."""
+        bound = self.ratios[self.best] * (1 + gain)
+        return max(i for i, r in enumerate(self.ratios) if r <= bound)  # FACTORS run from high to low
+
+
+def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, train: list[Batch],
+          held: list[Batch], passes: int) -> AuditResult:
+    """Train copies of (model, optimizer) at the rate and at each of FACTORS x the rate, ``passes`` times
+    over ``train``; return their mean losses on ``held`` (in eval mode, no gradients)."""
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    means = []
+    for factor in (1.0, *FACTORS):
+        with torch.random.fork_rng(devices=cuda):  # each copy starts from the run's RNG state; it is restored
+            m, opt, _ = copy_for_replay(model, optimizer)
+            for g in opt.param_groups:
+                if isinstance(g["lr"], torch.Tensor):
+                    g["lr"].mul_(factor)
+                else:
+                    g["lr"] = g["lr"] * factor
+            m.train()
+            for _ in range(passes):
+                for b in train:
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(call_model(m, b.inputs), b.target).backward()
+                    opt.step()
+            m.eval()
+            with torch.no_grad():
+                losses = [float(loss_fn(call_model(m, b.inputs), b.target)) for b in held]
+        means.append(sum(losses) / len(losses))
+    base = means[0]
+    ratios = [h / base if base > 0 and math.isfinite(base) else math.nan for h in means[1:]]
+    return AuditResult(means, ratios)
+
+
+def _distributed() -> bool:
+    """Several processes train one model: each would audit its own batches and might cut the rate alone."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class RateAudit(MedicCallback):
+    """The audit as a Medic callback (added by every driver; active only where the module docstring says)."""
+
+    name = "rate-audit"
+
+    def __init__(self) -> None:
+        self.active = False
+        self.due = True  # the next evaluation audits
+        self.cuts = 0
+        self.product = 1.0  # the product of the audit's own cuts (heal's lr factor when nothing else acted)
+        self.batches: deque[Batch] = deque()
+
+    def on_attach(self, medic: Any) -> None:
+        cfg = medic.cfg
+        self.active = (medic.mode == "heal" and cfg.rate_audit and medic.loss_fn is not None
+                       and isinstance(medic.optimizer, ADAPTIVE) and cfg.rate_audit_train_batches > 0
+                       and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0 and not _distributed())
+        self.batches = deque(maxlen=cfg.rate_audit_train_batches + cfg.rate_audit_held_batches)
+
+    def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
+        if self.active and self.due and batch is not None:
+            b = split_batch(batch)
+            if b is not None:
+                self.batches.append(b)
+
+    def on_rollback(self, medic: Any, step: int, to_step: int) -> None:
+        self.batches.clear()  # heal has taken the rate in hand; the audit stays out of it
+        self.due = False
+
+    def on_epoch_end(self, medic: Any, epoch: int, record: dict[str, Any]) -> None:
+        if not (self.active and self.due):
+            return
+        if not medic.learning:
+            # Still near its first loss: whether it learns at all is TM317's question (a rollback and a probe,
+            # not a cut: Adam at 100x keeps dead units after a cut); the audit waits for the next evaluation.
+            self.batches.clear()
+            return
+        self.due = False
+        batches, self.batches = list(self.batches), deque(maxlen=self.batches.maxlen)
+        rollbacks, factor, steering = medic.heal_rate_changes
+        if (rollbacks or steering or not math.isclose(factor, self.product) or medic.should_stop
+                or len(batches) < (self.batches.maxlen or 0)):
+            return
+        cfg = medic.cfg
+        n = cfg.rate_audit_train_batches
+        result = audit(medic.model, medic.optimizer, medic.loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
+        if not result.fires(cfg.rate_audit_gain):
+            return
+        cut = FACTORS[result.choice(cfg.rate_audit_gain)]
+        ratios = {f"x{f:.3g}": round(r, 4) for f, r in zip(FACTORS, result.ratios)}
+        text = ", ".join(f"{f:.2g} of the rate {r:.3f}" for f, r in zip(FACTORS, result.ratios))
+        medic.report(
+            RATE_TOO_HIGH.code,
+            f"on copies trained {cfg.rate_audit_passes}x over {n} recent batches, a lower learning rate beat "
+            f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})",
+            evidence={"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
+                      "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
+                      "epoch": epoch},
+            action=f"lr x{cut:.3g}" if medic.mode == "heal" else None)
+        if medic.cut_lr(RATE_TOO_HIGH.code, cut, ratios=ratios, epoch=epoch):
+            self.cuts += 1
+            self.product *= cut
+            self.due = self.cuts < cfg.rate_audit_max_cuts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"due": self.due, "cuts": self.cuts, "product": self.product}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.due = bool(state.get("due", True))
+        self.cuts = int(state.get("cuts", 0))
+        self.product = float(state.get("product", 1.0))

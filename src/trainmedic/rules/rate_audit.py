@@ -1,0 +1,50 @@
+"""TM343: the rate audit at the first evaluation found the learning rate too high (issue 12, round five).
+
+The audit itself lives in :mod:`trainmedic.heal.rate_audit` (a Medic callback, heal mode with
+``loss_fn=`` and ``batch=``); this module holds the rule's documentation, as ``rules/forensics.py`` does
+for the forensics callback.
+"""
+
+from trainmedic.rules.registry import rule
+
+RATE_TOO_HIGH = rule(
+    "TM343",
+    "rate-too-high-audit",
+    "warning",
+    summary="On copies of the run, a lower learning rate clearly beat the current one on held-back batches.",
+    what="""
+        At the first evaluation (and, after a cut, at the next one), heal replays recent batches on three
+        copies of the model and optimizer, from the current weights and optimizer state, at the current
+        rate and at 1/3 and 1/10 of it (`rate_audit_passes` passes over `rate_audit_train_batches`
+        batches), then compares their losses on `rate_audit_held_batches` other recent batches, none of
+        which the copies trained on. The finding means a lower rate's held loss was more than
+        `rate_audit_gain` (4.5 %) below the current rate's: the run learns, but it bounces around at a
+        level a lower rate gets below within a few dozen steps. The evidence gives the ratios.
+        Measured at the first evaluation (`benchmarks/healz_evidence.py audit`, `HEAL_RESULTS.md` "Round
+        five"): at their tuned rates the Adam, AdamW and RMSprop tasks give a best ratio of 0.972 to 1.13
+        (four tasks, twelve seeds: a lower rate does not win, or by at most 2.8 %); at 10x and 30x the tuned
+        rate the Adam and AdamW tasks give 0.44 to 0.94 (four seeds). Later in training the tuned runs'
+        ratios fall towards the threshold (0.956 after three epochs), hence the first evaluation only. The audit does not run while the loss is
+        still near the run's first loss (that is TM317's question), and not for plain SGD, with or without
+        momentum: at its tuned rate a lower one wins these replays by 6 to 17 % on the regression task and
+        the CNN's ratios swing from 0.67 to 1.73 (the short-horizon bias and noise), so the comparison
+        says nothing there.
+        """,
+    why="""
+        A learning rate several times too high for an adaptive optimizer does not diverge: Adam's
+        normalized steps have a fixed size, so the weights keep moving by about the rate per coordinate
+        and the loss settles at a noise floor set by the rate, well above the tuned run's, with no spike,
+        no plateau at the start level and nothing a per-step detector sees.
+        """,
+    fix="""
+        Lower the learning rate (the ratios say by how much helped on the copies), or add a decay
+        schedule. Heal mode multiplies the rate by the factor that won, without a rollback (the weights
+        are good; the rate is not), and audits again at the next evaluation, at most
+        `rate_audit_max_cuts` times.
+        """,
+    example="""
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)   # tuned: 1e-3
+        medic = trainmedic.Medic(model, optimizer, mode="heal", loss_fn=F.cross_entropy)
+        ...  medic.step(loss, batch=(x, y))
+        """,
+)

@@ -1,0 +1,135 @@
+"""The rate audit (TM343, issue 12 round five): an Adam rate too high that still learns, on real tiny trainings.
+
+* Adam at 30x a good rate learns (no spike, no plateau at the start level): at the first evaluation the
+  audit's copies show a lower rate winning on held-back batches; heal cuts the rate there, without a
+  rollback, and the run ends well below the plain run at the same rate;
+* the same task at the good rate: the audit runs, finds nothing, and the run under heal ends bit for bit
+  where the plain loop ends (weights, validation, the RNG: the model has dropout);
+* plain SGD is not audited (at its tuned rate a lower one wins short replays too), nor a run without
+  ``loss_fn`` / ``batch``; watch mode is never audited.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainmedic import Medic
+from trainmedic.heal.rate_audit import RateAudit
+from trainmedic.rules import get_rule
+
+
+def _data():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=1536, n_features=20, n_informative=12, n_redundant=4, n_classes=4,
+                               n_clusters_per_class=3, flip_y=0.03, class_sep=1.5, random_state=0)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
+    return x[:1024], y[:1024], x[1024:], y[1024:]
+
+
+DATA = _data()
+
+
+def _model(dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(dropout), nn.Linear(128, 128), nn.ReLU(),
+                         nn.Linear(128, 4))
+
+
+def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: float = 0.0, opt_cls=torch.optim.Adam,
+          loss_fn: bool = True, batch: bool = True):
+    """A 4-class MLP, 32 steps an epoch; returns (medic or None, model, validation per epoch, the RNG after)."""
+    x, y, xv, yv = DATA
+    torch.manual_seed(seed)
+    model = _model(dropout)
+    opt = opt_cls(model.parameters(), lr=lr)
+    medic = None
+    if mode != "plain":
+        medic = Medic(model, opt, mode=mode, console=False, loss_fn=F.cross_entropy if loss_fn else None)
+    vals = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        for i in range(0, len(x) - 31, 32):
+            xb, yb = x[order[i:i + 32]], y[order[i:i + 32]]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            if medic is None:
+                opt.step()
+            else:
+                medic.step(loss, batch=(xb, yb) if batch else None)
+        model.eval()
+        with torch.no_grad():
+            v = float(F.cross_entropy(model(xv), yv))
+        vals.append(v)
+        if medic is not None:
+            medic.end_epoch(val_loss=v)
+    return medic, model, vals, torch.get_rng_state()
+
+
+def _audit_actions(medic):
+    return [e for e in medic.events if e.get("type") == "action" and e.get("reason") == "TM343"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adam_30x_too_high_is_cut_at_the_first_evaluation(seed):
+    _, _, plain, _ = train(3e-2, "plain", seed=seed)
+    medic, _, healed, _ = train(3e-2, "heal", seed=seed)
+    found = [f for f in medic.findings if f.code == "TM343"]
+    assert found, [f.code for f in medic.findings]
+    f = found[0]
+    assert f.step == 32 and f.evidence["epoch"] == 0  # the first evaluation, after 32 steps
+    assert min(f.evidence["ratios"].values()) < 1 - medic.cfg.rate_audit_gain
+    acts = _audit_actions(medic)
+    assert acts and acts[0]["action"] == "lr-change" and acts[0]["lr_before"] == pytest.approx(3e-2)
+    assert acts[0]["lr_after"] < 3e-2 / 2.9
+    assert not any(e.get("action") == "rollback" for e in medic.events if e.get("type") == "action")
+    assert healed[0] == plain[0]  # nothing changed before the audit
+    assert healed[-1] < 0.9 * plain[-1], (healed, plain)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_good_rate_is_audited_and_left_bit_identical(dropout):
+    _, m_plain, plain, rng_plain = train(1e-3, "plain", dropout=dropout)
+    medic, m_heal, healed, rng_heal = train(1e-3, "heal", dropout=dropout)
+    audit = next(cb for cb in medic.callbacks if isinstance(cb, RateAudit))
+    assert audit.active and not audit.due  # it ran at the first evaluation
+    assert not [f for f in medic.findings if f.code == "TM343"]
+    assert not [f for f in medic.findings if f.severity in ("warning", "error")]
+    assert healed == plain
+    assert all(torch.equal(a, b) for a, b in zip(m_plain.state_dict().values(), m_heal.state_dict().values()))
+    assert torch.equal(rng_plain, rng_heal)
+
+
+def test_sgd_without_loss_fn_or_in_watch_mode_is_not_audited():
+    medic, _, _, _ = train(1e-2, "heal", epochs=1, opt_cls=torch.optim.SGD)
+    assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).active
+    medic, _, _, _ = train(3e-2, "heal", epochs=1, loss_fn=False)
+    assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
+    medic, _, _, _ = train(3e-2, "watch", epochs=1)
+    assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
+    assert not [f for f in medic.findings if f.code == "TM343"]
+    medic, _, _, _ = train(3e-2, "heal", epochs=1, batch=False)  # no batches to replay: it cannot audit
+    assert not [f for f in medic.findings if f.code == "TM343"]
+
+
+def test_tm343_is_documented():
+    r = get_rule("TM343")
+    assert r.severity == "warning" and "rate_audit_gain" in r.what
+    assert "TM343" in r.render()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_run_still_at_its_first_loss_is_left_to_tm317(seed):
+    # Adam at 100x: at the first evaluation (step 32) the loss is still at its first level (ln 4); the audit
+    # waits, TM317 names it at step 60, and heal rolls back and probes; after a rollback the audit stays out.
+    medic, _, vals, _ = train(1e-1, "heal", seed=seed)
+    assert vals[0] > 0.95 * 1.386
+    assert [f.code for f in medic.findings if f.severity == "warning"][:1] == ["TM317"]
+    assert not [f for f in medic.findings if f.code == "TM343"]
+    acts = [e for e in medic.events if e.get("type") == "action"]
+    assert acts[0]["action"] == "rollback" and acts[0]["reason"] == "TM317" and acts[0]["step"] == 60
+    assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).due
