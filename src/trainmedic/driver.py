@@ -32,7 +32,7 @@ import torch
 
 from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
-from trainmedic.engine import Engine
+from trainmedic.engine import Engine, event_stream
 from trainmedic.findings import Finding
 from trainmedic.heal.actions import Actuator, direct_steps, first_lr
 from trainmedic.observe.live import LiveChecks, Observed, due, observing
@@ -98,7 +98,7 @@ class Driver:
         self.quarantined: set[Any] = set()  # TM313 rows left out in heal mode: dataset indices or content hashes
         self.callbacks: list[MedicCallback] = []
         self.verdict: StepVerdict | None = None  # the verdict of the step in progress
-        self._clock = time.monotonic()
+        self.clock_start = time.monotonic()  # for the run's speed in the report
         if preflight or forensics:  # pre-flight and forensics plug in as callbacks
             from trainmedic.heal.forensics import Forensics
             from trainmedic.preflight import PreflightCallback
@@ -311,18 +311,6 @@ class Driver:
         act.scale_lr(v.lr_multiplier)
         return v
 
-    @property
-    def learning(self) -> bool:
-        """The smoothed loss is clearly below the run's first loss (:func:`trainmedic.heal.policy.is_learning`)."""
-        from trainmedic.heal.policy import is_learning
-
-        return is_learning(self.engine.monitor.step_window, self.cfg)
-
-    @property
-    def heal_rate_changes(self) -> tuple[int, float, bool]:
-        """What heal has done to the rate: (rollbacks, the product of its rate changes, probe or warmup under way)."""
-        return self.engine.policy.rate_changes
-
     def cut_lr(self, code: str, factor: float, **detail: Any) -> bool:
         """Heal mode: lower the rate by ``factor`` now, on the evidence of a check outside the detectors
         (``code``'s finding, reported by the caller); recorded as an ``lr-change`` action with ``detail``.
@@ -369,26 +357,13 @@ class Driver:
             self.engine.disable(check, exc)
 
     # -- output and state -----------------------------------------------------------------------------
-    def run_meta(self) -> dict[str, Any]:
-        """What the report shows about the run: model size, optimizer and settings, torch, device, speed."""
-        params = list(self.model.parameters())
-        group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
-        wall = time.monotonic() - self._clock
-        return {"model_parameters": sum(p.numel() for p in params),
-                "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
-                "optimizer": {"name": type(self.optimizer).__name__,
-                              "hyperparameters": {k: v for k, v in group.items()
-                                                  if isinstance(v, (int, float, str, bool, tuple, type(None)))}},
-                "torch": torch.__version__, "device": str(params[0].device) if params else "cpu",
-                "wall_time_s": round(wall, 3), "steps_per_s": round(self.step_count / wall, 3) if wall > 0 else None}
-
     def event_stream(self, meta: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
         run: dict[str, Any] = {}
         try:
-            run = self.run_meta()
+            run = run_meta(self)
         except Exception as exc:  # an exotic model or optimizer: the report does without
             self.engine.disable("run-metadata", exc)
-        return self.engine.event_stream({"run": run, **(meta or {})})
+        return event_stream(self.engine, {"run": run, **(meta or {})})
 
     def save_report(self, out_dir: str | os.PathLike[str], html: bool = True) -> Path:
         """Write ``findings.json``, ``events.jsonl`` and ``report.html`` into ``out_dir`` (rank 0 only)."""
@@ -425,6 +400,20 @@ class Driver:
             self.snapshot(self.step_count)
 
 
+def run_meta(driver: Driver) -> dict[str, Any]:
+    """What the report shows about the run: model size, optimizer and settings, torch, device, speed."""
+    params = list(driver.model.parameters())
+    group = {k: v for k, v in driver.optimizer.param_groups[0].items() if k != "params"}
+    wall = time.monotonic() - driver.clock_start
+    return {"model_parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+            "optimizer": {"name": type(driver.optimizer).__name__,
+                          "hyperparameters": {k: v for k, v in group.items()
+                                              if isinstance(v, (int, float, str, bool, tuple, type(None)))}},
+            "torch": torch.__version__, "device": str(params[0].device) if params else "cpu",
+            "wall_time_s": round(wall, 3), "steps_per_s": round(driver.step_count / wall, 3) if wall > 0 else None}
+
+
 def _rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -440,4 +429,4 @@ def _to_float(x: Any) -> float | None:
     return float(x)
 
 
-__all__ = ["Driver", "watched_parameters"]
+__all__ = ["Driver", "run_meta", "watched_parameters"]

@@ -233,11 +233,10 @@ class Engine(PhaseEnd):
         rate audit); returns the multiplier to apply (1.0 when refused). Like TM309's cut, it starts a new
         plateau window: the evaluations before it were made at the old rate."""
         v = EpochVerdict(epoch=self.epoch)
-        if not self.policy.rate_cut(code, factor, v, lr, **detail):
-            return 1.0
-        self.monitor.restart_plateau(self.cfg.plateau_cooldown)
-        for action in v.actions:
-            self._event({"type": "action", "step": self.step_count, "epoch": self.epoch, **action})
+        if self.policy.rate_cut(code, factor, v, lr, **detail):
+            self.monitor.restart_plateau(self.cfg.plateau_cooldown)
+            for action in v.actions:
+                self.record_action(**action)
         return v.lr_multiplier
 
     def advance_epoch(self) -> None:
@@ -356,19 +355,6 @@ class Engine(PhaseEnd):
     def window(self) -> StepWindow:
         return self.monitor.step_window
 
-    def event_stream(self, meta: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
-        """Everything ``events.jsonl`` holds: a meta line, the events, then the downsampled curves."""
-        yield {"type": "meta", "version": 1, "trainmedic": __version__, "mode": self.mode,
-               "started": self.started, "steps": self.step_count, "epochs": self.epoch,
-               "events_dropped": self.events_dropped, "layers": list(self.layers),
-               "thresholds": self.cfg.as_dict(),
-               "levels": self.levels.summary(), **(meta or {})}
-        yield from self.events
-        for row in self.history.as_dicts():
-            yield {"type": "sample", **row}
-        for row in self.layer_history.as_dicts():
-            yield {"type": "layer_sample", "step": row["step"], "norms": row["norms"]}
-
     # ------------------------------------------------------------------------------------------------
     # state
     # ------------------------------------------------------------------------------------------------
@@ -402,3 +388,17 @@ class Engine(PhaseEnd):
         if "rates" in state:
             self.rates.load_state_dict(state["rates"])
         self.levels.load_state_dict(state.get("levels", {}))  # absent from a checkpoint of an older version
+
+
+def event_stream(engine: Engine, meta: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
+    """Everything ``events.jsonl`` holds: a meta line, the events, then the downsampled curves."""
+    yield {"type": "meta", "version": 1, "trainmedic": __version__, "mode": engine.mode,
+           "started": engine.started, "steps": engine.step_count, "epochs": engine.epoch,
+           "events_dropped": engine.events_dropped, "layers": list(engine.layers),
+           "thresholds": engine.cfg.as_dict(),
+           "levels": engine.levels.summary(), **(meta or {})}
+    yield from engine.events
+    for row in engine.history.as_dicts():
+        yield {"type": "sample", **row}
+    for row in engine.layer_history.as_dicts():
+        yield {"type": "layer_sample", "step": row["step"], "norms": row["norms"]}

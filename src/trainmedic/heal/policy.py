@@ -68,6 +68,7 @@ class Policy:
         if mode not in MODES:
             raise ValueError(f"mode must be 'watch' or 'heal', got {mode!r}")
         self.mode = mode
+        self.heal = mode == "heal"
         self.cfg = cfg
         self.rollbacks = 0
         self.lr_factor = 1.0  # product of every lr change heal made
@@ -85,10 +86,6 @@ class Policy:
             "TM306": self._rollback, "TM307": self._oscillation, "TM310": self._zero_after_step,
             "TM317": self._rollback, "TM318": self._rollback, "TM319": self._rollback,
         }
-
-    @property
-    def heal(self) -> bool:
-        return self.mode == "heal"
 
     # -- steps --------------------------------------------------------------------------------------
     def respond(self, det: Detection, verdict: StepVerdict, window: StepWindow, lr: float,
@@ -359,47 +356,33 @@ class Policy:
                         value: float) -> None:
         """Heal stops at this evaluation (an exhausted budget): like its early stop, it ends on the best
         evaluation's weights rather than the last ones, and says what that kept."""
-        if v.restore_best is not None or best_epoch is None:
-            return
-        v.restore_best = best_epoch
-        v.actions.append({"action": "restore-best", "reason": reason, "epoch": best_epoch, "best_epoch": best_epoch,
-                          "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
-                          "epochs_undone": v.epoch - best_epoch})
+        if v.restore_best is None and best_epoch is not None:
+            v.restore_best = best_epoch
+            v.actions.append({"action": "restore-best", "reason": reason, "epoch": best_epoch,
+                              **_saved(v, best_epoch, best_value, value)})
 
     def rate_cut(self, reason: str, factor: float, v: EpochVerdict, lr: float, **detail: Any) -> bool:
         """A cut asked by a check outside the detectors (the rate audit, :mod:`trainmedic.heal.rate_audit`):
         the rate x ``factor``, no rollback (the weights are fine, the rate is not). False when refused."""
-        if not self.heal:
+        if not self.heal or self._below_min(lr * factor, v, lr):
             return False
-        n = len(v.actions)
         self._scale_lr(reason, factor, v, lr)
-        if len(v.actions) == n:
-            return False
         v.actions[-1].update(detail)
         return True
-
-    @property
-    def rate_changes(self) -> tuple[int, float, bool]:
-        """What heal has done to the rate so far: (rollbacks, the product of its rate changes, whether a
-        probe or its warmup is under way)."""
-        return self.rollbacks, self.lr_factor, self.steer.probing or self.steer.warm is not None
 
     def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
                     best_value: float, value: float) -> str:
         """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
         best that are undone, and the monitored value kept instead of the last one."""
         v.stop = True
-        undone = v.epoch - best_epoch if best_epoch is not None else None
-        saved = {"best_epoch": best_epoch, "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
-                 "epochs_undone": undone}
+        saved = _saved(v, best_epoch, best_value, value)
         v.actions.append({"action": "stop", "reason": det.code, **saved})
         if not has_best_weights or best_epoch is None:
             return "stop early (no best weights kept)"
-        v.restore_best = best_epoch
-        v.actions.append({"action": "restore-best", "reason": det.code, "epoch": best_epoch, **saved})
+        self.restore_on_stop(v, det.code, best_epoch, best_value, value)
         det.evidence["stop_saved"] = saved
         return (f"stop early, restore epoch {best_epoch}'s weights ({best_value:.4g} instead of {value:.4g} "
-                f"after {undone} more evaluation(s))")
+                f"after {saved['epochs_undone']} more evaluation(s))")
 
     # -- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -427,6 +410,12 @@ class Policy:
         if "steer" in state:
             self.steer.load_state_dict(state["steer"])
         self.cut_epoch = state.get("cut_epoch")
+
+
+def _saved(v: EpochVerdict, best_epoch: int | None, best_value: float, value: float) -> dict[str, Any]:
+    """What ending on the best evaluation keeps: its value against the last one, and the evaluations undone."""
+    return {"best_epoch": best_epoch, "best_value": best_value, "last_epoch": v.epoch, "last_value": value,
+            "epochs_undone": v.epoch - best_epoch if best_epoch is not None else None}
 
 
 def is_learning(window: StepWindow, cfg: Thresholds) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from trainmedic.callbacks import MedicCallback
+from trainmedic.heal.policy import is_learning
 from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
 from trainmedic.rules.rate_audit import RATE_TOO_HIGH
 
@@ -94,6 +95,13 @@ def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any
     return AuditResult(means, ratios)
 
 
+def rate_untouched(policy: Any, product: float) -> bool:
+    """Heal has not taken the rate in hand: no rollback, no probe or warmup under way, and no rate change
+    but the audit's own cuts (whose product is ``product``)."""
+    steer = policy.steer
+    return not (policy.rollbacks or steer.probing or steer.warm is not None) and math.isclose(policy.lr_factor, product)
+
+
 def _distributed() -> bool:
     """Several processes train one model: each would audit its own batches and might cut the rate alone."""
     dist = torch.distributed
@@ -132,15 +140,14 @@ class RateAudit(MedicCallback):
     def on_epoch_end(self, medic: Any, epoch: int, record: dict[str, Any]) -> None:
         if not (self.active and self.due):
             return
-        if not medic.learning:
+        if not is_learning(medic.engine.window, medic.cfg):
             # Still near its first loss: whether it learns at all is TM317's question (a rollback and a probe,
             # not a cut: Adam at 100x keeps dead units after a cut); the audit waits for the next evaluation.
             self.batches.clear()
             return
         self.due = False
         batches, self.batches = list(self.batches), deque(maxlen=self.batches.maxlen)
-        rollbacks, factor, steering = medic.heal_rate_changes
-        if (rollbacks or steering or not math.isclose(factor, self.product) or medic.should_stop
+        if (not rate_untouched(medic.engine.policy, self.product) or medic.should_stop
                 or len(batches) < (self.batches.maxlen or 0)):
             return
         cfg = medic.cfg

@@ -42,6 +42,8 @@ def merged_findings(drivers: Sequence[Driver], extra: Iterable[Finding] = ()) ->
 
 def event_records(drivers: Sequence[Driver], meta: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
     """The lines of ``events.jsonl``: one meta line, then each driver's events and curves."""
+    from trainmedic.driver import run_meta  # the driver module imports this one
+
     multi = len(drivers) > 1
     for i, d in enumerate(drivers):
         for ev in d.event_stream(meta if i == 0 else None):
@@ -49,7 +51,7 @@ def event_records(drivers: Sequence[Driver], meta: dict[str, Any] | None = None)
                 if i == 0:
                     if multi:
                         ev = {**ev, "engines": [{"index": j, "name": x.name, "layers": list(x.engine.layers),
-                                                 "steps": x.step_count, "run": x.run_meta()}
+                                                 "steps": x.step_count, "run": run_meta(x)}
                                                 for j, x in enumerate(drivers)]}
                     yield ev
                 continue
