@@ -163,3 +163,50 @@ def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_
     body = silent_body()
     pre = _medic_phase(body, x, y, 4)  # the pre-training (its Medic alive, as in a script: it is the earlier phase)
     assert tm207(_medic_phase(body, x, y, 3, batch=True)) == [] and pre.step_count == 3
+
+
+@pytest.mark.parametrize("seed", ["0", "1"])
+def test_medic_close_ends_the_last_phase_and_names_a_rate_too_low(seed):
+    """The fine-tuning (90 steps, both rates 1000x too low) is the script's last phase: no later Medic ends it,
+    and no step or epoch end knows that it is the last. ``medic.close()`` is the end of training: the last
+    slow check runs then (as ``run`` does at exit), not before; a second close adds nothing."""
+    pre, fine = medic_phases("--fault", "lr_low", "--seed", seed)
+    assert [f.code for f in fine.findings if f.severity in SEVERE] == []  # before close: unnamed
+    fine.close()
+    slow = [(f.code, f.step, f.evidence["steps"]) for f in fine.findings if f.severity in SEVERE]
+    assert slow == [("TM315", 89, 90)]
+    assert fine.findings[-1].evidence["update_ratio"] < 1e-4
+    fine.close()
+    pre.close()  # its phase ended when the fine-tuning started: nothing new
+    assert [(f.code, f.step) for f in fine.findings if f.severity in SEVERE] == [("TM315", 89)]
+    assert [f.code for f in pre.findings if f.severity in SEVERE] == []
+    _, healthy = medic_phases("--seed", seed)  # the control: a healthy last phase stays silent at close
+    healthy.close()
+    assert [f.code for f in healthy.findings if f.severity in SEVERE] == []
+
+
+def test_medic_as_a_context_manager_closes_also_when_the_loop_raises():
+    """``with Medic(...) as medic:``: the end-of-training checks run when the block ends, an exception raised
+    in the loop propagates unchanged."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)  # far too low: the loss does not move in 60 steps
+    with pytest.raises(RuntimeError, match="the user's own error"):
+        with Medic(model, opt, console=False) as medic:
+            for step in range(60):
+                i = (step * 32) % 256
+                loss = nn.functional.mse_loss(model(x[i:i + 32]), y[i:i + 32])
+                opt.zero_grad()
+                loss.backward()
+                medic.step(loss)
+            assert [f.code for f in medic.findings if f.severity in SEVERE] == []
+            raise RuntimeError("the user's own error")
+    assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
+    medic.close()  # closing again after the with-block: harmless
+    assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
