@@ -42,6 +42,7 @@ from trainmedic.observe.data import (
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
 from trainmedic.observe.levels import input_rms, observed_pair, target_sample
 from trainmedic.observe.ordering import BatchOrder
+from trainmedic.replay import OwnHook
 
 FIRST_STEPS = 3
 EVERY = 200
@@ -111,8 +112,8 @@ class LiveChecks:
         if self._handles:
             return
         self._armed = Observed()
-        self._handles.append(self.model.register_forward_pre_hook(self._saw_input))
-        self._handles.append(self.model.register_forward_hook(self._saw_output))
+        self._handles.append(self.model.register_forward_pre_hook(OwnHook(self._saw_input)))
+        self._handles.append(self.model.register_forward_hook(OwnHook(self._saw_output)))
         from torch.nn.modules.module import register_module_forward_hook
 
         self._handles.append(register_module_forward_hook(self._saw_module))
@@ -123,7 +124,7 @@ class LiveChecks:
         end hands over no batch and the step was not an observed one. Costs one Python call per forward and
         keeps the latest batch alive until the next forward."""
         if self._input_handle is None and self.model is not None:
-            self._input_handle = self.model.register_forward_pre_hook(self._keep_input)
+            self._input_handle = self.model.register_forward_pre_hook(OwnHook(self._keep_input))
 
     def _keep_input(self, module: torch.nn.Module, args: Any) -> None:
         if not torch.compiler.is_compiling() and torch.is_grad_enabled():
