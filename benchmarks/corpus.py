@@ -189,10 +189,14 @@ def _child(task: Task, script: Path, result_path: Path, work: Path) -> None:
         elif task.entry in ("medic", "medic_batch"):
             try:
                 runpy.run_path(str(script), init_globals={"_TM_MEDICS": medics}, run_name="__main__")
-            finally:
-                if task.entry == "medic_batch":  # the end of training, as `with Medic(...)` would close it
+            except BaseException as exc:
+                if task.entry == "medic_batch":  # the training raised through `with Medic(...)`
                     for m in medics:
-                        m.close()
+                        m.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            if task.entry == "medic_batch":  # the end of training, as `with Medic(...)` would close it
+                for m in medics:
+                    m.close()
         elif task.entry == "lightning":
             runpy.run_path(str(script), init_globals={"_TM_CALLBACKS": callbacks}, run_name="__main__")
         else:

@@ -210,3 +210,39 @@ def test_medic_as_a_context_manager_closes_also_when_the_loop_raises():
     assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
     medic.close()  # closing again after the with-block: harmless
     assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
+
+
+def test_a_loss_that_raises_inside_with_medic_gets_the_rows_named():
+    """``F.binary_cross_entropy`` raises on a NaN prediction, before ``medic.step`` could see the step. Leaving
+    ``with Medic(...)`` through that exception, the Medic reads the input of the last training forward (TM101,
+    the rows), and the exception reaches the script unchanged. The same loop on clean data raises nothing and
+    ends without a finding."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    def train(poison, medics):
+        torch.manual_seed(0)
+        x = torch.rand(320, 16)
+        if poison:
+            x[200 + 7, 3] = float("nan")  # in the fourth batch (rows 192-255), position 15
+        model = nn.Sequential(nn.Linear(16, 4), nn.ReLU(), nn.Linear(4, 16), nn.Sigmoid())
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        with Medic(model, opt, console=False, loss_fn=nn.functional.binary_cross_entropy) as medic:
+            medics.append(medic)
+            for i in range(0, 320, 64):
+                xb = x[i:i + 64]
+                loss = nn.functional.binary_cross_entropy(model(xb), xb)
+                opt.zero_grad()
+                loss.backward()
+                medic.step(loss, batch=(xb, xb))
+
+    poisoned: list = []
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        train(True, poisoned)
+    found = [(f.code, f.step, f.evidence["rows"]) for f in poisoned[0].findings if f.severity in SEVERE]
+    assert found == [("TM101", 3, [15])] and poisoned[0].step_count == 3
+    clean: list = []
+    train(False, clean)
+    assert clean[0].step_count == 5 and [f.code for f in clean[0].findings if f.severity in SEVERE] == []

@@ -36,6 +36,7 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.heal.policy import MODES
+from trainmedic.observe.live import first_tensor
 from trainmedic.preflight import follows_phases
 from trainmedic.rules.registry import get_rule
 
@@ -177,9 +178,20 @@ class Medic(Driver):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         """``with Medic(...) as medic:`` closes the Medic at the end of the block, also when the block raises
-        (the exception propagates unchanged)."""
+        (the exception propagates unchanged). When it raises, the input of the last training forward is read
+        first, as ``trainmedic run`` reads the batch of a loss function that raised: NaN/Inf rows (TM101) and,
+        if the first steps' data was not judged yet, sentinel values and scales (TM109, TM108). A loss that
+        rejects its input (``binary_cross_entropy`` on a NaN, a -9999 target) raises before ``medic.step``
+        could see the step, so these rows are the only diagnosis the run gets."""
+        if isinstance(exc, Exception):
+            self.guard("live-checks", self._training_raised)
         self.close()
         return False
+
+    def _training_raised(self) -> None:
+        inputs = first_tensor(self.live.last_inputs)
+        if inputs is not None:
+            self.live.loss_raised(self.step_count, (inputs, None), self.report, when="the training loop raised")
 
     def resume(self, directory: str | os.PathLike[str] | None = None) -> Any:
         """Continue from the newest good checkpoint (default: ``checkpoint_dir``): weights, optimizer,

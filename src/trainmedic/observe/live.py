@@ -283,14 +283,14 @@ class LiveChecks:
                 report(iss.code, iss.message + " (judged when the loss turned non-finite)", step=step,
                        evidence=iss.evidence, key=iss.key)
 
-    def loss_raised(self, step: int, batch: Any, report: Any) -> None:
+    def loss_raised(self, step: int, batch: Any, report: Any, when: str = "the loss function raised") -> None:
         """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
         out of range, a -9999 sentinel its target): no step follows, so the rows that explain it are named
         now: non-finite rows (TM101/TM102) and, if the first steps' sample was not judged yet, sentinels and
         scales (TM109, TM108) with this batch included."""
         inputs, target = _from_batch(batch)
         for code, message, evidence in _nonfinite(step, inputs, target, None):
-            report(code, message + ", when the loss function raised", step=step, evidence=evidence, key=code)
+            report(code, message + f", when {when}", step=step, evidence=evidence, key=code)
         if not self.judged_data:
             self.judged_data = True
             self.sample.add(inputs, target)
@@ -299,7 +299,7 @@ class LiveChecks:
                     and target.is_floating_point():  # a reconstruction target: columns like the input's
                 issues += sentinels(target.detach().float().cpu().numpy()[:MAX_ROWS], "target column", once=True)
             for iss in issues:
-                report(iss.code, iss.message + " (judged when the loss function raised)", step=step,
+                report(iss.code, iss.message + f" (judged when {when})", step=step,
                        evidence=iss.evidence, key=iss.key)
 
     def see_order(self, step: int, batch: Any, observed: Observed | None, report: Any) -> None:
