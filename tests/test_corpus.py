@@ -335,6 +335,13 @@ def test_medic_batch_rewrite_hands_over_the_loss_function_and_the_batch():
                                                 "loss = F.cross_entropy(model(xb), yb) + F.mse_loss(model(xb), xb[:, :3])")
     assert _step_lines(rewrite.medic_rewrite(two_terms, "val_loss", None, batch=True)) == ["_tm_step(opt, loss)"]
     assert steps("classifier", batch=False) == ["_tm_step(opt, loss)"]  # the plain form is unchanged
+    # parameter groups over a body and a head: the module built from both, which the loss calls, is the model
+    prog = programs.BY_NAME["finetune_frozen"]
+    plain, batch = (rewrite.medic_rewrite(prog.path.read_text(), prog.val_var, prog.epoch_var, batch=b)
+                    for b in (False, True))
+    assert "_tm_attach(optimizer, torch.nn.ModuleList([features, head]))" in plain
+    assert "_tm_attach(optimizer, model)" in batch
+    assert _step_lines(batch)[1] == "_tm_step(optimizer, loss, batch=(xb, yb), loss_fn=F.cross_entropy)"
 
 
 def test_medic_batch_form_names_a_softmax_before_a_functional_cross_entropy():

@@ -13,21 +13,25 @@ Medic API (what a user does by hand, done by rule):
     epoch loop (``Program.epoch_var``) without such an assignment: ``medic.end_epoch()``.
 
 The batch form (``medic_rewrite(..., batch=True)``, the corpus entry ``medic_batch``: what the README
-recommends) also hands Medic the loss function and the batch where the loss is one call of a loss function on
-the model's output and a target: ``loss = f(model(x), y)``, or ``out = model(x)`` earlier in the same function
-and ``loss = f(out, y)`` (``out.float()`` and a loss divided or multiplied by a constant or a name, as in
-gradient accumulation, count as the same form; ``f`` a variable bound to a ``torch.nn`` loss module or a
-``F.*``/``torch.nn.functional.*`` loss; ``model`` the module the Medic watches). That step becomes
-``_tm_step(opt, loss, batch=(x, y), loss_fn=f)``: ``medic.step(loss, batch=(x, y))`` with the Medic's
-``loss_fn`` set to ``f`` (set at the first step rather than in the constructor because ``f`` is often bound
-after the optimizer; Medic reads ``loss_fn`` only at steps, so this is the same). ``x`` and ``y`` must be
-names, attributes or subscripts of them, not rebound between the forward and the step; any other loss
-(a sum of terms, a hand-written likelihood, a reshaped output, a loss on another module's output) keeps
-the plain form. When the optimizer receives several modules' parameters (parameter groups over a body and a
-head) and the loss calls a module built from all of them before the optimizer (``model =
-nn.Sequential(body, head)``), that module is the Medic's model, as a user would write it. At the end the
-harness closes every Medic (``medic.close()``, the end-of-training checks), also after a crash, as
-``with Medic(...) as medic:`` around the training would.
+recommends) also hands Medic the loss function and the batch, where the loss holds exactly one call of a
+loss function ``f(A, y, ...)`` (``f`` a variable bound to a ``torch.nn`` loss module, or an
+``F.*``/``torch.nn.functional.*`` loss) whose first argument contains the forward ``model(x)`` of the
+watched module exactly once, directly or through ``out = ...model(x)...`` bound earlier in the same
+function. The step becomes ``_tm_step(opt, loss, batch=(x, y), loss_fn=...)``, i.e.
+``medic.step(loss, batch=(x, y))`` with the Medic's ``loss_fn`` the loss as a function of the model's
+output and the target: ``f`` itself for ``f(model(x), y)`` / ``f(out, y)``, else the loss as written with the
+forward and the target replaced (``lambda _tm_out, _tm_target: F.cross_entropy(torch.softmax(_tm_out,
+dim=1), _tm_target)``; a reshape, a ``.float()``, a division by the accumulation steps), which is what a user
+states as their ``loss_fn``. ``loss_fn`` is set at each step rather than in the constructor because ``f``
+is often bound after the optimizer; Medic reads it only at steps, so this is the same. ``x`` and ``y`` must
+be free of effects (names, attributes, subscripts, arithmetic, tensor methods and ``torch``/``F``
+functions that draw no random numbers) and not rebound between the forward and the step, since they are
+read again there. Any other loss (a sum of two loss calls, a hand-written likelihood, a loss on another
+module's output) keeps the plain form. When the optimizer receives several modules' parameters (parameter
+groups over a body and a head) and the loss calls a module built from all of them before the optimizer
+(``model = nn.Sequential(body, head)``), that module is the Medic's model, as a user would write it. At
+the end the harness closes every Medic (``medic.close()``: the end-of-training checks) and, when the
+program raised, exits it as ``with Medic(...) as medic:`` around the training would.
 
 What the rewriter needs, and where it gives up (the program then leaves this entry point out):
 an optimizer built in an assignment statement (not returned from a function), with its parameters
