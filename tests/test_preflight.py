@@ -344,7 +344,7 @@ def test_medic_reports_wiring_findings_at_step_zero():
     assert [f.code for f in medic.findings] == ["TM204"]
 
 
-def test_medic_without_loss_fn_or_batch_skips_silently():
+def test_medic_without_loss_fn_or_batch_is_silent_on_a_healthy_setup():
     x, y = regression_data(n=160, d=16)
     model = mlp(16, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
