@@ -16,7 +16,9 @@ What it does:
    mutations that turn out not to apply at run time) and mutants without measurable harm.
 3. Runs the healthy programs (every seed) and the harmful mutants under each entry point:
    ``run`` (``trainmedic run`` on the unchanged script, through the same function the CLI calls),
-   ``medic`` (the mechanical Medic-API rewrite, ``benchmarks/corpus/rewrite.py``) and ``lightning``
+   ``medic`` (the mechanical Medic-API rewrite, ``benchmarks/corpus/rewrite.py``: ``medic.step(loss)``),
+   ``medic_batch`` (the same with ``loss_fn`` and ``batch=`` where the loss has the form for it, and
+   ``medic.close()`` at the end, as the README recommends) and ``lightning``
    (a ``MedicCallback`` added to the Trainer of the Lightning twins). All in watch mode.
 4. Scores, per entry point and per half of the calibration split (``benchmarks/corpus/programs.py``):
    recall per operator and per code, warnings/errors on healthy runs, the step of the first expected
@@ -69,9 +71,9 @@ SEVERE = ("warning", "error")
 class Task:
     program: Program
     mutant: Mutant | None  # None: the healthy program
-    entry: str  # plain | run | medic | lightning
+    entry: str  # plain | run | medic | medic_batch | lightning
     seed: int
-    source: str  # the program text as run for this entry (rewritten for medic/lightning)
+    source: str  # the program text as run for this entry (rewritten for medic/medic_batch/lightning)
     key: str = ""
     result: dict[str, Any] | None = None
 
@@ -184,8 +186,17 @@ def _child(task: Task, script: Path, result_path: Path, work: Path) -> None:
             from trainmedic.instrument.runner import run_script
 
             rc = run_script(str(script), argv, out=work / "tm", console=False, summary=False)
-        elif task.entry == "medic":
-            runpy.run_path(str(script), init_globals={"_TM_MEDICS": medics}, run_name="__main__")
+        elif task.entry in ("medic", "medic_batch"):
+            try:
+                runpy.run_path(str(script), init_globals={"_TM_MEDICS": medics}, run_name="__main__")
+            except BaseException as exc:
+                if task.entry == "medic_batch":  # the training raised through `with Medic(...)`
+                    for m in medics:
+                        m.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            if task.entry == "medic_batch":  # the end of training, as `with Medic(...)` would close it
+                for m in medics:
+                    m.close()
         elif task.entry == "lightning":
             runpy.run_path(str(script), init_globals={"_TM_CALLBACKS": callbacks}, run_name="__main__")
         else:
@@ -214,7 +225,7 @@ def _child(task: Task, script: Path, result_path: Path, work: Path) -> None:
             ev = work / "tm" / "events.jsonl"
             if ev.exists():
                 traces.append(_trace_from_events([json.loads(x) for x in ev.read_text().splitlines() if x.strip()]))
-        elif task.entry == "medic":
+        elif task.entry in ("medic", "medic_batch"):
             for i, m in enumerate(medics):
                 for f in m.findings:
                     findings.append({**f.to_dict(), "engine": i})
@@ -315,13 +326,15 @@ def _fmt(x: Any) -> str:
 # the corpus: harm, detection, scoring
 # -----------------------------------------------------------------------------------------------------
 def entries_of(prog: Program) -> list[str]:
-    return ["lightning", "run"] if prog.lightning else ["run", "medic"]
+    return ["lightning", "run"] if prog.lightning else ["run", "medic", "medic_batch"]
 
 
 def entry_source(prog: Program, text: str, entry: str) -> str | None:
     try:
         if entry == "medic":
             return medic_rewrite(text, prog.val_var, prog.epoch_var)
+        if entry == "medic_batch":
+            return medic_rewrite(text, prog.val_var, prog.epoch_var, batch=True)
         if entry == "lightning":
             return lightning_rewrite(text)
     except NotRewritable:
@@ -587,7 +600,7 @@ def main() -> None:
     for t in healthy_tasks:
         _check_fidelity(plain_by[(t.program.name, t.seed)], t.result, f"{t.program.name}:healthy seed {t.seed} "
                         f"[{t.entry}]", fidelity)
-    entries = [e for e in ("run", "medic", "lightning") if e in args.entries]
+    entries = [e for e in ("run", "medic", "medic_batch", "lightning") if e in args.entries]
     summary = summarize(instances, healthy_tasks, entries)
     print_tables(summary, instances, excluded)
     if fidelity:

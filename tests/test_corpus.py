@@ -308,6 +308,75 @@ def test_medic_rewrite_of_a_scaler_loop_and_of_a_mutant():
     assert "TM310" in {f.code for f in medics[0].findings}
 
 
+def _step_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("_tm_step(")]
+
+
+def test_medic_batch_rewrite_hands_over_the_loss_function_and_the_batch():
+    """The batch form passes ``loss_fn`` and ``batch=`` where the loss is a loss function of the model's output
+    and a target; the loss as written becomes the function when more than the bare call stands around the
+    output (a softmax, an unsqueeze); anything else keeps ``medic.step(loss)``."""
+    def steps(name, batch=True):
+        return _step_lines(rewrite.medic_rewrite(TEMPLATES[name], "val_loss", "epoch", batch=batch))
+
+    assert steps("binary") == ["_tm_step(opt, loss, batch=(X_train[idx], y_train[idx]), loss_fn=loss_fn)"]
+    assert steps("classifier") == ["_tm_step(opt, loss, batch=(xb, yb), loss_fn=F.cross_entropy)"]
+    assert steps("regression") == ["_tm_step(optimizer, loss, batch=(xb, yb), loss_fn=lambda _tm_out, _tm_target: "
+                                   "criterion(_tm_out.unsqueeze(1), _tm_target))"]
+    soft = mutate.mutants("tiny", TEMPLATES["classifier"], (mutate.BY_NAME["softmax_into_ce"],))[0]
+    assert _step_lines(rewrite.medic_rewrite(soft.source, "val_loss", None, batch=True)) == [
+        "_tm_step(opt, loss, batch=(xb, yb), loss_fn=lambda _tm_out, _tm_target: "
+        "F.cross_entropy(torch.softmax(_tm_out, dim=1), _tm_target))"]
+    assert steps("poisson") == ["_tm_step(opt, nll)"]  # a hand-written likelihood: no loss function to name
+    assert steps("two_models")[1] == (  # distillation on the teacher's probabilities: they are the target
+        '_tm_step(s_opt, loss, batch=(x, F.softmax(t_logits, dim=1)), loss_fn=lambda _tm_out, _tm_target: '
+        'F.kl_div(F.log_softmax((_tm_out), dim=1), _tm_target, reduction="batchmean"))')
+    two_terms = TEMPLATES["classifier"].replace("loss = F.cross_entropy(model(xb), yb)",
+                                                "loss = F.cross_entropy(model(xb), yb) + F.mse_loss(model(xb), xb[:, :3])")
+    assert _step_lines(rewrite.medic_rewrite(two_terms, "val_loss", None, batch=True)) == ["_tm_step(opt, loss)"]
+    assert steps("classifier", batch=False) == ["_tm_step(opt, loss)"]  # the plain form is unchanged
+    # parameter groups over a body and a head: the module built from both, which the loss calls, is the model
+    prog = programs.BY_NAME["finetune_frozen"]
+    plain, batch = (rewrite.medic_rewrite(prog.path.read_text(), prog.val_var, prog.epoch_var, batch=b)
+                    for b in (False, True))
+    assert "_tm_attach(optimizer, torch.nn.ModuleList([features, head]))" in plain
+    assert "_tm_attach(optimizer, model)" in batch
+    assert _step_lines(batch)[1] == "_tm_step(optimizer, loss, batch=(xb, yb), loss_fn=F.cross_entropy)"
+
+
+def test_medic_batch_form_names_a_softmax_before_a_functional_cross_entropy():
+    """TM202 on ``F.cross_entropy`` needs the replay of the loss: found in the batch form, not in the plain one
+    (which sees no ``nn`` loss module to hook). The healthy program stays silent in both."""
+    soft = mutate.mutants("tiny", TEMPLATES["classifier"], (mutate.BY_NAME["softmax_into_ce"],))[0]
+    found = {}
+    for batch in (False, True):
+        for name, text in (("healthy", TEMPLATES["classifier"]), ("softmax", soft.source)):
+            medics: list = []
+            run_source(rewrite.medic_rewrite(text, "val_loss", None, batch=batch), _TM_MEDICS=medics)
+            found[name, batch] = [f.code for f in medics[0].findings if f.severity in ("warning", "error")]
+    assert found["healthy", False] == found["healthy", True] == []
+    assert "TM202" not in found["softmax", False]
+    assert found["softmax", True][:1] == ["TM202"]
+
+
+def test_forensics_replays_a_gradient_overflow_under_the_medic_batch_form():
+    """moons_binary with the loss summed over the batch at lr 0.1: the gradients overflow while the loss is still
+    finite, and forensics replays the backward on a copy of the model. The copy used to drag the live checks
+    along through their hook on the model, with the output of an observed step (a non-leaf tensor deepcopy
+    refuses): forensics failed as TM901 instead of naming the op (TM210)."""
+    prog = programs.BY_NAME["moons_binary"]
+    mutant = mutate.mutants(prog.name, prog.path.read_text(), (mutate.BY_NAME["loss_reduction_sum"],))[0]
+    medics: list = []
+    argv = sys.argv
+    sys.argv = ["moons_binary.py", "--seed", "0", "--steps", "40"]
+    try:
+        run_source(rewrite.medic_rewrite(mutant.source, prog.val_var, prog.epoch_var, batch=True), _TM_MEDICS=medics)
+    finally:
+        sys.argv = argv
+    codes = [f.code for f in medics[0].findings]
+    assert "TM901" not in codes and "TM210" in codes, codes
+
+
 def test_rewriters_refuse_what_they_cannot_rewrite():
     with pytest.raises(rewrite.NotRewritable):
         rewrite.medic_rewrite("import torch\nx = torch.zeros(1)\n", None, None)

@@ -163,3 +163,86 @@ def test_units_silent_on_a_fine_tuning_batch_are_no_dead_init_for_a_pre_trained_
     body = silent_body()
     pre = _medic_phase(body, x, y, 4)  # the pre-training (its Medic alive, as in a script: it is the earlier phase)
     assert tm207(_medic_phase(body, x, y, 3, batch=True)) == [] and pre.step_count == 3
+
+
+@pytest.mark.parametrize("seed", ["0", "1"])
+def test_medic_close_ends_the_last_phase_and_names_a_rate_too_low(seed):
+    """The fine-tuning (90 steps, both rates 1000x too low) is the script's last phase: no later Medic ends it,
+    and no step or epoch end knows that it is the last. ``medic.close()`` is the end of training: the last
+    slow check runs then (as ``run`` does at exit), not before; a second close adds nothing."""
+    pre, fine = medic_phases("--fault", "lr_low", "--seed", seed)
+    assert [f.code for f in fine.findings if f.severity in SEVERE] == []  # before close: unnamed
+    fine.close()
+    slow = [(f.code, f.step, f.evidence["steps"]) for f in fine.findings if f.severity in SEVERE]
+    assert slow == [("TM315", 89, 90)]
+    assert fine.findings[-1].evidence["update_ratio"] < 1e-4
+    fine.close()
+    pre.close()  # its phase ended when the fine-tuning started: nothing new
+    assert [(f.code, f.step) for f in fine.findings if f.severity in SEVERE] == [("TM315", 89)]
+    assert [f.code for f in pre.findings if f.severity in SEVERE] == []
+    _, healthy = medic_phases("--seed", seed)  # the control: a healthy last phase stays silent at close
+    healthy.close()
+    assert [f.code for f in healthy.findings if f.severity in SEVERE] == []
+
+
+def test_medic_as_a_context_manager_closes_also_when_the_loop_raises():
+    """``with Medic(...) as medic:``: the end-of-training checks run when the block ends, an exception raised
+    in the loop propagates unchanged."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)  # far too low: the loss does not move in 60 steps
+    with pytest.raises(RuntimeError, match="the user's own error"):
+        with Medic(model, opt, console=False) as medic:
+            for step in range(60):
+                i = (step * 32) % 256
+                loss = nn.functional.mse_loss(model(x[i:i + 32]), y[i:i + 32])
+                opt.zero_grad()
+                loss.backward()
+                medic.step(loss)
+            assert [f.code for f in medic.findings if f.severity in SEVERE] == []
+            raise RuntimeError("the user's own error")
+    assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
+    medic.close()  # closing again after the with-block: harmless
+    assert [(f.code, f.step) for f in medic.findings if f.severity in SEVERE] == [("TM315", 59)]
+
+
+def test_a_loss_that_raises_inside_with_medic_gets_the_rows_named():
+    """``F.binary_cross_entropy`` raises on a NaN prediction, before ``medic.step`` could see the step. Leaving
+    ``with Medic(...)`` through that exception, the Medic reads the input of the last training forward (TM101,
+    the rows), and the exception reaches the script unchanged. The same loop on clean data raises nothing and
+    ends without a finding."""
+    import torch
+    from torch import nn
+
+    from trainmedic import Medic
+
+    def train(poison, medics):
+        torch.manual_seed(0)
+        x = torch.rand(320, 16)
+        if poison:
+            x[200 + 7, 3] = float("nan")  # in the fourth batch (rows 192-255), position 15
+        model = nn.Sequential(nn.Linear(16, 4), nn.ReLU(), nn.Linear(4, 16), nn.Sigmoid())
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        with Medic(model, opt, console=False, loss_fn=nn.functional.binary_cross_entropy) as medic:
+            medics.append(medic)
+            for i in range(0, 320, 64):
+                xb = x[i:i + 64]
+                loss = nn.functional.binary_cross_entropy(model(xb), xb)
+                opt.zero_grad()
+                loss.backward()
+                medic.step(loss, batch=(xb, xb))
+
+    poisoned: list = []
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        train(True, poisoned)
+    found = [(f.code, f.step, f.evidence["rows"]) for f in poisoned[0].findings if f.severity in SEVERE]
+    assert found == [("TM101", 3, [15])] and poisoned[0].step_count == 3
+    clean: list = []
+    train(False, clean)
+    assert clean[0].step_count == 5 and [f.code for f in clean[0].findings if f.severity in SEVERE] == []

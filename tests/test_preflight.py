@@ -344,7 +344,7 @@ def test_medic_reports_wiring_findings_at_step_zero():
     assert [f.code for f in medic.findings] == ["TM204"]
 
 
-def test_medic_without_loss_fn_or_batch_skips_silently():
+def test_medic_without_loss_fn_or_batch_is_silent_on_a_healthy_setup():
     x, y = regression_data(n=160, d=16)
     model = mlp(16, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -355,3 +355,36 @@ def test_medic_without_loss_fn_or_batch_skips_silently():
         loss.backward()
         medic.step(loss)
     assert medic.findings == []
+
+
+def test_medic_without_batch_replays_its_own_forward_for_the_init_checks(reg):
+    """``medic.step(loss)`` with no ``loss_fn`` and no ``batch=``: pre-flight replays, forward-only, the input
+    of the step's own training forward (kept by the Medic), so the activation checks at initialization run:
+    a 4-layer MLP whose activations shrink ~3.5x per layer gets TM205 (output std) at step 0. The same MLP at
+    PyTorch's default init stays silent, and training is bit-identical with and without pre-flight."""
+    x, y = reg
+
+    def train(poor, preflight=True):
+        torch.manual_seed(0)
+        m = mlp(16, 1, depth=4)
+        if poor:
+            for layer in m:
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, 0.0, 0.05)
+                    nn.init.zeros_(layer.bias)
+        opt = torch.optim.SGD(m.parameters(), lr=0.01)
+        medic = Medic(m, opt, console=False, preflight=preflight)
+        for i in range(4):
+            loss = F.mse_loss(m(x[i * 16:(i + 1) * 16]), y[i * 16:(i + 1) * 16])
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+        return medic, m
+
+    poor, _ = train(True)
+    tm205 = [f for f in poor.findings if f.code == "TM205"]
+    assert [(f.step, f.evidence["measure"]) for f in tm205] == [(0, "activation std")]
+    healthy, a = train(False)
+    assert healthy.findings == []
+    _, b = train(False, preflight=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

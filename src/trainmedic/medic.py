@@ -10,7 +10,11 @@
         medic.end_epoch(val_loss=evaluate(model))
         if medic.should_stop:
             break
+    medic.close()                            # the end of training: the last checks of a short run
     medic.save_report("runs/exp1")
+
+or ``with trainmedic.Medic(model, optimizer) as medic:`` around the loop, which closes it also when the loop
+raises.
 
 A Medic is the step protocol of :class:`~trainmedic.driver.Driver` with the loop's own duties added: it
 takes the optimizer step (through the GradScaler when there is one) and steps the scheduler. Everything
@@ -32,6 +36,7 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.driver import Driver
 from trainmedic.heal.policy import MODES
+from trainmedic.observe.live import first_tensor
 from trainmedic.preflight import follows_phases
 from trainmedic.rules.registry import get_rule
 
@@ -149,6 +154,44 @@ class Medic(Driver):
                 self.scheduler.step()
         self.finish_epoch(verdict)
         return verdict
+
+    def close(self) -> None:
+        """The end of training: the optimizer will not step again.
+
+        Ends this Medic's training phase as ``trainmedic run`` does when the script exits: a run shorter
+        than the early window ``slow_window`` gets its one last slow check over all its steps (a learning
+        rate far too low, updates that stall: TM315, TM312), which no step or epoch end can run since neither
+        knows that it is the last. Then the hooks on the model and the loss are removed. ``end_epoch``
+        cannot stand in for it: the last epoch looks like every other one until no step follows.
+
+        Idempotent, and never raises into the training script: a check that fails is switched off and
+        reported (TM901). The findings, the report and ``state_dict()`` stay available afterwards.
+        """
+        self.guard("end-of-phase checks", self.engine.end_phase)
+        try:
+            super().close()
+        except Exception as exc:  # detaching hooks must not break the script's last line
+            self.engine.disable("close", exc)
+
+    def __enter__(self) -> Medic:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        """``with Medic(...) as medic:`` closes the Medic at the end of the block, also when the block raises
+        (the exception propagates unchanged). When it raises, the input of the last training forward is read
+        first, as ``trainmedic run`` reads the batch of a loss function that raised: NaN/Inf rows (TM101) and,
+        if the first steps' data was not judged yet, sentinel values and scales (TM109, TM108). A loss that
+        rejects its input (``binary_cross_entropy`` on a NaN, a -9999 target) raises before ``medic.step``
+        could see the step, so these rows are the only diagnosis the run gets."""
+        if isinstance(exc, Exception):
+            self.guard("live-checks", self._training_raised)
+        self.close()
+        return False
+
+    def _training_raised(self) -> None:
+        inputs = first_tensor(self.live.last_inputs)
+        if inputs is not None:
+            self.live.loss_raised(self.step_count, (inputs, None), self.report, when="the training loop raised")
 
     def resume(self, directory: str | os.PathLike[str] | None = None) -> Any:
         """Continue from the newest good checkpoint (default: ``checkpoint_dir``): weights, optimizer,

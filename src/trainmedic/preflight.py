@@ -895,7 +895,7 @@ class PreflightCallback(MedicCallback):
             scale = weight_scale_issue(model, medic.optimizer, self.cfg, self.trained)
             issues += [scale] if scale is not None else []
             issues += _symmetric(model, [p for g in medic.optimizer.param_groups for p in g["params"]])
-        b = split_batch(batch) if batch is not None else None
+        b = split_batch(batch) if batch is not None else _kept_input(medic)
         if b is not None:
             self.replay_done = True
             try:
@@ -917,6 +917,18 @@ class PreflightCallback(MedicCallback):
         for iss in _dedupe(issues):
             medic.report(iss.code, iss.message, step=step, evidence=iss.evidence, key=iss.key)
         self.seconds += time.perf_counter() - t0  # its one-time cost (benchmarks/preflight_cost.py)
+
+
+def _kept_input(medic: Any) -> Batch | None:
+    """No batch handed over (``medic.step(loss)``): the input of the step's own training forward, which a Medic
+    keeps (``LiveChecks.keep_inputs``), replayed forward-only. The initialization checks on the activations
+    (TM205 output std, TM206, TM207) need no target and no loss; the wiring checks of the loss (TM201-TM203,
+    TM211) stay with the live step's loss calls."""
+    live = getattr(medic, "live", None)
+    args = getattr(live, "last_inputs", None)
+    if not isinstance(args, tuple) or not args or not all(isinstance(a, torch.Tensor) for a in args):
+        return None
+    return Batch(args, None)
 
 
 __all__ = ["PreflightCallback", "PreflightThresholds", "preflight"]

@@ -166,6 +166,32 @@ def isolated(model: torch.nn.Module, *, grad: bool = False, eval_mode: bool = Fa
             m.training = training
 
 
+class OwnHook:
+    """A hook trainmedic puts on the user's module, which a deep copy of that module carries as a no-op.
+
+    ``copy.deepcopy(model)`` (the replays of pre-flight, forensics, ``lr_find``) copies the module's hook
+    dicts, and with a bound-method hook the trainmedic object behind it: its references to the model, the
+    optimizer and the tensors it keeps (a sampled step's outputs are part of the autograd graph, and
+    deepcopy refuses non-leaf tensors: forensics then failed as TM901 on exactly the non-finite steps it
+    exists for). A plain closure is not copied at all, so the copy's forwards reported into the original.
+    Wrapped in an ``OwnHook``, the copy gets a hook that does nothing."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OwnHook:
+        return OwnHook(_no_op)
+
+
+def _no_op(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 def copy_for_replay(model: torch.nn.Module, optimizer: Any = None, extra: Any = None) -> tuple[Any, Any, Any]:
     """Deep copies of (model, optimizer, extra) made together, so the copied optimizer holds the copied
     parameters. ``.grad`` is cleared on the copies."""

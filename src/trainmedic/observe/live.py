@@ -42,6 +42,7 @@ from trainmedic.observe.data import (
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
 from trainmedic.observe.levels import input_rms, observed_pair, target_sample
 from trainmedic.observe.ordering import BatchOrder
+from trainmedic.replay import OwnHook
 
 FIRST_STEPS = 3
 EVERY = 200
@@ -111,8 +112,8 @@ class LiveChecks:
         if self._handles:
             return
         self._armed = Observed()
-        self._handles.append(self.model.register_forward_pre_hook(self._saw_input))
-        self._handles.append(self.model.register_forward_hook(self._saw_output))
+        self._handles.append(self.model.register_forward_pre_hook(OwnHook(self._saw_input)))
+        self._handles.append(self.model.register_forward_hook(OwnHook(self._saw_output)))
         from torch.nn.modules.module import register_module_forward_hook
 
         self._handles.append(register_module_forward_hook(self._saw_module))
@@ -123,7 +124,7 @@ class LiveChecks:
         end hands over no batch and the step was not an observed one. Costs one Python call per forward and
         keeps the latest batch alive until the next forward."""
         if self._input_handle is None and self.model is not None:
-            self._input_handle = self.model.register_forward_pre_hook(self._keep_input)
+            self._input_handle = self.model.register_forward_pre_hook(OwnHook(self._keep_input))
 
     def _keep_input(self, module: torch.nn.Module, args: Any) -> None:
         if not torch.compiler.is_compiling() and torch.is_grad_enabled():
@@ -282,14 +283,14 @@ class LiveChecks:
                 report(iss.code, iss.message + " (judged when the loss turned non-finite)", step=step,
                        evidence=iss.evidence, key=iss.key)
 
-    def loss_raised(self, step: int, batch: Any, report: Any) -> None:
+    def loss_raised(self, step: int, batch: Any, report: Any, when: str = "the loss function raised") -> None:
         """The loss function raised on this step's batch (a NaN row turned ``binary_cross_entropy``'s input
         out of range, a -9999 sentinel its target): no step follows, so the rows that explain it are named
         now: non-finite rows (TM101/TM102) and, if the first steps' sample was not judged yet, sentinels and
         scales (TM109, TM108) with this batch included."""
         inputs, target = _from_batch(batch)
         for code, message, evidence in _nonfinite(step, inputs, target, None):
-            report(code, message + ", when the loss function raised", step=step, evidence=evidence, key=code)
+            report(code, message + f", when {when}", step=step, evidence=evidence, key=code)
         if not self.judged_data:
             self.judged_data = True
             self.sample.add(inputs, target)
@@ -298,7 +299,7 @@ class LiveChecks:
                     and target.is_floating_point():  # a reconstruction target: columns like the input's
                 issues += sentinels(target.detach().float().cpu().numpy()[:MAX_ROWS], "target column", once=True)
             for iss in issues:
-                report(iss.code, iss.message + " (judged when the loss function raised)", step=step,
+                report(iss.code, iss.message + f" (judged when {when})", step=step,
                        evidence=iss.evidence, key=iss.key)
 
     def see_order(self, step: int, batch: Any, observed: Observed | None, report: Any) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from trainmedic.replay import OwnHook
+
 
 class ActivationSampler:
     def __init__(self, model: torch.nn.Module) -> None:
@@ -29,7 +31,7 @@ class ActivationSampler:
             return
         self._calls = {}
         for name, module in self.relus:
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+            self._handles.append(module.register_forward_hook(OwnHook(self._hook(name))))
 
     def _hook(self, name: str) -> Any:
         def sample(module: torch.nn.Module, args: Any, output: Any) -> None:
