@@ -8,7 +8,9 @@ Public hooks where PyTorch has them, thin wrappers (:mod:`~trainmedic.instrument
 * ``Tensor.backward`` and ``torch.autograd.backward`` (wrapped): the loss of the step;
 * ``torch.nn.functional`` losses (wrapped; the ``nn`` loss modules call them): losses computed without
   gradient are evaluation losses (:mod:`~trainmedic.instrument.epochs`); the first training calls are kept
-  for the wiring checks; the latest target goes with the batch for pre-flight and forensics;
+  for the wiring checks; the latest target goes with the batch for pre-flight and forensics; in heal mode,
+  the first steps' calls rebuild the loss for the rate audit (:mod:`~trainmedic.instrument.loss_rebuild`,
+  with a global forward hook on the model until decided);
 * ``torch.nn.modules.module.register_module_forward_pre_hook`` (global), only until the first optimizer
   step: the modules of the first forward passes, to find the model an optimizer trains; then a forward
   pre-hook on that model keeps a reference to its latest training input;
@@ -43,6 +45,7 @@ from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import LoopWatching, compile_safe
+from trainmedic.instrument.loss_rebuild import LossRebuild
 from trainmedic.instrument.patches import Patches, recording_scale
 from trainmedic.instrument.phases import PhaseWatching
 from trainmedic.instrument.schedules import ScheduleWatching
@@ -117,6 +120,8 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         self._last_input: Any = None
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
+        self._input_module: torch.nn.Module | None = None  # the module whose inputs are kept (_watch_inputs)
+        self.rebuild = LossRebuild()  # heal: the script's loss for the rate audit, rebuilt where faithful
         self.indices = BatchIndices(self._patches.wrap)  # dataset indices of the loaders' batches (TM313)
         self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
         self._init_phases()  # a later optimizer starts a new training phase (PhaseWatching)
@@ -170,6 +175,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         if self._installed and "installing clip_grad_norm_/clip_grad_value_" not in self._off:
             clipping.unwatch()
         self._patches.remove()
+        self.rebuild.stop()
         for h in (self._discover_handle, self._input_handle):
             if h is not None:
                 h.remove()
@@ -241,10 +247,45 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                 where = where / f"optimizer{len(self.drivers) - 1}"
             driver.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
         self._attach_driver(driver, model)
+        self._start_rebuild(driver)
         return driver
+
+    def _start_rebuild(self, driver: Driver) -> None:
+        """Heal mode, the first model watched: the rate audit (TM343) replays the script's loss, rebuilt from
+        the next steps where that is faithful (:mod:`~trainmedic.instrument.loss_rebuild`). Pre-flight and
+        forensics keep going without it (``driver.loss_fn`` stays None): they would need it at step 0."""
+        target = self._input_module
+        if (driver.mode != "heal" or not driver.cfg.rate_audit or driver.loss_fn is not None or target is None
+                or self.rebuild.driver is not None or self.compiled.any
+                or not all(d is driver or d is self.manual.on_trial for d in self.drivers)):
+            return
+        from trainmedic.heal.rate_audit import RateAudit
+
+        audit = RateAudit()
+        driver.add_callback(audit)
+        if not audit.active:  # not an adaptive optimizer, or the audit is configured off
+            return
+
+        def seen_output(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            if module is target and torch.is_grad_enabled() and not self._busy:
+                self._rebuilding(self.rebuild.saw_output, module, kwargs, output)
+
+        self.rebuild.start(target, driver, audit.bind, compile_safe(seen_output))
+
+    def _rebuilding(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Feed the loss rebuild from inside another hook (already guarded): a failure stops it alone (TM902)."""
+        if "loss rebuild" in self._off or not self.rebuild.pending:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.rebuild.stop("it failed")
+            self._fail("loss rebuild", exc)
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.epochs.training_step()
+        # before _driver(): a driver created now did not see this step's forward, it starts the rebuild after it
+        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer))
         driver = self._driver(optimizer)
         observed, self._observed = self._observed, None
         if driver is None or self._last_loss is None:
@@ -281,6 +322,8 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                         # the graph of the loss the engine judges (unscaled under a GradScaler: its
                         # loss node is the same, and the constant level is in the loss's own units)
                         self._observed = coming_step(self._observed, self.observing_next, graph_of=self._last_loss)
+                        if self._backward_depth == 0:  # Tensor.backward calls torch.autograd.backward: once
+                            self._rebuilding(self.rebuild.saw_backward, self._last_loss)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return self._backward_watched(original, tensor, *args, **kwargs)
@@ -296,12 +339,13 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                     self._guarded("loss hook", self._loss_raised, args, kwargs)
                 raise
             if not self._busy and "loss hook" not in self._off:
-                self._guarded("loss hook", self._saw_loss, name, args, kwargs, out)
+                self._guarded("loss hook", self._saw_loss, name, args, kwargs, out, original)
             return out
 
         return loss_fn
 
-    def _saw_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    def _saw_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+                  original: Callable[..., Any]) -> None:
         inp = args[0] if args else kwargs.get("input")
         target = args[1] if len(args) > 1 else kwargs.get("target")
         if not isinstance(out, torch.Tensor) or not isinstance(inp, torch.Tensor):
@@ -309,6 +353,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         if out.requires_grad and torch.is_grad_enabled():
             self._last_target = target
             self._observed = coming_step(self._observed, self.observing_next, call=(name, inp, target, kwargs))
+            self._rebuilding(self.rebuild.saw_call, name, original, args, kwargs, out)
             if len(self.loss_calls) < WIRING_STEPS:
                 self.loss_calls.append({
                     "loss": name, "input_shape": tuple(inp.shape), "input_dtype": str(inp.dtype),
@@ -361,6 +406,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
     def _scaler_skipped(self, optimizer: Any, scaler: Any) -> None:
         """The scaler found inf/NaN in the gradients and did not call optimizer.step(): tell the driver."""
         self.epochs.training_step()
+        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer))
         driver = self._driver(optimizer)
         if driver is None or self._last_loss is None:
             return
