@@ -10,7 +10,8 @@ function the CLI calls:
 * at the good rate: audited, nothing found, and the script prints what the plain script prints (every
   validation loss, the final weights' digest, the RNG's digest);
 * a hand-written loss, label smoothing, a class weight: the rebuild is refused (a replay of another loss
-  would judge the rate on the wrong objective) and the run is not audited.
+  would judge the rate on the wrong objective) and the run is not audited; nor is a script that clips its
+  gradients or steps a scheduler (the replays take plain steps at a constant rate).
 """
 
 from __future__ import annotations
@@ -85,24 +86,27 @@ def test_a_good_rate_under_run_heal_is_audited_and_prints_what_the_plain_script_
     healed, found = run(["--lr", "1e-3"], tmp_path / "heal", heal=True)
     audit = at_finish["audit"]
     assert at_finish["rebuild"].loss_fn is not None
-    assert audit is not None and audit.active and not audit.due and audit.loss_fn is not None  # it ran
+    assert audit is not None and audit.active and audit.runs == 1 and audit.loss_fn is not None  # it ran
     assert not [f for f in found if f["severity"] in ("warning", "error")]
     assert healed == plain  # validation losses, weights' digest, RNG digest: identical
     assert len(vals(plain)) == 4
 
 
-@pytest.mark.parametrize("loss,why", [
-    ("hand", "0 functional loss calls"),
-    ("smoothed", "the graph does not show"),
-    ("weighted", "tensor argument"),
-])
-def test_a_loss_that_cannot_be_rebuilt_faithfully_is_not_audited(loss, why, tmp_path, at_finish):
-    lines, found = run(["--lr", "3e-2", "--loss", loss, "--epochs", "2"], tmp_path, heal=True)
+@pytest.mark.parametrize("argv,why", [
+    (["--loss", "hand"], "0 functional loss calls"),
+    (["--loss", "smoothed"], "the graph does not show"),
+    (["--loss", "weighted"], "tensor argument"),
+    (["--clip"], "clips its gradients"),
+    (["--schedule"], "learning-rate scheduler"),
+], ids=["hand", "label-smoothing", "class-weight", "clipping", "scheduler"])
+def test_a_loss_or_step_the_replays_cannot_reproduce_is_not_audited(argv, why, tmp_path, at_finish):
+    lines, found = run(["--lr", "3e-2", "--epochs", "2", *argv], tmp_path, heal=True)
     rebuild = at_finish["rebuild"]
     assert rebuild.loss_fn is None and why in rebuild.refused
     assert len(rebuild.votes) == 3 and not rebuild.pending  # decided after three steps, hook removed
     audit = at_finish["audit"]
-    assert audit is not None and audit.active and audit.loss_fn is None and not audit.batches  # none kept
+    assert audit is not None and audit.active and audit.loss_fn is None and audit.runs == 0
+    assert not audit.batches  # no batch kept for an audit that cannot run
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sum(e.get("type") == "epoch" for e in events) == 2  # evaluations were seen: not unaudited for want of one
     assert not [f for f in found if f["code"] == "TM343"]

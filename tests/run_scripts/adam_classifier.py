@@ -2,7 +2,8 @@
 
 --lr: the rate (1e-3 is good, 3e-2 is 30x too high); --loss: how the training loss is written (functional:
 F.cross_entropy; module: nn.CrossEntropyLoss(); smoothed: with label_smoothing=0.1; weighted: with weight=;
-hand: log_softmax + gather, no functional loss call). Prints each epoch's validation loss in full precision,
+hand: log_softmax + gather, no functional loss call); --clip: clip_grad_norm_ at 1.0; --schedule: a StepLR
+(x0.5 every 64 steps). Prints each epoch's validation loss in full precision,
 then a digest of the final weights and of the RNG state (what a run that changed nothing must reproduce).
 """
 
@@ -20,6 +21,8 @@ parser.add_argument("--loss", default="functional", choices=["functional", "modu
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--dropout", type=float, default=0.2)
+parser.add_argument("--clip", action="store_true")
+parser.add_argument("--schedule", action="store_true")
 args = parser.parse_args()
 
 x, y = make_classification(n_samples=1536, n_features=20, n_informative=12, n_redundant=4, n_classes=4,
@@ -31,6 +34,7 @@ torch.manual_seed(args.seed)
 model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(args.dropout), nn.Linear(128, 128), nn.ReLU(),
                       nn.Linear(128, 4))
 opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=64, gamma=0.5) if args.schedule else None
 module_loss = nn.CrossEntropyLoss(label_smoothing=0.1 if args.loss == "smoothed" else 0.0,
                                   weight=torch.ones(4) if args.loss == "weighted" else None)
 
@@ -51,7 +55,11 @@ for epoch in range(args.epochs):
         loss = training_loss(model(xb), yb)
         opt.zero_grad()
         loss.backward()
+        if args.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
     model.eval()
     with torch.no_grad():
         val = float(F.cross_entropy(model(xv), yv))

@@ -113,6 +113,7 @@ class RateAudit(MedicCallback):
         self.active = False
         self.due = True  # the next evaluation audits
         self.cuts = 0
+        self.runs = 0  # audits done (copies trained and compared), whatever they found
         self.product = 1.0  # the product of the audit's own cuts (heal's lr factor when nothing else acted)
         self.batches: deque[Batch] = deque()
 
@@ -160,6 +161,7 @@ class RateAudit(MedicCallback):
         cfg = medic.cfg
         n = cfg.rate_audit_train_batches
         result = audit(medic.model, medic.optimizer, loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
+        self.runs += 1
         if not result.fires(cfg.rate_audit_gain):
             return
         cut = FACTORS[result.choice(cfg.rate_audit_gain)]

@@ -252,8 +252,9 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
 
     def _start_rebuild(self, driver: Driver) -> None:
         """Heal mode, the first model watched: the rate audit (TM343) replays the script's loss, rebuilt from
-        the next steps where that is faithful (:mod:`~trainmedic.instrument.loss_rebuild`). Pre-flight and
-        forensics keep going without it (``driver.loss_fn`` stays None): they would need it at step 0."""
+        the next steps where that is faithful (:mod:`~trainmedic.instrument.loss_rebuild`). It is bound to the
+        audit only (``driver.loss_fn`` stays None): pre-flight replays at step 0, before the rebuild is
+        decided, and forensics' replays under ``run`` were not verified with it, so both stay as they were."""
         target = self._input_module
         if (driver.mode != "heal" or not driver.cfg.rate_audit or driver.loss_fn is not None or target is None
                 or self.rebuild.driver is not None or self.compiled.any
@@ -272,6 +273,19 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
 
         self.rebuild.start(target, driver, audit.bind, compile_safe(seen_output))
 
+    def _rebuild_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A step of ``optimizer``, for the loss rebuild. Called before ``_driver()``: a driver created now did
+        not see this step's forward, so it starts the rebuild after this step."""
+        if not self.rebuild.pending:
+            return
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        differs = None
+        if self._sched_of.get(id(optimizer)) is not None:
+            differs = "the script steps a learning-rate scheduler (the replays keep the rate constant)"
+        elif clipping.bound_for(params) is not None:
+            differs = "the script clips its gradients (the replays would not)"
+        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer), differs)
+
     def _rebuilding(self, fn: Callable[..., Any], *args: Any) -> None:
         """Feed the loss rebuild from inside another hook (already guarded): a failure stops it alone (TM902)."""
         if "loss rebuild" in self._off or not self.rebuild.pending:
@@ -284,8 +298,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.epochs.training_step()
-        # before _driver(): a driver created now did not see this step's forward, it starts the rebuild after it
-        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer))
+        self._rebuild_step(optimizer)
         driver = self._driver(optimizer)
         observed, self._observed = self._observed, None
         if driver is None or self._last_loss is None:
@@ -406,7 +419,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
     def _scaler_skipped(self, optimizer: Any, scaler: Any) -> None:
         """The scaler found inf/NaN in the gradients and did not call optimizer.step(): tell the driver."""
         self.epochs.training_step()
-        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer))
+        self._rebuild_step(optimizer)
         driver = self._driver(optimizer)
         if driver is None or self._last_loss is None:
             return
