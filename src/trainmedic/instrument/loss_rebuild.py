@@ -22,7 +22,7 @@ only where that is the script's loss, exactly, on every one of the first ``REBUI
   made the audit cut the rate at its first evaluation (lower rates 0.83x the rate's held loss) and the
   validation RMSE rose from 0.0289 to 0.0387; without the clipping it found nothing (with or without the
   StepLR). The scheduler refusal is a precaution (a cut multiplies into the schedule; no evidence either
-  way: the OneCycle ``multiclass_mlp`` was audited without a cut, seeds 0 and 1).
+  way: with the loss bound, the OneCycle ``multiclass_mlp`` got no TM343, seeds 0 and 1).
 
 Anything else (a hand-written loss, ``F.nll_loss(F.log_softmax(out))`` where the model returned ``out``, a
 module with ``weight=``) is refused and the audit does not run: a replay of another loss would judge the
