@@ -96,9 +96,10 @@ def test_a_good_rate_under_run_heal_is_audited_and_prints_what_the_plain_script_
     (["--loss", "hand"], "0 functional loss calls"),
     (["--loss", "smoothed"], "the graph does not show"),
     (["--loss", "weighted"], "tensor argument"),
+    (["--loss", "log_softmax_nll"], "is not the model's output tensor"),
     (["--clip"], "clips its gradients"),
     (["--schedule"], "learning-rate scheduler"),
-], ids=["hand", "label-smoothing", "class-weight", "clipping", "scheduler"])
+], ids=["hand", "label-smoothing", "class-weight", "log-softmax-then-nll", "clipping", "scheduler"])
 def test_a_loss_or_step_the_replays_cannot_reproduce_is_not_audited(argv, why, tmp_path, at_finish):
     lines, found = run(["--lr", "3e-2", "--epochs", "2", *argv], tmp_path, heal=True)
     rebuild = at_finish["rebuild"]
@@ -110,3 +111,10 @@ def test_a_loss_or_step_the_replays_cannot_reproduce_is_not_audited(argv, why, t
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sum(e.get("type") == "epoch" for e in events) == 2  # evaluations were seen: not unaudited for want of one
     assert not [f for f in found if f["code"] == "TM343"]
+
+
+def test_nll_loss_on_a_model_that_returns_log_probabilities_is_rebuilt(tmp_path, at_finish):
+    # the graph reads log_softmax + nll_loss as cross_entropy; the call was F.nll_loss on the model's own output
+    run(["--lr", "3e-2", "--loss", "nll", "--epochs", "1"], tmp_path, heal=True)
+    rebuild = at_finish["rebuild"]
+    assert rebuild.refused is None and rebuild.loss_fn is not None and rebuild.loss_fn.name == "nll_loss"

@@ -2,7 +2,8 @@
 
 --lr: the rate (1e-3 is good, 3e-2 is 30x too high); --loss: how the training loss is written (functional:
 F.cross_entropy; module: nn.CrossEntropyLoss(); smoothed: with label_smoothing=0.1; weighted: with weight=;
-hand: log_softmax + gather, no functional loss call); --clip: clip_grad_norm_ at 1.0; --schedule: a StepLR
+hand: log_softmax + gather, no functional loss call; nll: the model ends in LogSoftmax, F.nll_loss;
+log_softmax_nll: F.nll_loss(F.log_softmax(output))); --clip: clip_grad_norm_ at 1.0; --schedule: a StepLR
 (x0.5 every 64 steps). Prints each epoch's validation loss in full precision,
 then a digest of the final weights and of the RNG state (what a run that changed nothing must reproduce).
 """
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float, default=1e-3)
-parser.add_argument("--loss", default="functional", choices=["functional", "module", "smoothed", "weighted", "hand"])
+parser.add_argument("--loss", default="functional", choices=["functional", "module", "smoothed", "weighted", "hand", "nll", "log_softmax_nll"])
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--dropout", type=float, default=0.2)
@@ -32,7 +33,7 @@ x, y, xv, yv = x[:1024], y[:1024], x[1024:], y[1024:]
 
 torch.manual_seed(args.seed)
 model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(args.dropout), nn.Linear(128, 128), nn.ReLU(),
-                      nn.Linear(128, 4))
+                      nn.Linear(128, 4), *([nn.LogSoftmax(dim=1)] if args.loss == "nll" else []))
 opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=64, gamma=0.5) if args.schedule else None
 module_loss = nn.CrossEntropyLoss(label_smoothing=0.1 if args.loss == "smoothed" else 0.0,
@@ -42,6 +43,10 @@ module_loss = nn.CrossEntropyLoss(label_smoothing=0.1 if args.loss == "smoothed"
 def training_loss(out, yb):
     if args.loss == "functional":
         return F.cross_entropy(out, yb)
+    if args.loss == "nll":
+        return F.nll_loss(out, yb)
+    if args.loss == "log_softmax_nll":
+        return F.nll_loss(F.log_softmax(out, dim=1), yb)
     if args.loss == "hand":
         return -torch.log_softmax(out, dim=1).gather(1, yb[:, None]).mean()
     return module_loss(out, yb)
