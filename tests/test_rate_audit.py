@@ -39,7 +39,7 @@ def _model(dropout: float) -> nn.Module:
 
 
 def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: float = 0.0, opt_cls=torch.optim.Adam,
-          loss_fn: bool = True, batch: bool = True):
+          loss_fn: bool = True, batch: bool = True, clip: float | None = None):
     """A 4-class MLP, 32 steps an epoch; returns (medic or None, model, validation per epoch, the RNG after)."""
     x, y, xv, yv = DATA
     torch.manual_seed(seed)
@@ -57,6 +57,8 @@ def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: floa
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             if medic is None:
                 opt.step()
             else:
@@ -114,6 +116,17 @@ def test_sgd_without_loss_fn_or_in_watch_mode_is_not_audited():
     assert not [f for f in medic.findings if f.code == "TM343"]
     medic, _, _, _ = train(3e-2, "heal", epochs=1, batch=False)  # no batches to replay: it cannot audit
     assert not [f for f in medic.findings if f.code == "TM343"]
+
+
+def test_a_loop_that_clips_is_not_audited():
+    # The copies would take the steps the script clips (under `run`, a healthy clipped GRU got a false cut:
+    # HEAL_RESULTS.md, "runaudit"); the audit refuses rather than judge unclipped replays.
+    medic, _, healed, _ = train(3e-2, "heal", epochs=2, clip=0.5)
+    _, _, plain, _ = train(3e-2, "plain", epochs=2, clip=0.5)
+    audit = next(cb for cb in medic.callbacks if isinstance(cb, RateAudit))
+    assert medic.collector.clip_bound == pytest.approx(0.5)
+    assert audit.runs == 0 and not [f for f in medic.findings if f.code == "TM343"]
+    assert healed == plain
 
 
 def test_tm343_is_documented():

@@ -9,8 +9,11 @@ rate and at 1/3 and 1/10 of it on the same recent batches, and compare their los
 batches. At a tuned rate the lower rates do not win (or by at most 2.5 %); at 10x-30x they win by 6-56 %.
 
 When it runs: heal mode, ``Medic(..., loss_fn=...)`` and ``medic.step(loss, batch=...)`` (it needs batches
-to replay), an Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a
-lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
+to replay), or ``trainmedic run --heal`` where the script's loss is one ``torch.nn.functional`` loss call on the
+model's output that can be rebuilt faithfully (:mod:`trainmedic.instrument.loss_rebuild`, bound with
+:meth:`RateAudit.bind` after the first steps; until then no batch is kept), a loop that does not clip its
+gradients (the copies would take unclipped steps: a healthy clipped GRU got a false cut under ``run``), an
+Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
 which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
 has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
 cuts). Its cost,
@@ -109,26 +112,38 @@ def _distributed() -> bool:
 
 
 class RateAudit(MedicCallback):
-    """The audit as a Medic callback (added by every driver; active only where the module docstring says)."""
+    """The audit as a Medic callback (added by a driver given a ``loss_fn``, and by ``trainmedic run --heal``'s
+    session, which binds the rebuilt loss later; active only where the module docstring says)."""
 
     name = "rate-audit"
 
-    def __init__(self) -> None:
+    def __init__(self, loss_fn: Any = None) -> None:
+        self.loss_fn = loss_fn  # the replays' loss; None: the driver's ``loss_fn`` (or one bound later)
         self.active = False
         self.due = True  # the next evaluation audits
         self.cuts = 0
+        self.runs = 0  # audits done (copies trained and compared), whatever they found
         self.product = 1.0  # the product of the audit's own cuts (heal's lr factor when nothing else acted)
         self.batches: deque[Batch] = deque()
 
     def on_attach(self, medic: Any) -> None:
         cfg = medic.cfg
-        self.active = (medic.mode == "heal" and cfg.rate_audit and medic.loss_fn is not None
+        self.active = (medic.mode == "heal" and cfg.rate_audit
                        and isinstance(medic.optimizer, ADAPTIVE) and cfg.rate_audit_train_batches > 0
                        and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0 and not _distributed())
         self.batches = deque(maxlen=cfg.rate_audit_train_batches + cfg.rate_audit_held_batches)
 
+    def bind(self, loss_fn: Any) -> None:
+        """The replays' loss, known only once training has begun (``trainmedic run`` rebuilds the script's):
+        batches are kept from the next step on."""
+        self.loss_fn = loss_fn
+
+    def replay_loss(self, medic: Any) -> Any:
+        """The loss the copies train and are compared on: the bound one, else the driver's; None: no audit."""
+        return self.loss_fn if self.loss_fn is not None else medic.loss_fn
+
     def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
-        if self.active and self.due and batch is not None:
+        if self.active and self.due and batch is not None and self.replay_loss(medic) is not None:
             b = split_batch(batch)
             if b is not None:
                 self.batches.append(b)
@@ -147,12 +162,15 @@ class RateAudit(MedicCallback):
             return
         self.due = False
         batches, self.batches = list(self.batches), deque(maxlen=self.batches.maxlen)
-        if (not rate_untouched(medic.engine.policy, self.product) or medic.should_stop
+        loss_fn = self.replay_loss(medic)
+        clips = medic.collector.clip_bound is not None  # the copies would take the steps the script clips
+        if (loss_fn is None or clips or not rate_untouched(medic.engine.policy, self.product) or medic.should_stop
                 or len(batches) < (self.batches.maxlen or 0)):
-            return
+            return  # no loss bound by the first evaluation: the audit does not run later
         cfg = medic.cfg
         n = cfg.rate_audit_train_batches
-        result = audit(medic.model, medic.optimizer, medic.loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
+        result = audit(medic.model, medic.optimizer, loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
+        self.runs += 1
         if not result.fires(cfg.rate_audit_gain):
             return
         cut = FACTORS[result.choice(cfg.rate_audit_gain)]
@@ -164,7 +182,7 @@ class RateAudit(MedicCallback):
             f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})",
             evidence={"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
                       "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
-                      "epoch": epoch},
+                      "epoch": epoch, **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})},
             action=f"lr x{cut:.3g}" if medic.mode == "heal" else None)
         if medic.cut_lr(RATE_TOO_HIGH.code, cut, ratios=ratios, epoch=epoch):
             self.cuts += 1

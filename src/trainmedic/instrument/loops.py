@@ -31,6 +31,7 @@ from trainmedic.instrument.compiled import CompiledCode
 from trainmedic.instrument.discovery import unwrap
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
+from trainmedic.instrument.loss_rebuild import LossRebuild
 from trainmedic.instrument.manual import ManualLoop, ManualUpdates
 from trainmedic.rules.internal import NOTHING_WATCHED
 
@@ -65,7 +66,9 @@ class LoopWatching:
     _stop_discovery: Callable[[], None]
     _before_step: Callable[..., None]
     _input_handle: Any
+    _input_module: torch.nn.Module | None
     _last_input: Any
+    rebuild: LossRebuild
     drivers: list[Driver]
     _opens_phase: Callable[[torch.optim.Optimizer], bool]
     _start_phase: Callable[[Driver, torch.nn.Module], None]
@@ -177,6 +180,7 @@ class LoopWatching:
     def _saw_compile(self, target: Any, result: Any) -> None:
         """The script compiled something: no global module hook from now on, no hook in compiled code."""
         self.compiled.saw(target, result)
+        self.rebuild.stop("the script compiled code")  # its global forward hook must not stay either
         for module in (result, getattr(target, "__self__", None)):
             if isinstance(module, torch.nn.Module):
                 self._seen.setdefault(id(module), module)  # a candidate model for discovery
@@ -223,6 +227,7 @@ class LoopWatching:
                     compiled=self.compiled.describe())
             return
         target = free[0]
+        self._input_module = target
         # the first step's input, seen by discovery before this hook existed: its checks and forensics see it too
         self._last_input = self._seen_args.get(id(target), self._last_input)
 

@@ -8,7 +8,9 @@ Public hooks where PyTorch has them, thin wrappers (:mod:`~trainmedic.instrument
 * ``Tensor.backward`` and ``torch.autograd.backward`` (wrapped): the loss of the step;
 * ``torch.nn.functional`` losses (wrapped; the ``nn`` loss modules call them): losses computed without
   gradient are evaluation losses (:mod:`~trainmedic.instrument.epochs`); the first training calls are kept
-  for the wiring checks; the latest target goes with the batch for pre-flight and forensics;
+  for the wiring checks; the latest target goes with the batch for pre-flight and forensics; in heal mode,
+  the first steps' calls rebuild the loss for the rate audit (:mod:`~trainmedic.instrument.loss_rebuild`,
+  with a global forward hook on the model until decided);
 * ``torch.nn.modules.module.register_module_forward_pre_hook`` (global), only until the first optimizer
   step: the modules of the first forward passes, to find the model an optimizer trains; then a forward
   pre-hook on that model keeps a reference to its latest training input;
@@ -43,8 +45,11 @@ from trainmedic.instrument.discovery import model_for
 from trainmedic.instrument.epochs import EpochTracker
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import LoopWatching, compile_safe
-from trainmedic.instrument.patches import Patches, recording_scale
+from trainmedic.instrument.loss_rebuild import LossRebuild
+from trainmedic.instrument.patches import Patches
 from trainmedic.instrument.phases import PhaseWatching
+from trainmedic.instrument.rebuilding import RebuildWatching
+from trainmedic.instrument.scaler import ScalerWatching
 from trainmedic.instrument.schedules import ScheduleWatching
 from trainmedic.observe.graph import LossCall, read_loss_graph
 from trainmedic.observe.live import LiveChecks, Observed
@@ -86,7 +91,7 @@ def active_session() -> Session | None:
     return _active
 
 
-class Session(LoopWatching, ScheduleWatching, PhaseWatching):
+class Session(LoopWatching, ScheduleWatching, PhaseWatching, RebuildWatching, ScalerWatching):
     """All instrumentation of one ``trainmedic run``: install(), let the script run, uninstall(), finish()."""
 
     def __init__(self, mode: str = "watch", *, console: bool = True,
@@ -117,6 +122,8 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         self._last_input: Any = None
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
+        self._input_module: torch.nn.Module | None = None  # the module whose inputs are kept (_watch_inputs)
+        self.rebuild = LossRebuild()  # heal: the script's loss for the rate audit, rebuilt where faithful
         self.indices = BatchIndices(self._patches.wrap)  # dataset indices of the loaders' batches (TM313)
         self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
         self._init_phases()  # a later optimizer starts a new training phase (PhaseWatching)
@@ -170,6 +177,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         if self._installed and "installing clip_grad_norm_/clip_grad_value_" not in self._off:
             clipping.unwatch()
         self._patches.remove()
+        self.rebuild.stop()
         for h in (self._discover_handle, self._input_handle):
             if h is not None:
                 h.remove()
@@ -241,10 +249,12 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                 where = where / f"optimizer{len(self.drivers) - 1}"
             driver.add_callback(CheckpointCallback(where, every=self.checkpoint_every))
         self._attach_driver(driver, model)
+        self._start_rebuild(driver)
         return driver
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.epochs.training_step()
+        self._rebuild_step(optimizer)
         driver = self._driver(optimizer)
         observed, self._observed = self._observed, None
         if driver is None or self._last_loss is None:
@@ -281,6 +291,8 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                         # the graph of the loss the engine judges (unscaled under a GradScaler: its
                         # loss node is the same, and the constant level is in the loss's own units)
                         self._observed = coming_step(self._observed, self.observing_next, graph_of=self._last_loss)
+                        if self._backward_depth == 0:  # Tensor.backward calls torch.autograd.backward: once
+                            self._rebuilding(self.rebuild.saw_backward, self._last_loss)
                 except Exception as exc:
                     self._fail("backward hook", exc)
             return self._backward_watched(original, tensor, *args, **kwargs)
@@ -296,12 +308,13 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
                     self._guarded("loss hook", self._loss_raised, args, kwargs)
                 raise
             if not self._busy and "loss hook" not in self._off:
-                self._guarded("loss hook", self._saw_loss, name, args, kwargs, out)
+                self._guarded("loss hook", self._saw_loss, name, args, kwargs, out, original)
             return out
 
         return loss_fn
 
-    def _saw_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    def _saw_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+                  original: Callable[..., Any]) -> None:
         inp = args[0] if args else kwargs.get("input")
         target = args[1] if len(args) > 1 else kwargs.get("target")
         if not isinstance(out, torch.Tensor) or not isinstance(inp, torch.Tensor):
@@ -309,6 +322,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
         if out.requires_grad and torch.is_grad_enabled():
             self._last_target = target
             self._observed = coming_step(self._observed, self.observing_next, call=(name, inp, target, kwargs))
+            self._rebuilding(self.rebuild.saw_call, name, original, args, kwargs, out)
             if len(self.loss_calls) < WIRING_STEPS:
                 self.loss_calls.append({
                     "loss": name, "input_shape": tuple(inp.shape), "input_dtype": str(inp.dtype),
@@ -336,38 +350,6 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching):
             self.internal.append(Finding(code=code, message=message, step=step, evidence=dict(evidence or {})))
 
         LiveChecks(None, None).loss_raised(0, (x, target), report)  # the very first step: no driver yet
-
-    def _wrap_scale(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        return recording_scale(original, self._record_scaled)
-
-    def _record_scaled(self, scaled: torch.Tensor, loss: torch.Tensor) -> None:
-        self._scaled = (scaled, loss)
-
-    def _wrap_scaler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._busy:
-                self._scaler_of[id(optimizer)] = scaler
-                driver = self.run.driver_of(optimizer)
-                if driver is not None and driver.scaler is not scaler:
-                    driver.scaler = scaler
-            before = self._step_calls
-            out = original(scaler, optimizer, *args, **kwargs)
-            if self._step_calls == before and not self._busy and scaler.is_enabled():
-                self._guarded("GradScaler hook", self._scaler_skipped, optimizer, scaler)
-            return out
-
-        return step
-
-    def _scaler_skipped(self, optimizer: Any, scaler: Any) -> None:
-        """The scaler found inf/NaN in the gradients and did not call optimizer.step(): tell the driver."""
-        self.epochs.training_step()
-        driver = self._driver(optimizer)
-        if driver is None or self._last_loss is None:
-            return
-        driver.scaler = scaler
-        observed, self._observed = self._observed, None
-        self.run.step_without_optimizer(optimizer, self._last_loss, self._batch(driver),
-                                        self._complete(observed, driver))
 
     def _wrap_loader_iter(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def __iter__(loader: Any) -> Any:

@@ -1,7 +1,8 @@
 """TM343: the rate audit at the first evaluation found the learning rate too high (issue 12, round five).
 
 The audit itself lives in :mod:`trainmedic.heal.rate_audit` (a Medic callback, heal mode with
-``loss_fn=`` and ``batch=``); this module holds the rule's documentation, as ``rules/forensics.py`` does
+``loss_fn=`` and ``batch=``, or ``trainmedic run --heal`` with the script's loss rebuilt by
+:mod:`trainmedic.instrument.loss_rebuild`); this module holds the rule's documentation, as ``rules/forensics.py`` does
 for the forensics callback.
 """
 
@@ -28,7 +29,10 @@ RATE_TOO_HIGH = rule(
         still near the run's first loss (that is TM317's question), and not for plain SGD, with or without
         momentum: at its tuned rate a lower one wins these replays by 6 to 17 % on the regression task and
         the CNN's ratios swing from 0.67 to 1.73 (the short-horizon bias and noise), so the comparison
-        says nothing there.
+        says nothing there. Under `trainmedic run --heal` the replays use the script's loss rebuilt from
+        its first steps, only where it is one `torch.nn.functional` loss (or `nn` loss module) applied to
+        the model's output unchanged, and the script neither clips its gradients nor steps a scheduler
+        (the replays take plain steps at a constant rate); otherwise the audit does not run.
         """,
     why="""
         A learning rate several times too high for an adaptive optimizer does not diverge: Adam's

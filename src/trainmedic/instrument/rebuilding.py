@@ -1,0 +1,83 @@
+"""The loss rebuild's wiring into ``trainmedic run`` (heal mode): a mixin of the session.
+
+Under ``run`` the script's loss function is not handed over, but the rate audit (TM343,
+:mod:`trainmedic.heal.rate_audit`) must replay it on copies. :mod:`~trainmedic.instrument.loss_rebuild`
+rebuilds it from the first steps where that is faithful; this mixin starts it for the first model watched,
+feeds it from the session's loss, backward and step hooks, and stops it alone when it fails (TM902).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from trainmedic.driver import Driver
+from trainmedic.instrument.compiled import CompiledCode
+from trainmedic.instrument.hooked import HookedRun
+from trainmedic.instrument.loops import compile_safe
+from trainmedic.instrument.loss_rebuild import LossRebuild
+from trainmedic.signals import clipping
+
+
+class RebuildWatching:
+    """Starts and feeds the loss rebuild (module docstring); a mixin of the session."""
+
+    # provided by Session
+    run: HookedRun
+    drivers: list[Driver]
+    rebuild: LossRebuild
+    compiled: CompiledCode
+    manual: Any
+    _input_module: torch.nn.Module | None
+    _sched_of: dict[int, Any]
+    _busy: bool
+    _off: set[str]
+    _fail: Callable[[str, BaseException], None]
+
+    def _start_rebuild(self, driver: Driver) -> None:
+        """Heal mode, the first model watched: the rate audit (TM343) replays the script's loss, rebuilt from
+        the next steps where that is faithful (:mod:`~trainmedic.instrument.loss_rebuild`). It is bound to the
+        audit only (``driver.loss_fn`` stays None): pre-flight replays at step 0, before the rebuild is
+        decided, and forensics' replays under ``run`` were not verified with it, so both stay as they were."""
+        target = self._input_module
+        if (driver.mode != "heal" or not driver.cfg.rate_audit or driver.loss_fn is not None or target is None
+                or self.rebuild.driver is not None or self.compiled.any
+                or not all(d is driver or d is self.manual.on_trial for d in self.drivers)):
+            return
+        from trainmedic.heal.rate_audit import RateAudit
+
+        audit = RateAudit()
+        driver.add_callback(audit)
+        if not audit.active:  # not an adaptive optimizer, or the audit is configured off
+            return
+
+        def seen_output(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            if module is target and torch.is_grad_enabled() and not self._busy:
+                self._rebuilding(self.rebuild.saw_output, module, kwargs, output)
+
+        self.rebuild.start(target, driver, audit.bind, compile_safe(seen_output))
+
+    def _rebuild_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A step of ``optimizer``, for the loss rebuild. Called before ``_driver()``: a driver created now did
+        not see this step's forward, so it starts the rebuild after this step."""
+        if not self.rebuild.pending:
+            return
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        differs = None
+        if self._sched_of.get(id(optimizer)) is not None:
+            differs = "the script steps a learning-rate scheduler (the replays keep the rate constant)"
+        elif clipping.bound_for(params) is not None:
+            differs = "the script clips its gradients (the replays would not)"
+        self._rebuilding(self.rebuild.saw_step, self.run.driver_of(optimizer), differs)
+
+    def _rebuilding(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Feed the loss rebuild from inside another hook (already guarded): a failure stops it alone (TM902)."""
+        if "loss rebuild" in self._off or not self.rebuild.pending:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.rebuild.stop("it failed")
+            self._fail("loss rebuild", exc)

@@ -1,0 +1,120 @@
+"""The rate audit (TM343) under `trainmedic run --heal`: the script's loss rebuilt from what the session saw.
+
+Real tiny trainings of an unmodified script (`run_scripts/adam_classifier.py`: the 4-class MLP of
+`test_rate_audit.py`, Adam, dropout 0.2, 32 steps an epoch, validation after each) through `run_script`, the
+function the CLI calls:
+
+* at 30x its good rate, with `F.cross_entropy` or `nn.CrossEntropyLoss()`: the loss is rebuilt from the first
+  steps, the audit names TM343 at the first evaluation (step 32) and cuts the rate; the script's own
+  optimizer continues at the cut rate and its validation ends well below the plain script's;
+* at the good rate: audited, nothing found, and the script prints what the plain script prints (every
+  validation loss, the final weights' digest, the RNG's digest);
+* a hand-written loss, label smoothing, a class weight: the rebuild is refused (a replay of another loss
+  would judge the rate on the wrong objective) and the run is not audited; nor is a script that clips its
+  gradients or steps a scheduler (the replays take plain steps at a constant rate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from trainmedic.heal.rate_audit import RateAudit
+from trainmedic.instrument.runner import run_script
+from trainmedic.instrument.session import Session
+
+SCRIPT = Path(__file__).resolve().parent / "run_scripts" / "adam_classifier.py"
+
+
+@pytest.fixture
+def at_finish(monkeypatch):
+    """The session's loss rebuild and the first driver's rate audit, read when the run finishes."""
+    seen: dict = {}
+    original = Session.finish
+
+    def keep(self, *args, **kwargs):
+        seen["rebuild"] = self.rebuild
+        seen["audit"] = next((cb for d in self.drivers for cb in d.callbacks if isinstance(cb, RateAudit)), None)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "finish", keep)
+    return seen
+
+
+def run(argv: list[str], out: Path, heal: bool) -> tuple[list[str], list[dict]]:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        code = run_script(str(SCRIPT), argv, out=out, heal=heal, console=False, summary=False)
+    assert code == 0
+    return buf.getvalue().splitlines(), json.loads((out / "findings.json").read_text())["findings"]
+
+
+def vals(lines: list[str]) -> list[float]:
+    return [float(line.split()[3]) for line in lines if line.startswith("epoch")]
+
+
+@pytest.mark.parametrize("loss", ["functional", "module"])
+def test_adam_30x_too_high_under_run_heal_is_audited_and_cut(loss, tmp_path, at_finish):
+    plain, _ = run(["--lr", "3e-2", "--loss", loss], tmp_path / "watch", heal=False)
+    healed, found = run(["--lr", "3e-2", "--loss", loss], tmp_path / "heal", heal=True)
+    rebuild = at_finish["rebuild"]
+    assert rebuild.refused is None and rebuild.loss_fn is not None and rebuild.loss_fn.name == "cross_entropy"
+    if loss == "module":  # the module's arguments are carried as it passed them
+        assert dict(rebuild.loss_fn.kwargs) == {"weight": None, "ignore_index": -100, "reduction": "mean",
+                                                "label_smoothing": 0.0}
+    tm343 = [f for f in found if f["code"] == "TM343"]
+    assert len(tm343) == 1 and tm343[0]["step"] == 32 and tm343[0]["evidence"]["epoch"] == 0
+    assert tm343[0]["evidence"]["loss_fn"].startswith("F.cross_entropy(output, target")
+    assert min(tm343[0]["evidence"]["ratios"].values()) < 1 - 0.045
+    events = [json.loads(line) for line in (tmp_path / "heal" / "events.jsonl").read_text().splitlines()]
+    acts = [e for e in events if e.get("type") == "action"]
+    assert [(a["action"], a["reason"]) for a in acts] == [("lr-change", "TM343")]  # no rollback
+    assert acts[0]["lr_before"] == pytest.approx(3e-2) and acts[0]["lr_after"] < 3e-2 / 2.9
+    assert vals(healed)[0] == vals(plain)[0]  # nothing changed before the first evaluation
+    lrs = [float(line.split()[5]) for line in healed if line.startswith("epoch")]
+    assert lrs[0] == 3e-2 and lrs[-1] == pytest.approx(acts[0]["lr_after"])  # the script's optimizer, cut
+    assert vals(healed)[-1] < 0.9 * vals(plain)[-1], (vals(healed), vals(plain))
+    assert not [f for f in found if f["code"] != "TM343" and f["severity"] in ("warning", "error")]
+
+
+def test_a_good_rate_under_run_heal_is_audited_and_prints_what_the_plain_script_prints(tmp_path, at_finish):
+    plain, _ = run(["--lr", "1e-3"], tmp_path / "watch", heal=False)
+    healed, found = run(["--lr", "1e-3"], tmp_path / "heal", heal=True)
+    audit = at_finish["audit"]
+    assert at_finish["rebuild"].loss_fn is not None
+    assert audit is not None and audit.active and audit.runs == 1 and audit.loss_fn is not None  # it ran
+    assert not [f for f in found if f["severity"] in ("warning", "error")]
+    assert healed == plain  # validation losses, weights' digest, RNG digest: identical
+    assert len(vals(plain)) == 4
+
+
+@pytest.mark.parametrize("argv,why", [
+    (["--loss", "hand"], "0 functional loss calls"),
+    (["--loss", "smoothed"], "the graph does not show"),
+    (["--loss", "weighted"], "tensor argument"),
+    (["--loss", "log_softmax_nll"], "is not the model's output tensor"),
+    (["--clip"], "clips its gradients"),
+    (["--schedule"], "learning-rate scheduler"),
+], ids=["hand", "label-smoothing", "class-weight", "log-softmax-then-nll", "clipping", "scheduler"])
+def test_a_loss_or_step_the_replays_cannot_reproduce_is_not_audited(argv, why, tmp_path, at_finish):
+    lines, found = run(["--lr", "3e-2", "--epochs", "2", *argv], tmp_path, heal=True)
+    rebuild = at_finish["rebuild"]
+    assert rebuild.loss_fn is None and why in rebuild.refused
+    assert len(rebuild.votes) == 3 and not rebuild.pending  # decided after three steps, hook removed
+    audit = at_finish["audit"]
+    assert audit is not None and audit.active and audit.loss_fn is None and audit.runs == 0
+    assert not audit.batches  # no batch kept for an audit that cannot run
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sum(e.get("type") == "epoch" for e in events) == 2  # evaluations were seen: not unaudited for want of one
+    assert not [f for f in found if f["code"] == "TM343"]
+
+
+def test_nll_loss_on_a_model_that_returns_log_probabilities_is_rebuilt(tmp_path, at_finish):
+    # the graph reads log_softmax + nll_loss as cross_entropy; the call was F.nll_loss on the model's own output
+    run(["--lr", "3e-2", "--loss", "nll", "--epochs", "1"], tmp_path, heal=True)
+    rebuild = at_finish["rebuild"]
+    assert rebuild.refused is None and rebuild.loss_fn is not None and rebuild.loss_fn.name == "nll_loss"
