@@ -550,6 +550,10 @@ def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresh
 
 
 def _chain_issue(hidden: list[tuple[str, float]], what: str, cfg: PreflightThresholds) -> Issue | None:
+    # A layer whose output (or weight gradient) is exactly zero is zero by construction, not badly scaled: a
+    # LoRA B or a zero-initialized residual branch, and what feeds it gets no gradient. Whether such a zero
+    # is a fault is the symmetry check's question (identical units with identical gradients, TM205).
+    hidden = [(n, v) for n, v in hidden if v != 0]
     if len(hidden) < 2:
         return None
     vals = [v for _, v in hidden]
