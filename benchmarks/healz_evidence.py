@@ -97,6 +97,18 @@ def main() -> None:
 # ------------------------------------------------------------------------------------------------
 # the audit on copies: from the current weights, replay recent batches at lr, lr/3, lr/10
 # ------------------------------------------------------------------------------------------------
+def _train_epoch(task, model, opt, data, epoch: int, seed: int, keep: int) -> list:
+    """One epoch of the plain loop; returns its last ``keep`` batches (what the audit replays)."""
+    recent: list = []
+    for xb, yb in task.batches(data, epoch, seed):
+        loss = task.loss_fn(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        recent = [*recent, (xb, yb)][-keep:]
+    return recent
+
+
 def audit(task, mult: float, seed: int, epochs: int, train_n: int = 8, held_n: int = 4, passes: int = 2,
           factors: tuple[float, ...] = (1.0, 1 / 3, 1 / 10)) -> dict[str, list]:
     data = task.data()
@@ -105,13 +117,7 @@ def audit(task, mult: float, seed: int, epochs: int, train_n: int = 8, held_n: i
     opt = task.optimizer(list(model.parameters()), TUNED[task.name] * mult)
     out: dict[str, list] = {"ratios": [], "held_sd": [], "val": []}
     for epoch in range(epochs):
-        recent: list = []
-        for xb, yb in task.batches(data, epoch, seed):
-            loss = task.loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            recent = [*recent, (xb, yb)][-(train_n + held_n):]
+        recent = _train_epoch(task, model, opt, data, epoch, seed, train_n + held_n)
         out["val"].append(task.evaluate(model, data))
         ratios, base = _audit_once(task, model, opt, recent[:train_n], recent[train_n:], passes, factors)
         out["ratios"].append(ratios)
@@ -156,13 +162,7 @@ def simulate(task, mult: float, seed: int, threshold: float, max_cuts: int = 3, 
     opt = task.optimizer(list(model.parameters()), TUNED[task.name] * mult)
     due, cuts, log, vals = True, 0, [], []
     for epoch in range(task.epochs):
-        recent: list = []
-        for xb, yb in task.batches(data, epoch, seed):
-            loss = task.loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            recent = [*recent, (xb, yb)][-(train_n + held_n):]
+        recent = _train_epoch(task, model, opt, data, epoch, seed, train_n + held_n)
         vals.append(task.evaluate(model, data))
         if due and cuts < max_cuts and all(np.isfinite(vals)):
             ratios, _ = _audit_once(task, model, opt, recent[:train_n], recent[train_n:], passes, factors)
