@@ -106,10 +106,10 @@ class Driver:
             for cb in (PreflightCallback() if preflight else None, Forensics() if forensics else None):
                 if cb is not None:
                     self.add_callback(cb)
-        if mode == "heal" and self.cfg.rate_audit and loss_fn is not None:
-            from trainmedic.heal.rate_audit import RateAudit
+        if loss_fn is not None:  # TM343: heal mode, adaptive optimizers only (heal/rate_audit.py)
+            from trainmedic.heal.rate_audit import add_rate_audit
 
-            self.add_callback(RateAudit())  # TM343: active for adaptive optimizers only (heal/rate_audit.py)
+            add_rate_audit(self)
         for cb in callbacks:
             self.add_callback(cb)
         if observes_itself:

@@ -196,3 +196,23 @@ class RateAudit(MedicCallback):
         self.due = bool(state.get("due", True))
         self.cuts = int(state.get("cuts", 0))
         self.product = float(state.get("product", 1.0))
+
+
+def add_rate_audit(driver: Any, loss_fn: Any = None, refused: str | None = None) -> RateAudit | None:
+    """Attach the audit to ``driver`` where heal may use it: heal mode with ``rate_audit`` on.
+
+    ``loss_fn``: the replays' loss when it is not the driver's own (a front end that knows it, e.g.
+    Lightning's ``MedicCallback(loss_fn=...)``). ``refused``: why the front end knows the replays would not
+    train as the run does (a clipping or accumulating trainer, a scheduler...): then no audit, and a TM904
+    says so where the audit would otherwise have run (an adaptive optimizer), so the user knows why no
+    TM343 can come. Returns the attached audit, or None.
+    """
+    if driver.mode != "heal" or not driver.cfg.rate_audit:
+        return None
+    if refused is not None:
+        if isinstance(driver.optimizer, ADAPTIVE):
+            driver.step_aside("rate-audit", refused)
+        return None
+    audit_cb = RateAudit(loss_fn)
+    driver.add_callback(audit_cb)
+    return audit_cb

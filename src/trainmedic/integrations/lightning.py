@@ -9,6 +9,13 @@ overfitting (from the logged ``monitor`` metric, default ``val_loss``). In heal 
 non-finite step, clips a gradient spike, rolls back to the last healthy weights with a smaller learning
 rate, lowers the learning rate on a plateau, and stops early (``trainer.should_stop``) restoring the best
 weights. Findings go to ``out`` (default ``<trainer.log_dir or cwd>/trainmedic``) on global rank 0.
+
+``loss_fn=`` (heal mode) turns on the rate audit (TM343, :mod:`trainmedic.heal.rate_audit`): at the first
+evaluation, copies of the module and its Adam, AdamW or RMSprop optimizer replay recent batches at the rate
+and at 1/3 and 1/10 of it, ``loss_fn(pl_module(x), y)`` on each ``(x, y)`` batch. It runs only where those
+replays train as the Trainer does: one optimizer, automatic optimization, no gradient clipping, no gradient
+accumulation, no scheduler, and a ``forward`` that returns what ``loss_fn`` takes; otherwise a TM904 says
+why it stepped aside.
 Works with either the ``lightning`` or the ``pytorch_lightning`` package.
 """
 
@@ -29,6 +36,7 @@ except ImportError:  # pragma: no cover - depends on the installed flavour
         ) from exc
 
 from trainmedic.config import Thresholds
+from trainmedic.heal.rate_audit import add_rate_audit
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.observe.graph import read_loss_graph
 from trainmedic.observe.live import Observed
@@ -39,12 +47,14 @@ class MedicCallback(pl.Callback):
 
     def __init__(self, mode: str = "watch", *, monitor: str = "val_loss", higher_is_better: bool = False,
                  out: str | os.PathLike[str] | None = None,
-                 thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True) -> None:
+                 thresholds: Thresholds | dict[str, Any] | None = None, console: bool = True,
+                 loss_fn: Any = None) -> None:
         super().__init__()
         self.run = HookedRun(mode, thresholds, console, name="lightning MedicCallback")
         self.monitor = monitor
         self.higher_is_better = higher_is_better
         self.out = out
+        self.loss_fn = loss_fn  # the rate audit's replay loss: loss_fn(pl_module(x), y)
         self.report_dir: Path | None = None
         self._loss: Any = None
         self._batch: Any = None
@@ -71,6 +81,8 @@ class MedicCallback(pl.Callback):
                 opt = getattr(opt, "optimizer", opt)
                 self.run.add(pl_module, opt, scaler=scaler, scheduler=schedulers.get(id(opt)))
                 self._handles.append(opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o)))
+            if self.loss_fn is not None and self.run.primary is not None:
+                add_rate_audit(self.run.primary, self.loss_fn, audit_refusal(trainer, pl_module, schedulers))
         except Exception as exc:
             self.run.fail("on_fit_start", exc)
 
@@ -110,6 +122,25 @@ class MedicCallback(pl.Callback):
                 h.remove()
             self._handles.clear()
             self.run.close()
+
+
+def audit_refusal(trainer: Any, pl_module: Any, schedulers: dict[int, Any]) -> str | None:
+    """Why the rate audit's replays (plain steps of ``loss_fn(pl_module(x), y)`` at a constant rate) would not
+    train as this Trainer does, or None. Lightning clips and accumulates after the callback has seen the
+    gradients, so the driver cannot notice either by itself."""
+    if len(trainer.optimizers) != 1:
+        return "the module has several optimizers"
+    if not pl_module.automatic_optimization:
+        return "the module optimizes manually"
+    if trainer.gradient_clip_val:
+        return f"the Trainer clips gradients (gradient_clip_val={trainer.gradient_clip_val})"
+    if (trainer.accumulate_grad_batches or 1) > 1:
+        return f"the Trainer accumulates gradients (accumulate_grad_batches={trainer.accumulate_grad_batches})"
+    if schedulers:
+        return "a learning-rate scheduler sets the rate"
+    if type(pl_module).forward is pl.LightningModule.forward:
+        return "the module defines no forward for loss_fn(pl_module(x), y)"
+    return None
 
 
 __all__ = ["MedicCallback"]
