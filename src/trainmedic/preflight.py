@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +38,7 @@ from torch import nn
 
 from trainmedic.callbacks import MedicCallback
 from trainmedic.findings import Finding
+from trainmedic.quiet import silenced
 from trainmedic.replay import (
     Abort,
     Batch,
@@ -588,8 +588,7 @@ def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThreshold
     w.attach(model)
     loss = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             with w:
                 out = call_model(model, batch.inputs)
                 w.phase = "loss"

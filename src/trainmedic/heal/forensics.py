@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from trainmedic.callbacks import MedicCallback
+from trainmedic.quiet import silenced
 from trainmedic.replay import (
     Abort,
     Batch,
@@ -270,8 +270,7 @@ def trace_nonfinite(model: nn.Module, loss_fn: Any, batch: Any) -> Origin:
     tracer.attach(model)
     loss = None
     try:
-        with warnings.catch_warnings(), isolated(model):
-            warnings.simplefilter("ignore")
+        with silenced(), isolated(model):
             with tracer:
                 out = call_model(model, b.inputs)
                 if loss_fn is not None:
@@ -301,8 +300,7 @@ def _trace_backward(model: nn.Module, loss_fn: Any, b: Batch) -> Origin:
     first: list[Any] = []
     handles = []
     try:
-        with torch.random.fork_rng(devices=cuda), warnings.catch_warnings(), torch.enable_grad():
-            warnings.simplefilter("ignore")
+        with torch.random.fork_rng(devices=cuda), silenced(), torch.enable_grad():
             with rec:
                 out = call_model(m, b.inputs)
                 with rec.scope(_loss_scope(loss_fn)):
@@ -422,8 +420,7 @@ def bisect_rows(model: nn.Module, loss_fn: Any, batch: Any, *, max_passes: int |
         else:
             search(right)
 
-    with warnings.catch_warnings(), isolated(model, eval_mode=True):
-        warnings.simplefilter("ignore")
+    with silenced(), isolated(model, eval_mode=True):
         everything = torch.arange(n)
         if not bad(everything):
             return BisectResult([], passes, n, reproduced=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 from trainmedic import __version__
 from trainmedic.findings import Finding, atomic_write_text, jsonable, write_findings
 from trainmedic.instrument.main_module import MainScript, resolve, run_main, set_path
+from trainmedic.instrument.patches import CALL_SITE
 from trainmedic.instrument.session import Session
 from trainmedic.report.console import print_summary
 
@@ -102,11 +103,13 @@ def print_script_traceback(exc: BaseException, path: MainScript) -> None:
 
 def _drop_own_frames(shown: traceback.TracebackException, seen: set[int]) -> None:
     """Leave out trainmedic's wrappers between the script's frames and torch's (a wrapped loss function,
-    ``optimizer.step``, ``backward``): python would not have shown them."""
+    ``optimizer.step``, ``backward``) and the call-site frame they call the original through
+    (:data:`~trainmedic.instrument.patches.CALL_SITE`): python would not have shown them."""
     if id(shown) in seen:
         return
     seen.add(id(shown))
-    kept = [f for f in shown.stack if not os.path.realpath(f.filename).startswith(_PACKAGE)]
+    kept = [f for f in shown.stack
+            if f.name != CALL_SITE and not os.path.realpath(f.filename).startswith(_PACKAGE)]
     if len(kept) != len(shown.stack):
         shown.stack = traceback.StackSummary.from_list(kept)
     for chained in (shown.__cause__, shown.__context__):

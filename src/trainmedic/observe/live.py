@@ -23,7 +23,6 @@ observed steps only.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ from trainmedic.observe.data import (
 from trainmedic.observe.graph import LossCall, LossGraph, read_loss_graph
 from trainmedic.observe.levels import input_rms, observed_pair, target_sample
 from trainmedic.observe.ordering import BatchOrder
+from trainmedic.quiet import silenced
 from trainmedic.replay import OwnHook
 
 FIRST_STEPS = 3
@@ -165,8 +165,7 @@ class LiveChecks:
     def check(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None, report: Any,
               wiring: bool = True) -> None:
         """Run the checks due at ``step`` on what was observed (or on the loss and batch alone)."""
-        with warnings.catch_warnings():  # nothing of trainmedic's reaches the script's stderr
-            warnings.simplefilter("ignore")
+        with silenced():  # nothing of trainmedic's reaches the script's stderr
             self._check(step, loss, batch, observed, report, wiring)
 
     def _seen(self, loss: torch.Tensor, batch: Any, observed: Observed | None
@@ -187,8 +186,7 @@ class LiveChecks:
 
     def sample_level(self, step: int, loss: torch.Tensor, batch: Any, observed: Observed | None) -> None:
         """Only the constant-level sample (observe/levels.py), on a step the other checks skip."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             seen, calls, inputs, target = self._seen(loss, batch, observed)
             self._level(step, seen, calls, inputs, target)
 
