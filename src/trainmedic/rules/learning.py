@@ -40,6 +40,25 @@ def start_level(window: StepWindow) -> float:
     return float(parts[0]) if parts else math.nan
 
 
+def started_trained(obs: Observation, first: float) -> bool:
+    """The run started from trained weights and kept what they knew: its first loss beat the best constant
+    prediction clearly (by twice TM317's margin) and none of its first ``smooth`` losses rose to that
+    constant level (a fine-tune, a resumed run with a fresh optimizer). A loss that stays at such a start has
+    not "learned nothing", it has little left to learn; TM317 then says nothing.
+
+    Measured (``benchmarks/audit_finetune.py``): a classifier trained 4 epochs and continued with a fresh
+    Adam at its rate or a third of it got a false TM317 in 4 of 8 runs, and heal's rollback ended them
+    1.07-1.16x above the plain run. Continued at 30x the rate, the first steps throw the loss above the
+    constant level (2.0-2.9 against 1.38): what the weights knew is lost, and TM317 judges the run as before
+    (heal ended those 0.71-0.84x the plain run). A fresh network starts at or above the constant level, so
+    the runs TM317 is for are unchanged. Only where the targets tell the level (``obs.levels``: nn loss
+    modules, or functional losses with ``batch=``)."""
+    constant = obs.levels.value if obs.levels is not None else math.nan
+    early = obs.monitor.step_window.initial_parts
+    return bool(math.isfinite(constant) and constant > 0 and early
+                and first < constant * (1 - 2 * obs.cfg.not_learning_margin) and max(early) < constant)
+
+
 def early_level(window: StepWindow) -> float:
     """The reference of the early divergence check: the largest of the first three losses, so that a
     first batch easier than the others does not make the next ones look like a blow-up."""
@@ -204,6 +223,8 @@ def _not_learning(obs: Observation) -> Detection | None:
     if w.finite_steps < cfg.not_learning_window:
         return None
     first = start_level(w)
+    if started_trained(obs, first):
+        return None
     pinned = at_constant_level(obs, losses, first)  # rules/levels.py: the constant-prediction reference
     if pinned is not None:
         return pinned
