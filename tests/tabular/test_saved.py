@@ -58,10 +58,13 @@ def test_each_saved_fold_model_reproduces_its_out_of_fold_predictions(house_save
         Xva = type(X)(X.X.iloc[va], X.numeric, X.categorical)
         for name in ALL:
             np.testing.assert_allclose(saved.predict_model(name, Xva, k), res.oof[name][va], rtol=1e-9, atol=1e-12)
-    # the linear model kept its pair products in some fold and has target means in every fold, so their
-    # stored forms are part of the check
+    # the linear model kept its pair products in some fold and has splines and target means in every fold,
+    # so their stored forms are part of the check
     assert any(m.pairs is not None for m in saved.models["linear"])
+    assert all(m.splines is not None and len(m.splines.columns) > 10 for m in saved.models["linear"])
     assert all(m.target_means is not None for m in saved.models["linear"])
+    manifest = json.loads((d / "model" / "model.json").read_text())
+    assert all(len(e["splines"]["knots"]) == len(e["splines"]["columns"]) for e in manifest["models"]["linear"])
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "count"])

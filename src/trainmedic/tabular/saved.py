@@ -4,8 +4,8 @@ What is stored, in safe formats only (nothing in DIR can run code when loaded):
 
 - ``model.json``: the task, classes, columns and how each was typed, the blend weights, the preprocessing
   of every model in every fold as numbers (:mod:`trainmedic.tabular.frozen`), the linear models'
-  coefficients (and the regression model's pair products and target means), the networks' shapes and target scaling, and
-  the SHA-256 of every other file;
+  coefficients (and the regression model's pair products, spline knots and target means), the networks'
+  shapes and target scaling, and the SHA-256 of every other file;
 - ``lightgbm-fold{k}-bag{b}.txt``: LightGBM's own text model format;
 - ``mlp-fold{k}.pt``: the networks' ``state_dict`` tensors, read back with ``torch.load(weights_only=True)``.
 
@@ -34,6 +34,7 @@ from trainmedic.tabular.interactions import PairProducts
 from trainmedic.tabular.models import GBMConfig, LightGBMModel, LinearModel, MLPConfig, MLPModel, build_mlp
 from trainmedic.tabular.outdir import commit_files
 from trainmedic.tabular.preprocess import FeatureFrame, looks_like_dates, numeric_text_share, prepare_features
+from trainmedic.tabular.splines import SplineBasis
 from trainmedic.tabular.target_encoding import TargetMeans
 
 FORMAT = "trainmedic-fit-model"
@@ -50,6 +51,7 @@ def _linear_meta(m: LinearModel) -> dict[str, Any]:
             "intercept": np.asarray(est.intercept_, dtype="float64").ravel().tolist(),
             "y_mean": m.y_mean, "y_std": m.y_std, "alpha": m.alpha,
             "pairs": m.pairs.to_dict() if m.pairs is not None else None,
+            "splines": m.splines.to_dict() if m.splines is not None else None,
             "target_means": m.target_means.to_dict() if m.target_means is not None else None}
 
 
@@ -217,6 +219,8 @@ class SavedFit:
             model.y_mean, model.y_std, model.alpha = float(e["y_mean"]), float(e["y_std"]), float(e["alpha"])
             if e.get("pairs"):  # the regression model's pair products (absent in models saved before them)
                 model.pairs = PairProducts.from_dict(e["pairs"])
+            if e.get("splines"):  # its splines' knots and scale (absent in models saved before them)
+                model.splines = SplineBasis.from_dict(e["splines"])
             if e.get("target_means"):  # the same for the categories' target means
                 model.target_means = TargetMeans.from_dict(e["target_means"])
         model.pre = pre
