@@ -236,8 +236,21 @@ def _not_learning(obs: Observation) -> Detection | None:
                      onset=obs.step - cfg.not_learning_window)
 
 
+def _mark_dead(monitor: Monitor, obs: Observation) -> None:
+    monitor.died_at = obs.step
+
+
+def reported_dead(obs: Observation) -> bool:
+    """TM318 named this death and no gradient has reached the first layer since: the all-zero gradients
+    TM311 would report as a dead network are the same event, already explained (one finding, not two; the
+    sampled ReLU layers TM311 names are still reported, they say which layer died). Once a gradient flows
+    again (heal rolled back, or the run revived) TM311 judges as before."""
+    w = obs.monitor.step_window
+    return obs.monitor.died_at >= 0 and len(w.first_norms) > 0 and w.first_norms.last() == 0.0
+
+
 @detector(DEAD_NETWORK, cadence=Cadence.STEP, order=20, anomaly=True, needs_warmup=False,
-          quiet=lambda cfg: cfg.window)
+          quiet=lambda cfg: cfg.window, after_fire=_mark_dead)
 def _dead_network(obs: Observation) -> Detection | None:
     w = obs.monitor.step_window
     n = obs.cfg.dead_steps

@@ -15,6 +15,7 @@ import numpy as np
 from trainmedic.config import Thresholds
 from trainmedic.rules.curves import overfitting_evidence
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
+from trainmedic.rules.learning import reported_dead
 from trainmedic.rules.registry import rule
 from trainmedic.rules.shape import is_jump
 from trainmedic.signals.monitor import Monitor, gradient_bounds, median
@@ -735,13 +736,16 @@ DEAD_RELU_TRAINING = rule(
 
 @detector(DEAD_RELU_TRAINING, cadence=Cadence.SLOW, order=19)
 def _all_gradients_zero(obs: Observation) -> Detection | None:
+    if reported_dead(obs):
+        return None
     w = obs.monitor.step_window
     return detect_dead_network(w.first_norms.values(), w.last_norms.values(), obs.cfg)
 
 
 @detector(DEAD_RELU_TRAINING, cadence=Cadence.ACTIVATIONS, needs_warmup=False)
 def _dead_relu_training(obs: Observation) -> list[Detection]:
-    """One finding per layer, when the layer was dead on ``dead_relu_samples`` sampled batches in a row."""
+    """One finding per layer, when the layer was dead on ``dead_relu_samples`` sampled batches in a row
+    (also after TM318: which layer died is news that the first layer's zero gradient does not give)."""
     out = []
     for layer, dead in obs.activations.items():
         if obs.monitor.dead_runs.get(layer, 0) == obs.cfg.dead_relu_samples:

@@ -191,6 +191,7 @@ class Monitor:
     players: int = 1  # optimizers stepping in turn at the last step (>= 2: a game, no loss to minimise)
     once_done: list[str] = field(default_factory=list)  # detectors that run once and have run
     dead_runs: dict[str, int] = field(default_factory=dict)  # ReLU layer -> dead samples in a row (TM311)
+    died_at: int = -1  # the step TM318 dated the network's death to (-1: none reported); TM311 then adds nothing
 
     def __post_init__(self) -> None:
         self.step_window = StepWindow(self.cfg.window)
