@@ -1,8 +1,11 @@
 """The rate audit (TM343, issue 12 round five): an Adam rate too high that still learns, on real tiny trainings.
 
 * Adam at 30x a good rate learns (no spike, no plateau at the start level): at the first evaluation the
-  audit's copies show a lower rate winning on held-back batches; heal cuts the rate there, without a
-  rollback, and the run ends well below the plain run at the same rate;
+  audit's copies show a lower rate winning on held-back batches; heal restarts from the initial weights at
+  the next step with a probe below the audited rate and a warmup (heal/rate_answer.py), and the run ends
+  well below the plain run at the same rate;
+* with ``rate_audit_restart=False``, or an evaluation later than ``rate_audit_window`` steps, heal cuts the
+  rate instead and keeps the weights (the fallback);
 * the same task at the good rate: the audit runs, finds nothing, and the run under heal ends bit for bit
   where the plain loop ends (weights, validation, the RNG: the model has dropout);
 * plain SGD is not audited (at its tuned rate a lower one wins short replays too), nor a run without
@@ -17,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainmedic import Medic
+from trainmedic.callbacks import MedicCallback
 from trainmedic.heal.rate_audit import RateAudit
 from trainmedic.rules import get_rule
 
@@ -39,7 +43,8 @@ def _model(dropout: float) -> nn.Module:
 
 
 def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: float = 0.0, opt_cls=torch.optim.Adam,
-          loss_fn: bool = True, batch: bool = True, clip: float | None = None):
+          loss_fn: bool = True, batch: bool = True, clip: float | None = None, thresholds: dict | None = None,
+          callbacks=()):
     """A 4-class MLP, 32 steps an epoch; returns (medic or None, model, validation per epoch, the RNG after)."""
     x, y, xv, yv = DATA
     torch.manual_seed(seed)
@@ -47,7 +52,8 @@ def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: floa
     opt = opt_cls(model.parameters(), lr=lr)
     medic = None
     if mode != "plain":
-        medic = Medic(model, opt, mode=mode, console=False, loss_fn=F.cross_entropy if loss_fn else None)
+        medic = Medic(model, opt, mode=mode, console=False, loss_fn=F.cross_entropy if loss_fn else None,
+                      thresholds=thresholds, callbacks=callbacks)
     vals = []
     for epoch in range(epochs):
         model.train()
@@ -76,20 +82,65 @@ def _audit_actions(medic):
     return [e for e in medic.events if e.get("type") == "action" and e.get("reason") == "TM343"]
 
 
+class AtRollback(MedicCallback):
+    """Reads the weights the moment heal has rolled back (the actuator restored a snapshot)."""
+
+    name = "at-rollback"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+
+    def on_rollback(self, medic, step, to_step):
+        self.seen.append((step, to_step, {k: v.clone() for k, v in medic.model.state_dict().items()}))
+
+
+def _initial_weights(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return _model(0.0).state_dict()
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_adam_30x_too_high_is_cut_at_the_first_evaluation(seed):
-    _, _, plain, _ = train(3e-2, "plain", seed=seed)
-    medic, _, healed, _ = train(3e-2, "heal", seed=seed)
+def test_adam_30x_too_high_restarts_from_the_initial_weights_with_a_probe(seed):
+    _, _, plain, _ = train(3e-2, "plain", seed=seed, epochs=6)
+    at = AtRollback()
+    medic, model, healed, _ = train(3e-2, "heal", seed=seed, epochs=6, callbacks=[at])
     found = [f for f in medic.findings if f.code == "TM343"]
     assert found, [f.code for f in medic.findings]
     f = found[0]
     assert f.step == 32 and f.evidence["epoch"] == 0  # the first evaluation, after 32 steps
     assert min(f.evidence["ratios"].values()) < 1 - medic.cfg.rate_audit_gain
+    assert f.action == "restart from step 0, probe up to 0.03, warmup"
+    acts = _audit_actions(medic)
+    assert [a["action"] for a in acts] == ["rollback", "probe"]  # no cut
+    back, probe = acts
+    assert back["step"] == 32 and back["to_step"] == 0 and back["ceiling"] == pytest.approx(3e-2)
+    assert back["ratios"] == f.evidence["ratios"] and "rate audit" in back["why"]
+    # the weights at the rollback are the initial ones; then trained
+    assert [(s, t) for s, t, _ in at.seen] == [(32, 0), (32 + medic.cfg.probe_steps, 0)]
+    initial = _initial_weights(seed)
+    assert all(torch.equal(initial[k], w) for k, w in at.seen[0][2].items())
+    assert not torch.equal(initial["0.weight"], model.state_dict()["0.weight"])
+    # the probe stays at or below the audited rate, and the run warms up to what it chose
+    assert probe["probed"][1] <= 3e-2 * (1 + 1e-9) and probe["lr_after"] < 3e-2 / 2.9
+    assert probe["warmup_steps"] == medic.cfg.heal_warmup_steps and probe["why"]
+    assert medic.lr == pytest.approx(probe["lr_after"])
+    assert healed[0] == plain[0]  # nothing changed before the audit
+    assert healed[-1] < 0.8 * plain[-1], (healed, plain)
+
+
+@pytest.mark.parametrize("thresholds", [{"rate_audit_restart": False}, {"rate_audit_window": 31}],
+                         ids=["restart-off", "late-evaluation"])
+def test_without_a_restart_the_rate_is_cut_and_the_weights_kept(thresholds):
+    # The fallback: asked for, or the first evaluation (step 32) comes after rate_audit_window steps.
+    _, _, plain, _ = train(3e-2, "plain")
+    medic, _, healed, _ = train(3e-2, "heal", thresholds=thresholds)
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 32 and f.action.startswith("lr x")
     acts = _audit_actions(medic)
     assert acts and acts[0]["action"] == "lr-change" and acts[0]["lr_before"] == pytest.approx(3e-2)
-    assert acts[0]["lr_after"] < 3e-2 / 2.9
+    assert acts[0]["lr_after"] < 3e-2 / 2.9 and acts[0]["ratios"] == f.evidence["ratios"]
     assert not any(e.get("action") == "rollback" for e in medic.events if e.get("type") == "action")
-    assert healed[0] == plain[0]  # nothing changed before the audit
+    assert healed[0] == plain[0]
     assert healed[-1] < 0.9 * plain[-1], (healed, plain)
 
 

@@ -176,15 +176,15 @@ class RateAudit(MedicCallback):
         cut = FACTORS[result.choice(cfg.rate_audit_gain)]
         ratios = {f"x{f:.3g}": round(r, 4) for f, r in zip(FACTORS, result.ratios)}
         text = ", ".join(f"{f:.2g} of the rate {r:.3f}" for f, r in zip(FACTORS, result.ratios))
-        medic.report(
-            RATE_TOO_HIGH.code,
-            f"on copies trained {cfg.rate_audit_passes}x over {n} recent batches, a lower learning rate beat "
-            f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})",
-            evidence={"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
-                      "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
-                      "epoch": epoch, **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})},
-            action=f"lr x{cut:.3g}" if medic.mode == "heal" else None)
-        if medic.cut_lr(RATE_TOO_HIGH.code, cut, ratios=ratios, epoch=epoch):
+        message = (f"on copies trained {cfg.rate_audit_passes}x over {n} recent batches, a lower learning rate beat "
+                   f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})")
+        evidence = {"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
+                    "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
+                    "epoch": epoch,
+                    **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})}
+        # heal restarts from the initial weights with a probe (the rollback at the next step ends the audit:
+        # on_rollback), or cuts the rate now and audits again at the next evaluation (heal/rate_answer.py)
+        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios):
             self.cuts += 1
             self.product *= cut
             self.due = self.cuts < cfg.rate_audit_max_cuts
