@@ -7,6 +7,10 @@ ratio, the loss trend, a plateau, the cosine of successive updates all overlap a
 tell them apart is a counterfactual: from the current weights and optimizer state, train copies at the
 rate and at 1/3 and 1/10 of it on the same recent batches, and compare their losses on *other* recent
 batches. At a tuned rate the lower rates do not win (or by at most 2.5 %); at 10x-30x they win by 6-56 %.
+What heal does then is :mod:`trainmedic.heal.rate_answer`'s decision: where the evaluation comes within
+``rate_audit_window`` steps, restart from the initial snapshot at the next step with a probe below the
+audited rate and a warmup (the weights after an epoch at 10-30x sit in a poor basin); otherwise cut the
+rate to the lower rate that won, keeping the weights.
 
 When it runs: heal mode, ``Medic(..., loss_fn=...)`` and ``medic.step(loss, batch=...)`` (it needs batches
 to replay), or ``trainmedic run --heal`` where the script's loss is one ``torch.nn.functional`` loss call on the
@@ -16,7 +20,7 @@ gradients (the copies would take unclipped steps: a healthy clipped GRU got a fa
 Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
 which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
 has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
-cuts). Its cost,
+cuts); after a restart, never again (the rollback ends it, as any rollback does). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
 24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
 untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
