@@ -128,6 +128,16 @@ def test_adam_30x_too_high_restarts_from_the_initial_weights_with_a_probe(seed):
     assert healed[-1] < 0.8 * plain[-1], (healed, plain)
 
 
+def test_a_restart_starts_a_new_plateau_window():
+    # Adam at 10x: the evaluation before the restart (0.69) is better than the restarted run's next five; a
+    # plateau counted from it cut the rate x0.1 at step 192 (final 1.18x the good rate's run instead of 1.05x).
+    _, _, good, _ = train(1e-3, "plain", epochs=10)
+    medic, _, healed, _ = train(1e-2, "heal", epochs=10)
+    assert [f.code for f in medic.findings if f.severity == "warning"] == ["TM343"]
+    assert [a["action"] for a in medic.events if a.get("type") == "action"] == ["rollback", "probe"]
+    assert min(healed[1:6]) > healed[0] and healed[-1] < 1.1 * good[-1], (healed, good)
+
+
 @pytest.mark.parametrize("thresholds", [{"rate_audit_restart": False}, {"rate_audit_window": 31}],
                          ids=["restart-off", "late-evaluation"])
 def test_without_a_restart_the_rate_is_cut_and_the_weights_kept(thresholds):

@@ -235,11 +235,11 @@ class Engine(PhaseEnd):
     def rate_too_high(self, code: str, factor: float, lr: float, message: str, evidence: dict[str, Any],
                       **detail: Any) -> float:
         """TM343 (the rate audit) at the evaluation just closed: heal restarts at the next step or cuts the rate
-        now (heal/rate_answer.py); returns the multiplier to apply now. A cut starts a new plateau window."""
+        now (heal/rate_answer.py); returns the multiplier to apply now. Either starts a new plateau window."""
         v = EpochVerdict(epoch=self.epoch)
         action = self.policy.rate_too_high(code, factor, v, lr, self.step_count, **detail)
         self.report(code, message, evidence=evidence, action=action)
-        if v.lr_multiplier != 1.0:
+        if v.lr_multiplier != 1.0 or self.policy.rate_restart is not None:
             self.monitor.restart_plateau(self.cfg.plateau_cooldown)
         for a in v.actions:
             self.record_action(**a)
