@@ -4,11 +4,10 @@ The audit finds, at the first evaluation, that a lower rate beats the current on
 weights it looks at are an epoch's worth of steps at a rate 10-30x too high: a poor basin, which a lower
 rate from there does not leave. Restarting from the initial weights did better than the cut (issue 12,
 ``HEAL_RESULTS.md`` round six: 77/96 heal cases within 1.1x of the tuned run against 75/96 on the same
-plain runs; classify 30x 1.12-1.22 -> 1.02-1.10, GRU 10x 1.07-1.09 -> 1.00-1.03). So where the evaluation
-comes early, heal
-rolls back to the initial snapshot (step 0) and starts the probe it uses after early instability
-(:mod:`trainmedic.heal.steering`): rates rising over three decades below the audited rate - never above it,
-the audit has just found it too high - then a linear warmup to the rate the probe supports.
+plain runs; classify 30x 1.01-1.22 -> 1.02-1.10, GRU 10x 1.07-1.09 -> 1.00-1.03). So where the
+evaluation comes early, heal rolls back to the initial snapshot (step 0) and starts the probe it uses after
+early instability (:mod:`trainmedic.heal.steering`): rates rising over three decades below the audited rate -
+never above it, the audit has just found it too high - then a linear warmup to the rate the probe supports.
 
 It cuts the rate instead, keeping the weights, as before:
 
