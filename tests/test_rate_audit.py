@@ -138,10 +138,12 @@ def test_a_restart_starts_a_new_plateau_window():
     assert min(healed[1:6]) > healed[0] and healed[-1] < 1.1 * good[-1], (healed, good)
 
 
-@pytest.mark.parametrize("thresholds", [{"rate_audit_restart": False}, {"rate_audit_window": 31}],
-                         ids=["restart-off", "late-evaluation"])
+@pytest.mark.parametrize("thresholds", [{"rate_audit_restart": False}, {"rate_audit_window": 31},
+                                        {"max_probes": 0}, {"max_rollbacks": 0}],
+                         ids=["restart-off", "late-evaluation", "no-probe-budget", "no-rollback-budget"])
 def test_without_a_restart_the_rate_is_cut_and_the_weights_kept(thresholds):
-    # The fallback: asked for, or the first evaluation (step 32) comes after rate_audit_window steps.
+    # The fallback: asked for, the first evaluation (step 32) comes after rate_audit_window steps, or heal has
+    # no probe or rollback left for a restart.
     _, _, plain, _ = train(3e-2, "plain")
     medic, _, healed, _ = train(3e-2, "heal", thresholds=thresholds)
     f = next(f for f in medic.findings if f.code == "TM343")
