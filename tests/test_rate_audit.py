@@ -209,3 +209,44 @@ def test_a_run_still_at_its_first_loss_is_left_to_tm317(seed):
     acts = [e for e in medic.events if e.get("type") == "action"]
     assert acts[0]["action"] == "rollback" and acts[0]["reason"] == "TM317" and acts[0]["step"] == 60
     assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).due
+
+
+def _epochs(medic, model, opt, epochs: range) -> list[float]:
+    x, y, xv, yv = DATA
+    vals = []
+    for epoch in epochs:
+        model.train()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(x) - 31, 32):
+            xb, yb = x[order[i:i + 32]], y[order[i:i + 32]]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(xb, yb))
+        model.eval()
+        with torch.no_grad():
+            vals.append(float(F.cross_entropy(model(xv), yv)))
+        medic.end_epoch(val_loss=vals[-1])
+    return vals
+
+
+def _medic(ckpt):
+    torch.manual_seed(0)
+    model = _model(0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    return Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, checkpoint_dir=ckpt), model, opt
+
+
+def test_a_restart_decided_at_the_evaluation_survives_a_resume_from_its_checkpoint(tmp_path):
+    # The checkpoint written at the first epoch end holds the restart heal decided there but has not carried
+    # out yet (it happens at the next step): a run resumed from it restarts as the uninterrupted run does.
+    medic, model, opt = _medic(tmp_path / "a")
+    ref = _epochs(medic, model, opt, range(3))
+    medic, model, opt = _medic(tmp_path / "b")
+    first = _epochs(medic, model, opt, range(1))
+    medic2, model2, opt2 = _medic(tmp_path / "b")
+    assert medic2.resume().step == 32
+    rest = _epochs(medic2, model2, opt2, range(1, 3))
+    assert first + rest == ref
+    acts = [(e["action"], e["reason"], e["step"]) for e in medic2.events if e.get("type") == "action"]
+    assert [a for a in acts if a[1] == "TM343"] == [("rollback", "TM343", 32), ("probe", "TM343", 68)]
