@@ -1,8 +1,11 @@
 """The rate audit (TM343, issue 12 round five): an Adam rate too high that still learns, on real tiny trainings.
 
 * Adam at 30x a good rate learns (no spike, no plateau at the start level): at the first evaluation the
-  audit's copies show a lower rate winning on held-back batches; heal cuts the rate there, without a
-  rollback, and the run ends well below the plain run at the same rate;
+  audit's copies show a lower rate winning on held-back batches; heal restarts from the initial weights at
+  the next step with a probe below the audited rate and a warmup (heal/rate_answer.py), and the run ends
+  well below the plain run at the same rate;
+* with ``rate_audit_restart=False``, or an evaluation later than ``rate_audit_window`` steps, heal cuts the
+  rate instead and keeps the weights (the fallback);
 * the same task at the good rate: the audit runs, finds nothing, and the run under heal ends bit for bit
   where the plain loop ends (weights, validation, the RNG: the model has dropout);
 * plain SGD is not audited (at its tuned rate a lower one wins short replays too), nor a run without
@@ -17,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainmedic import Medic
+from trainmedic.callbacks import MedicCallback
 from trainmedic.heal.rate_audit import RateAudit
 from trainmedic.rules import get_rule
 
@@ -39,7 +43,8 @@ def _model(dropout: float) -> nn.Module:
 
 
 def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: float = 0.0, opt_cls=torch.optim.Adam,
-          loss_fn: bool = True, batch: bool = True, clip: float | None = None):
+          loss_fn: bool = True, batch: bool = True, clip: float | None = None, thresholds: dict | None = None,
+          callbacks=()):
     """A 4-class MLP, 32 steps an epoch; returns (medic or None, model, validation per epoch, the RNG after)."""
     x, y, xv, yv = DATA
     torch.manual_seed(seed)
@@ -47,7 +52,8 @@ def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: floa
     opt = opt_cls(model.parameters(), lr=lr)
     medic = None
     if mode != "plain":
-        medic = Medic(model, opt, mode=mode, console=False, loss_fn=F.cross_entropy if loss_fn else None)
+        medic = Medic(model, opt, mode=mode, console=False, loss_fn=F.cross_entropy if loss_fn else None,
+                      thresholds=thresholds, callbacks=callbacks)
     vals = []
     for epoch in range(epochs):
         model.train()
@@ -76,20 +82,77 @@ def _audit_actions(medic):
     return [e for e in medic.events if e.get("type") == "action" and e.get("reason") == "TM343"]
 
 
+class AtRollback(MedicCallback):
+    """Reads the weights the moment heal has rolled back (the actuator restored a snapshot)."""
+
+    name = "at-rollback"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+
+    def on_rollback(self, medic, step, to_step):
+        self.seen.append((step, to_step, {k: v.clone() for k, v in medic.model.state_dict().items()}))
+
+
+def _initial_weights(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return _model(0.0).state_dict()
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_adam_30x_too_high_is_cut_at_the_first_evaluation(seed):
-    _, _, plain, _ = train(3e-2, "plain", seed=seed)
-    medic, _, healed, _ = train(3e-2, "heal", seed=seed)
+def test_adam_30x_too_high_restarts_from_the_initial_weights_with_a_probe(seed):
+    _, _, plain, _ = train(3e-2, "plain", seed=seed, epochs=6)
+    at = AtRollback()
+    medic, model, healed, _ = train(3e-2, "heal", seed=seed, epochs=6, callbacks=[at])
     found = [f for f in medic.findings if f.code == "TM343"]
     assert found, [f.code for f in medic.findings]
     f = found[0]
     assert f.step == 32 and f.evidence["epoch"] == 0  # the first evaluation, after 32 steps
     assert min(f.evidence["ratios"].values()) < 1 - medic.cfg.rate_audit_gain
+    assert f.action == "restart from step 0, probe up to 0.03, warmup"
+    acts = _audit_actions(medic)
+    assert [a["action"] for a in acts] == ["rollback", "probe"]  # no cut
+    back, probe = acts
+    assert back["step"] == 32 and back["to_step"] == 0 and back["ceiling"] == pytest.approx(3e-2)
+    assert back["ratios"] == f.evidence["ratios"] and "rate audit" in back["why"]
+    # the weights at the rollback are the initial ones; then trained
+    assert [(s, t) for s, t, _ in at.seen] == [(32, 0), (32 + medic.cfg.probe_steps, 0)]
+    initial = _initial_weights(seed)
+    assert all(torch.equal(initial[k], w) for k, w in at.seen[0][2].items())
+    assert not torch.equal(initial["0.weight"], model.state_dict()["0.weight"])
+    # the probe stays at or below the audited rate, and the run warms up to what it chose
+    assert probe["probed"][1] <= 3e-2 * (1 + 1e-9) and probe["lr_after"] < 3e-2 / 2.9
+    assert probe["warmup_steps"] == medic.cfg.heal_warmup_steps and probe["why"]
+    assert medic.lr == pytest.approx(probe["lr_after"])
+    assert healed[0] == plain[0]  # nothing changed before the audit
+    assert healed[-1] < 0.8 * plain[-1], (healed, plain)
+
+
+def test_a_restart_starts_a_new_plateau_window():
+    # Adam at 10x: the evaluation before the restart (0.69) is better than the restarted run's next five; a
+    # plateau counted from it cut the rate x0.1 at step 192 (final 1.18x the good rate's run instead of 1.05x).
+    _, _, good, _ = train(1e-3, "plain", epochs=10)
+    medic, _, healed, _ = train(1e-2, "heal", epochs=10)
+    assert [f.code for f in medic.findings if f.severity == "warning"] == ["TM343"]
+    assert [a["action"] for a in medic.events if a.get("type") == "action"] == ["rollback", "probe"]
+    assert min(healed[1:6]) > healed[0] and healed[-1] < 1.1 * good[-1], (healed, good)
+
+
+@pytest.mark.parametrize("thresholds", [{"rate_audit_restart": False}, {"rate_audit_window": 31},
+                                        {"max_probes": 0}, {"max_rollbacks": 0}],
+                         ids=["restart-off", "late-evaluation", "no-probe-budget", "no-rollback-budget"])
+def test_without_a_restart_the_rate_is_cut_and_the_weights_kept(thresholds):
+    # The fallback: asked for, the first evaluation (step 32) comes after rate_audit_window steps, or heal has
+    # no probe or rollback left for a restart.
+    _, _, plain, _ = train(3e-2, "plain")
+    medic, _, healed, _ = train(3e-2, "heal", thresholds=thresholds)
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 32 and f.action.startswith("lr x")
     acts = _audit_actions(medic)
     assert acts and acts[0]["action"] == "lr-change" and acts[0]["lr_before"] == pytest.approx(3e-2)
-    assert acts[0]["lr_after"] < 3e-2 / 2.9
+    assert acts[0]["lr_after"] < 3e-2 / 2.9 and acts[0]["ratios"] == f.evidence["ratios"]
     assert not any(e.get("action") == "rollback" for e in medic.events if e.get("type") == "action")
-    assert healed[0] == plain[0]  # nothing changed before the audit
+    assert healed[0] == plain[0]
     assert healed[-1] < 0.9 * plain[-1], (healed, plain)
 
 
@@ -146,3 +209,44 @@ def test_a_run_still_at_its_first_loss_is_left_to_tm317(seed):
     acts = [e for e in medic.events if e.get("type") == "action"]
     assert acts[0]["action"] == "rollback" and acts[0]["reason"] == "TM317" and acts[0]["step"] == 60
     assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).due
+
+
+def _epochs(medic, model, opt, epochs: range) -> list[float]:
+    x, y, xv, yv = DATA
+    vals = []
+    for epoch in epochs:
+        model.train()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(x) - 31, 32):
+            xb, yb = x[order[i:i + 32]], y[order[i:i + 32]]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(xb, yb))
+        model.eval()
+        with torch.no_grad():
+            vals.append(float(F.cross_entropy(model(xv), yv)))
+        medic.end_epoch(val_loss=vals[-1])
+    return vals
+
+
+def _medic(ckpt):
+    torch.manual_seed(0)
+    model = _model(0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    return Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, checkpoint_dir=ckpt), model, opt
+
+
+def test_a_restart_decided_at_the_evaluation_survives_a_resume_from_its_checkpoint(tmp_path):
+    # The checkpoint written at the first epoch end holds the restart heal decided there but has not carried
+    # out yet (it happens at the next step): a run resumed from it restarts as the uninterrupted run does.
+    medic, model, opt = _medic(tmp_path / "a")
+    ref = _epochs(medic, model, opt, range(3))
+    medic, model, opt = _medic(tmp_path / "b")
+    first = _epochs(medic, model, opt, range(1))
+    medic2, model2, opt2 = _medic(tmp_path / "b")
+    assert medic2.resume().step == 32
+    rest = _epochs(medic2, model2, opt2, range(1, 3))
+    assert first + rest == ref
+    acts = [(e["action"], e["reason"], e["step"]) for e in medic2.events if e.get("type") == "action"]
+    assert [a for a in acts if a[1] == "TM343"] == [("rollback", "TM343", 32), ("probe", "TM343", 68)]

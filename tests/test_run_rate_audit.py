@@ -5,8 +5,10 @@ Real tiny trainings of an unmodified script (`run_scripts/adam_classifier.py`: t
 function the CLI calls:
 
 * at 30x its good rate, with `F.cross_entropy` or `nn.CrossEntropyLoss()`: the loss is rebuilt from the first
-  steps, the audit names TM343 at the first evaluation (step 32) and cuts the rate; the script's own
-  optimizer continues at the cut rate and its validation ends well below the plain script's;
+  steps, the audit names TM343 at the first evaluation (step 32), and heal restarts the script's model and
+  optimizer from their initial state at the next step with a probe below the audited rate and a warmup
+  (heal/rate_answer.py); the script's own optimizer ends at the probed rate and its validation ends well
+  below the plain script's;
 * at the good rate: audited, nothing found, and the script prints what the plain script prints (every
   validation loss, the final weights' digest, the RNG's digest);
 * a hand-written loss, label smoothing, a class weight: the rebuild is refused (a replay of another loss
@@ -58,9 +60,10 @@ def vals(lines: list[str]) -> list[float]:
 
 
 @pytest.mark.parametrize("loss", ["functional", "module"])
-def test_adam_30x_too_high_under_run_heal_is_audited_and_cut(loss, tmp_path, at_finish):
-    plain, _ = run(["--lr", "3e-2", "--loss", loss], tmp_path / "watch", heal=False)
-    healed, found = run(["--lr", "3e-2", "--loss", loss], tmp_path / "heal", heal=True)
+def test_adam_30x_too_high_under_run_heal_is_audited_and_restarted(loss, tmp_path, at_finish):
+    argv = ["--lr", "3e-2", "--loss", loss, "--epochs", "6"]
+    plain, _ = run(argv, tmp_path / "watch", heal=False)
+    healed, found = run(argv, tmp_path / "heal", heal=True)
     rebuild = at_finish["rebuild"]
     assert rebuild.refused is None and rebuild.loss_fn is not None and rebuild.loss_fn.name == "cross_entropy"
     if loss == "module":  # the module's arguments are carried as it passed them
@@ -70,14 +73,16 @@ def test_adam_30x_too_high_under_run_heal_is_audited_and_cut(loss, tmp_path, at_
     assert len(tm343) == 1 and tm343[0]["step"] == 32 and tm343[0]["evidence"]["epoch"] == 0
     assert tm343[0]["evidence"]["loss_fn"].startswith("F.cross_entropy(output, target")
     assert min(tm343[0]["evidence"]["ratios"].values()) < 1 - 0.045
+    assert tm343[0]["action"].startswith("restart from step 0")
     events = [json.loads(line) for line in (tmp_path / "heal" / "events.jsonl").read_text().splitlines()]
     acts = [e for e in events if e.get("type") == "action"]
-    assert [(a["action"], a["reason"]) for a in acts] == [("lr-change", "TM343")]  # no rollback
-    assert acts[0]["lr_before"] == pytest.approx(3e-2) and acts[0]["lr_after"] < 3e-2 / 2.9
+    assert [(a["action"], a["reason"]) for a in acts] == [("rollback", "TM343"), ("probe", "TM343")]
+    assert acts[0]["step"] == 32 and acts[0]["to_step"] == 0 and acts[0]["ceiling"] == pytest.approx(3e-2)
+    assert acts[1]["probed"][1] <= 3e-2 * (1 + 1e-9) and acts[1]["lr_after"] < 3e-2 / 2.9
     assert vals(healed)[0] == vals(plain)[0]  # nothing changed before the first evaluation
     lrs = [float(line.split()[5]) for line in healed if line.startswith("epoch")]
-    assert lrs[0] == 3e-2 and lrs[-1] == pytest.approx(acts[0]["lr_after"])  # the script's optimizer, cut
-    assert vals(healed)[-1] < 0.9 * vals(plain)[-1], (vals(healed), vals(plain))
+    assert lrs[0] == 3e-2 and lrs[-1] == pytest.approx(acts[1]["lr_after"])  # the script's optimizer, restarted
+    assert vals(healed)[-1] < 0.8 * vals(plain)[-1], (vals(healed), vals(plain))
     assert not [f for f in found if f["code"] != "TM343" and f["severity"] in ("warning", "error")]
 
 

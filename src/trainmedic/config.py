@@ -116,6 +116,13 @@ class Thresholds:
     rate_audit_passes: int = 2
     rate_audit_gain: float = 0.045
     rate_audit_max_cuts: int = 3
+    # Heal's answer (heal/rate_answer.py): roll back to the initial snapshot and probe below the audited rate, then
+    # warm up - the weights after an epoch at 10-30x sit in a poor basin a cut does not leave - when the audit's
+    # evaluation comes within `rate_audit_window` steps (later, a restart throws away too much: a held-out
+    # autoencoder first evaluated after 3-5 epochs got false restarts in 10/24 runs without it); else, or with
+    # `rate_audit_restart=False`, or no snapshot or budget for it, cut the rate and keep the weights
+    rate_audit_restart: bool = True
+    rate_audit_window: int = 64
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise

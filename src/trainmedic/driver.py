@@ -311,11 +311,11 @@ class Driver:
         act.scale_lr(v.lr_multiplier)
         return v
 
-    def cut_lr(self, code: str, factor: float, **detail: Any) -> bool:
-        """Heal mode: lower the rate by ``factor`` now, on the evidence of a check outside the detectors
-        (``code``'s finding, reported by the caller); recorded as an ``lr-change`` action with ``detail``.
-        False when refused (watch mode, ``min_lr``)."""
-        multiplier = self.engine.cut_lr(code, factor, self.lr, **detail)
+    def rate_too_high(self, code: str, factor: float, message: str, evidence: dict[str, Any], **detail: Any) -> bool:
+        """A check outside the detectors (the rate audit) found the rate too high: report ``code`` with what
+        heal does (:mod:`trainmedic.heal.rate_answer`), a restart at the next step or the rate x ``factor``
+        now (an ``lr-change`` action with ``detail``). True when the rate was cut now."""
+        multiplier = self.engine.rate_too_high(code, factor, self.lr, message, evidence, **detail)
         self.actuator.scale_lr(multiplier)
         return multiplier != 1.0
 

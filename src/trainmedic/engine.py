@@ -92,7 +92,7 @@ class Engine(PhaseEnd):
             v.snapshot_now = self.policy.initial_snapshot(t)
             if v.snapshot_now is not None:
                 self._initial_window = window.copy()  # the state before this step
-        if self.policy.probing:
+        if self.policy.probing or self.policy.rate_restart is not None:
             return self._probe_step(t, sig, v, lr)
         self.rates.observe(t, lr, window, mon.warm, cfg.raise_factor, cfg.raise_window)
         self.policy.pace(v, lr)
@@ -134,10 +134,14 @@ class Engine(PhaseEnd):
 
     def _probe_step(self, t: int, sig: StepSignals, v: StepVerdict, lr: float) -> StepVerdict:
         """A step of heal's learning-rate probe: the probe reads its loss and sets its rate. The detectors
-        do not judge it (its rate is deliberately off), and its loss joins no curve but the report's."""
+        do not judge it (its rate is deliberately off), and its loss joins no curve but the report's. The step
+        after TM343's evaluation starts the probe heal decided on there (heal/rate_answer.py)."""
         v.finite = sig.loss_finite and sig.grads_finite
         self._record_sample(t, sig, lr)
-        self.policy.probe_step(v, sig.loss if v.finite else math.inf, lr)
+        if self.policy.rate_restart is not None:
+            self.policy.restart(v, self.monitor.step_window)
+        else:
+            self.policy.probe_step(v, sig.loss if v.finite else math.inf, lr)
         return self._settle(v, lr)
 
     def _settle(self, v: StepVerdict, lr: float = math.nan) -> StepVerdict:
@@ -228,15 +232,17 @@ class Engine(PhaseEnd):
         self.should_stop = self.should_stop or v.stop
         return v
 
-    def cut_lr(self, code: str, factor: float, lr: float, **detail: Any) -> float:
-        """Heal lowers the rate at the evaluation just closed on a check outside the detectors (TM343, the
-        rate audit); returns the multiplier to apply (1.0 when refused). Like TM309's cut, it starts a new
-        plateau window: the evaluations before it were made at the old rate."""
+    def rate_too_high(self, code: str, factor: float, lr: float, message: str, evidence: dict[str, Any],
+                      **detail: Any) -> float:
+        """TM343 (the rate audit) at the evaluation just closed: heal restarts at the next step or cuts the rate
+        now (heal/rate_answer.py); returns the multiplier to apply now. Either starts a new plateau window."""
         v = EpochVerdict(epoch=self.epoch)
-        if self.policy.rate_cut(code, factor, v, lr, **detail):
+        action = self.policy.rate_too_high(code, factor, v, lr, self.step_count, **detail)
+        self.report(code, message, evidence=evidence, action=action)
+        if v.lr_multiplier != 1.0 or self.policy.rate_restart is not None:
             self.monitor.restart_plateau(self.cfg.plateau_cooldown)
-            for action in v.actions:
-                self.record_action(**action)
+        for a in v.actions:
+            self.record_action(**a)
         return v.lr_multiplier
 
     def advance_epoch(self) -> None:
@@ -347,13 +353,8 @@ class Engine(PhaseEnd):
         if t % self.layer_history.stride == 0:
             self.layer_history.offer(t, list(sig.norms))
 
-    @property
-    def findings(self) -> list[Finding]:
-        return self.log.as_list()
-
-    @property
-    def window(self) -> StepWindow:
-        return self.monitor.step_window
+    findings = property(lambda self: self.log.as_list(), doc="One finding per distinct problem, in order.")
+    window = property(lambda self: self.monitor.step_window, doc="The step window (running statistics).")
 
     # ------------------------------------------------------------------------------------------------
     # state

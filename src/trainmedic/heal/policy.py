@@ -11,6 +11,7 @@
 | TM308 | learning rate x ``plateau_lr_factor`` |
 | TM309 | stop early, restore the best weights, report what the stop saved |
 | TM310 | reset the gradients after every step from now on |
+| TM343 | roll back to the initial snapshot at the next step, probe below the audited rate, warm up; or cut |
 
 A rollback is followed by a learning-rate probe (:mod:`trainmedic.heal.steering`, issue 12): the next
 ``probe_steps`` steps, from the restored snapshot, try rates rising exponentially over the three decades
@@ -41,6 +42,7 @@ from typing import Any
 
 from trainmedic.config import Thresholds
 from trainmedic.heal.lr_probe import DEFAULT_DECADES, ProbeStep
+from trainmedic.heal.rate_answer import RateAnswer
 from trainmedic.heal.steering import Steering, probe_event
 from trainmedic.rules.detectors import Detection
 from trainmedic.rules.learning import start_level
@@ -61,8 +63,9 @@ class SnapshotEntry:
     steady: bool = False  # the run had trained at about this rate for a snapshot interval
 
 
-class Policy:
-    """Maps findings to requested actions on a verdict. Holds heal's budgets and snapshot catalogue."""
+class Policy(RateAnswer):
+    """Maps findings to requested actions on a verdict. Holds heal's budgets and snapshot catalogue (and, from
+    :class:`~trainmedic.heal.rate_answer.RateAnswer`, the answer to the rate audit: restart or cut)."""
 
     def __init__(self, mode: str, cfg: Thresholds, direct_steps: bool = False) -> None:
         if mode not in MODES:
@@ -81,6 +84,7 @@ class Policy:
         self._ramp_rate = math.nan  # the rate of the probe step a ramp copy is being taken before
         self.steer = Steering(cfg, direct_steps)
         self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
+        self.rate_restart: dict[str, Any] | None = None  # TM343's restart, due at the next step (RateAnswer)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
             "TM301": self._skip, "TM302": self._skip, "TM303": self._clip, "TM305": self._rollback,
             "TM306": self._rollback, "TM307": self._oscillation, "TM310": self._zero_after_step,
@@ -361,15 +365,6 @@ class Policy:
             v.actions.append({"action": "restore-best", "reason": reason, "epoch": best_epoch,
                               **_saved(v, best_epoch, best_value, value)})
 
-    def rate_cut(self, reason: str, factor: float, v: EpochVerdict, lr: float, **detail: Any) -> bool:
-        """A cut asked by a check outside the detectors (the rate audit, :mod:`trainmedic.heal.rate_audit`):
-        the rate x ``factor``, no rollback (the weights are fine, the rate is not). False when refused."""
-        if not self.heal or self._below_min(lr * factor, v, lr):
-            return False
-        self._scale_lr(reason, factor, v, lr)
-        v.actions[-1].update(detail)
-        return True
-
     def _early_stop(self, det: Detection, v: EpochVerdict, best_epoch: int | None, has_best_weights: bool,
                     best_value: float, value: float) -> str:
         """Stop, put the best evaluation's weights back, and say what that saved: the evaluations since the
@@ -390,7 +385,7 @@ class Policy:
                 "recent": [_entry_state(s) for s in self.recent],
                 "best": _entry_state(self.best) if self.best else None,
                 "initial": _entry_state(self.initial) if self.initial else None, "steer": self.steer.state_dict(),
-                "cut_epoch": self.cut_epoch}
+                "cut_epoch": self.cut_epoch, "rate_restart": self.rate_restart}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks = int(state["rollbacks"])
@@ -410,6 +405,7 @@ class Policy:
         if "steer" in state:
             self.steer.load_state_dict(state["steer"])
         self.cut_epoch = state.get("cut_epoch")
+        self.rate_restart = state.get("rate_restart")
 
 
 def _saved(v: EpochVerdict, best_epoch: int | None, best_value: float, value: float) -> dict[str, Any]:

@@ -7,6 +7,10 @@ ratio, the loss trend, a plateau, the cosine of successive updates all overlap a
 tell them apart is a counterfactual: from the current weights and optimizer state, train copies at the
 rate and at 1/3 and 1/10 of it on the same recent batches, and compare their losses on *other* recent
 batches. At a tuned rate the lower rates do not win (or by at most 2.5 %); at 10x-30x they win by 6-56 %.
+What heal does then is :mod:`trainmedic.heal.rate_answer`'s decision: where the evaluation comes within
+``rate_audit_window`` steps, restart from the initial snapshot at the next step with a probe below the
+audited rate and a warmup (the weights after an epoch at 10-30x sit in a poor basin); otherwise cut the
+rate to the lower rate that won, keeping the weights.
 
 When it runs: heal mode, ``Medic(..., loss_fn=...)`` and ``medic.step(loss, batch=...)`` (it needs batches
 to replay), or ``trainmedic run --heal`` where the script's loss is one ``torch.nn.functional`` loss call on the
@@ -16,7 +20,7 @@ gradients (the copies would take unclipped steps: a healthy clipped GRU got a fa
 Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
 which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
 has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
-cuts). Its cost,
+cuts); after a restart, never again (the rollback ends it, as any rollback does). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
 24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
 untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
@@ -176,15 +180,15 @@ class RateAudit(MedicCallback):
         cut = FACTORS[result.choice(cfg.rate_audit_gain)]
         ratios = {f"x{f:.3g}": round(r, 4) for f, r in zip(FACTORS, result.ratios)}
         text = ", ".join(f"{f:.2g} of the rate {r:.3f}" for f, r in zip(FACTORS, result.ratios))
-        medic.report(
-            RATE_TOO_HIGH.code,
-            f"on copies trained {cfg.rate_audit_passes}x over {n} recent batches, a lower learning rate beat "
-            f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})",
-            evidence={"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
-                      "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
-                      "epoch": epoch, **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})},
-            action=f"lr x{cut:.3g}" if medic.mode == "heal" else None)
-        if medic.cut_lr(RATE_TOO_HIGH.code, cut, ratios=ratios, epoch=epoch):
+        message = (f"on copies trained {cfg.rate_audit_passes}x over {n} recent batches, a lower learning rate beat "
+                   f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})")
+        evidence = {"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
+                    "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
+                    "epoch": epoch,
+                    **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})}
+        # heal restarts from the initial weights with a probe (the rollback at the next step ends the audit:
+        # on_rollback), or cuts the rate now and audits again at the next evaluation (heal/rate_answer.py)
+        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios):
             self.cuts += 1
             self.product *= cut
             self.due = self.cuts < cfg.rate_audit_max_cuts

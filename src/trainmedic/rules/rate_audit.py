@@ -41,10 +41,18 @@ RATE_TOO_HIGH = rule(
         no plateau at the start level and nothing a per-step detector sees.
         """,
     fix="""
-        Lower the learning rate (the ratios say by how much helped on the copies), or add a decay
-        schedule. Heal mode multiplies the rate by the factor that won, without a rollback (the weights
-        are good; the rate is not), and audits again at the next evaluation, at most
-        `rate_audit_max_cuts` times.
+        Lower the learning rate (the ratios say by how much helped on the copies), or add a warmup or a
+        decay schedule. Heal mode restarts: at the next step it rolls back to the initial snapshot (step 0)
+        and runs the probe it uses after early instability, `probe_steps` rates rising over three decades up
+        to the audited rate and never above it, then warms up linearly (`heal_warmup_steps`) to the rate
+        the probe supports; the finding's action reads "restart from step 0, probe up to <rate>, warmup".
+        After an epoch at 10-30x the rate the weights sit in a poor basin that a lower rate from there
+        does not leave; restarting from them did better than cutting on the heal benchmark. The restart
+        is for an evaluation within `rate_audit_window` (64) steps: later it would throw away too much
+        training (a held-out autoencoder first evaluated after 3-5 epochs got false restarts in 10 of 24
+        runs without this limit). Later, with `rate_audit_restart=False`, or when no initial snapshot or
+        no rollback or probe budget is left, heal cuts the rate by the factor that won, keeping the weights,
+        and audits again at the next evaluation, at most `rate_audit_max_cuts` times.
         """,
     example="""
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)   # tuned: 1e-3
