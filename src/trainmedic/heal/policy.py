@@ -41,7 +41,7 @@ from typing import Any
 
 from trainmedic.config import Thresholds
 from trainmedic.heal.lr_probe import DEFAULT_DECADES, ProbeStep
-from trainmedic.heal.steering import Steering, probe_event
+from trainmedic.heal.steering import Steering, probe_event, thin_ramp
 from trainmedic.rules.detectors import Detection
 from trainmedic.rules.learning import start_level
 from trainmedic.signals.monitor import StepWindow
@@ -206,11 +206,11 @@ class Policy:
         start = self.entry(session.to_step)
         v.proceed = v.applied = False
         v.zero_grads = True
-        chosen = max(choice.lr, self.cfg.min_lr)
+        rate, replay = self.steer.rate_after(session, choice)  # plain SGD: a replay may lower the probe's rate
+        chosen = max(rate, self.cfg.min_lr)
         warm = session.early and choice.rule != "known-good"
         entry = self._rewind_to(chosen, choice.rule) if warm else None
-        if entry is not None:  # the ramp warmed up to the chosen rate already: continue from there
-            warm = False
+        warm = warm and entry is None  # else the ramp warmed up to the chosen rate already: continue from there
         entry = entry or start
         first = self.steer.begin_warmup(chosen) if warm else chosen
         base = entry.lr if entry.lr else lr
@@ -220,7 +220,7 @@ class Policy:
         v.rollback = Rollback(entry.step, multiplier, lr, first, session.reason)
         self.ramp = [(r, e) for r, e in self.ramp if e is entry]  # the rest is dropped now
         v.keep_snapshots = self.kept()
-        event = probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0)
+        event = {**probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0), **replay}
         if entry is not start:
             event["rewound_to"] = entry.step  # the ramp's state at the chosen rate, not the snapshot
         v.actions.append(event)
@@ -302,7 +302,8 @@ class Policy:
         learning = is_learning(window, self.cfg)
         entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
         if self.steer.probing:  # a copy along the probe's ramp: not a place a finding rolls back to
-            self.ramp = [*self.ramp, (self._ramp_rate, entry)][-self.cfg.probe_rewind_keep:]
+            self.ramp = thin_ramp([*self.ramp, (self._ramp_rate, entry)], self.cfg.probe_rewind_keep,
+                                  keep_first=self.steer.replay is not None)
             return self.kept()
         self.ramp = []
         if step == 0 and self.initial is None:
