@@ -18,7 +18,9 @@ below the rate that failed; then the snapshot is restored again and the run cont
 probe supports (:func:`~trainmedic.heal.lr_probe.choose_lr`), warming up linearly to it when the trouble
 began in the first ``early_steps`` steps. For plain SGD in that case the probe's own ramp is the warmup:
 heal keeps copies along it (``probe_rewind_every``) and continues from the one taken where the ramp reached
-the chosen rate (the event's ``rewound_to``). Without a probe (``probe_steps=0``, or ``max_probes``
+the chosen rate (the event's ``rewound_to``); with ``loss_fn=`` and batches a replay of the probe's batches
+on copies may pick a lower rate than the probe's read (:mod:`trainmedic.heal.probe_replay`, the event's
+``replay``; the ramp then keeps its first copy too). Without a probe (``probe_steps=0``, or ``max_probes``
 spent) a rollback halves the rate, as before.
 
 Budgets: at most ``max_rollbacks`` rollbacks, ``max_probes`` probes of ``probe_steps`` steps, and a
