@@ -7,7 +7,7 @@ regression task (any seed), for several candidate sets and scorings, and judges 
 loss of the continued run over the tuned constant-rate run of the same seed:
 
 * ``probe``: the probe's own rate (today without replay);
-* ``<score>-<tie>``: the supported rate (``minimum/2``'s, or ``rise/2`` where the probe read ``rise/10``) x
+* ``<score>-<tie>``: the supported rate (``minimum/2``'s, or ``rise/3`` where the probe read ``rise/10``) x
   ``FACTORS``, each replayed at a constant rate from the snapshot over the probe's batches; ``score`` is
   ``end`` (the copy's mean loss on all those batches after the replay) or ``prog`` (the mean loss of the
   last half of the replay's own steps, each batch seen before its step); within ``TOL`` of the best, ties go
@@ -33,7 +33,7 @@ from trainmedic.heal.lr_probe import LRProbe, ProbeDone
 
 EVERY, KEEP = 3, 8
 TOL = 0.02
-RISE_DIV = 2.0
+RISE_DIV = 3.0  # steering.REPLAY_RISE_DIVISOR (2: the valley's divisor, measured too)
 
 
 def replay(task, state, batches, lr):

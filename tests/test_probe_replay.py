@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from trainmedic import Medic
 from trainmedic.heal.lr_probe import ProbeChoice
 from trainmedic.heal.probe_replay import ProbeReplay
-from trainmedic.heal.steering import REPLAY_FACTORS, pick, replay_rates, thin_ramp
+from trainmedic.heal.steering import REPLAY_FACTORS, REPLAY_RISE_DIVISOR, pick, replay_rates, thin_ramp
 from trainmedic.zoo._common import mlp, regression_data
 
 TUNED = 0.1
@@ -132,12 +132,12 @@ def _choice(rule: str, lr: float, **evidence) -> ProbeChoice:
 
 
 def test_the_rates_replayed_start_at_what_the_curve_supports():
-    assert replay_rates(_choice("minimum/2", 0.1), 2.0) == pytest.approx([0.1 * f for f in REPLAY_FACTORS])
-    # a rise only: the rise point over the valley's divisor, not a decade; never above the cap (ceiling / 3)
-    assert replay_rates(_choice("rise/10", 0.03, lr_rise=0.3), 2.0)[0] == pytest.approx(0.15)
-    assert replay_rates(_choice("rise/10", 0.09, lr_rise=0.9), 2.0)[0] == pytest.approx(1 / 3)
-    assert replay_rates(_choice("known-good", 0.1), 2.0) == []
-    assert replay_rates(_choice("ceiling/10", 0.1), 2.0) == []
+    assert replay_rates(_choice("minimum/2", 0.1)) == pytest.approx([0.1 * f for f in REPLAY_FACTORS])
+    # a rise only: the rise point over REPLAY_RISE_DIVISOR, not a decade; never above the cap (ceiling / 3)
+    assert replay_rates(_choice("rise/10", 0.03, lr_rise=0.3))[0] == pytest.approx(0.3 / REPLAY_RISE_DIVISOR)
+    assert replay_rates(_choice("rise/10", 0.2, lr_rise=2.0))[0] == pytest.approx(1 / 3)
+    assert replay_rates(_choice("known-good", 0.1)) == []
+    assert replay_rates(_choice("ceiling/10", 0.1)) == []
 
 
 def test_pick_takes_the_lowest_rate_within_the_tolerance_of_the_best():
