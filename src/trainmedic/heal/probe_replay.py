@@ -15,7 +15,8 @@ lowest rate within :data:`~trainmedic.heal.steering.REPLAY_TOLERANCE` of the bes
 When it runs: heal mode, an optimizer whose step is the rate times the gradient (plain SGD:
 :func:`~trainmedic.heal.actions.direct_steps`; its state is its weights, so a copy at another rate is the
 run at that rate), ``loss_fn=`` and ``medic.step(loss, batch=...)``, a loop that does not clip its gradients
-(the copies would take unclipped steps), and only after a probe that read a curve (not ``known-good``).
+(the copies would take unclipped steps), one process (not ``torch.distributed`` with several: each would
+pick its own rate), and only after a probe that read a curve (not ``known-good``).
 Without batches nothing changes. Cost, once per probe: 3 x the probe's steps (36) training steps on copies
 made one at a time (one more model in memory), and references to the probe's batches while it runs.
 
@@ -86,7 +87,10 @@ class ProbeReplay(MedicCallback):
 
     def on_attach(self, medic: Any) -> None:
         cfg = medic.cfg
-        if medic.mode == "heal" and cfg.probe_replay and medic.loss_fn is not None and direct_steps(medic.optimizer):
+        dist = torch.distributed  # several processes: each would replay its own batches and pick its own rate
+        alone = not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+        if (medic.mode == "heal" and cfg.probe_replay and medic.loss_fn is not None and alone
+                and direct_steps(medic.optimizer)):
             self.medic = medic
             medic.engine.policy.steer.replay = self.losses
 
