@@ -110,6 +110,10 @@ class Driver:
             from trainmedic.heal.rate_audit import add_rate_audit
 
             add_rate_audit(self)
+        if mode == "heal" and self.cfg.probe_replay and loss_fn is not None and direct_steps(optimizer):
+            from trainmedic.heal.probe_replay import ProbeReplay
+
+            self.add_callback(ProbeReplay())  # the rate after a probe, for plain SGD (heal/probe_replay.py)
         for cb in callbacks:
             self.add_callback(cb)
         if observes_itself:

@@ -19,7 +19,9 @@ below the rate that failed; then the snapshot is restored again and the run cont
 probe supports (:func:`~trainmedic.heal.lr_probe.choose_lr`), warming up linearly to it when the trouble
 began in the first ``early_steps`` steps. For plain SGD in that case the probe's own ramp is the warmup:
 heal keeps copies along it (``probe_rewind_every``) and continues from the one taken where the ramp reached
-the chosen rate (the event's ``rewound_to``). Without a probe (``probe_steps=0``, or ``max_probes``
+the chosen rate (the event's ``rewound_to``); with ``loss_fn=`` and batches a replay of the probe's batches
+on copies may pick a lower rate than the probe's read (:mod:`trainmedic.heal.probe_replay`, the event's
+``replay``; the ramp then keeps its first copy too). Without a probe (``probe_steps=0``, or ``max_probes``
 spent) a rollback halves the rate, as before.
 
 Budgets: at most ``max_rollbacks`` rollbacks, ``max_probes`` probes of ``probe_steps`` steps, and a
@@ -43,7 +45,7 @@ from typing import Any
 from trainmedic.config import Thresholds
 from trainmedic.heal.lr_probe import DEFAULT_DECADES, ProbeStep
 from trainmedic.heal.rate_answer import RateAnswer
-from trainmedic.heal.steering import Steering, probe_event
+from trainmedic.heal.steering import Steering, probe_event, thin_ramp
 from trainmedic.rules.detectors import Detection
 from trainmedic.rules.learning import start_level
 from trainmedic.signals.monitor import StepWindow
@@ -210,11 +212,11 @@ class Policy(RateAnswer):
         start = self.entry(session.to_step)
         v.proceed = v.applied = False
         v.zero_grads = True
-        chosen = max(choice.lr, self.cfg.min_lr)
+        rate, replay = self.steer.rate_after(session, choice)  # plain SGD: a replay may lower the probe's rate
+        chosen = max(rate, self.cfg.min_lr)
         warm = session.early and choice.rule != "known-good"
         entry = self._rewind_to(chosen, choice.rule) if warm else None
-        if entry is not None:  # the ramp warmed up to the chosen rate already: continue from there
-            warm = False
+        warm = warm and entry is None  # else the ramp warmed up to the chosen rate already: continue from there
         entry = entry or start
         first = self.steer.begin_warmup(chosen) if warm else chosen
         base = entry.lr if entry.lr else lr
@@ -224,7 +226,7 @@ class Policy(RateAnswer):
         v.rollback = Rollback(entry.step, multiplier, lr, first, session.reason)
         self.ramp = [(r, e) for r, e in self.ramp if e is entry]  # the rest is dropped now
         v.keep_snapshots = self.kept()
-        event = probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0)
+        event = {**probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0), **replay}
         if entry is not start:
             event["rewound_to"] = entry.step  # the ramp's state at the chosen rate, not the snapshot
         v.actions.append(event)
@@ -306,7 +308,8 @@ class Policy(RateAnswer):
         learning = is_learning(window, self.cfg)
         entry = SnapshotEntry(step, window, self.lr_factor, float(window.smoothed), lr, learning, steady)
         if self.steer.probing:  # a copy along the probe's ramp: not a place a finding rolls back to
-            self.ramp = [*self.ramp, (self._ramp_rate, entry)][-self.cfg.probe_rewind_keep:]
+            self.ramp = thin_ramp([*self.ramp, (self._ramp_rate, entry)], self.cfg.probe_rewind_keep,
+                                  keep_first=self.steer.replay is not None)
             return self.kept()
         self.ramp = []
         if step == 0 and self.initial is None:

@@ -13,11 +13,70 @@ should be and turns the answers into verdicts; budgets (``max_probes``, ``probe_
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from trainmedic.config import Thresholds
-from trainmedic.heal.lr_probe import LRProbe, ProbeDone, ProbeStep
+from trainmedic.heal.lr_probe import LRProbe, ProbeChoice, ProbeDone, ProbeStep
+
+#: The probe replay (plain SGD, :mod:`trainmedic.heal.probe_replay`): the rates replayed are the highest rate
+#: the probe's curve supports times these. Only lower: a rate above what the curve supports is never tried.
+#: Measured offline (``benchmarks/heal_replay.py``, regression, seeds 0-7 x starts 10x/30x/100x): the probe's
+#: single read ended within 1.1x of the tuned run in 20/24 cases (worst 1.15x), the replay's pick among
+#: these three in 24/24 (worst 1.08x); five factors (1, 0.7, 0.5, 0.35, 0.25) did worse (23/24, 1.17x).
+REPLAY_FACTORS = (1.0, 0.5, 0.25)
+#: Replayed losses within this fraction of the best are ties, and ties go to the lower rate: a 36-batch
+#: replay from the first steps can favour the higher rate (it gets down faster), while the continuation runs
+#: for hundreds of steps at the rate, where a rate near the edge of stability ends on a higher noise floor.
+#: The evidence is thin: offline the picks were the same at tolerances 0, 0.02 and 0.05 but for one case
+#: (x30 seed 3, from rise/2), where at 0.02 ties to the higher rate ended 1.37x the tuned run, to the lower 1.03x.
+#: The score is the late replay loss, not the copies' loss after training on the same batches: that one
+#: picked a rate 2.8x the tuned one once (2.35x the tuned run's loss at the end).
+REPLAY_TOLERANCE = 0.02
+#: Where the curve only rose, the highest rate replayed is the rise point over this. Not the valley's 2: the
+#: rise point sits above where a valley's lowest point would be, and from rise/2 the replay tried rates up
+#: to 6.8x the tuned one (diverged) and 3.1x; once its pick ended 1.37x the tuned run. Offline
+#: (``benchmarks/heal_replay.py``, 24 cases) rise/3: 24/24 within 1.1x (worst 1.08x), rise/2: 23/24 (1.105x).
+REPLAY_RISE_DIVISOR = 3.0
+
+
+def replay_rates(choice: ProbeChoice) -> list[float]:
+    """The rates a probe replay compares, high to low; none when the probe read no curve to replay around.
+
+    The highest is what the curve supports: a clear valley's rate as the probe chose it (``minimum/2``),
+    or, when the curve only rose, the rise point over :data:`REPLAY_RISE_DIVISOR` (the probe's own
+    ``rise/10`` allows for the lag of momentum and running moments, which plain SGD does not have; on the
+    regression task it lands 3-10x below the tuned rate). Never above the probe's cap (the failed rate / 3)."""
+    ceiling = choice.evidence.get("ceiling")
+    if choice.rule.startswith("minimum/"):
+        top = choice.lr
+    elif choice.rule == "rise/10" and choice.evidence.get("lr_rise") and ceiling:
+        top = min(float(choice.evidence["lr_rise"]) / REPLAY_RISE_DIVISOR, float(ceiling) / 3)
+    else:  # known-good, ceiling/10, no-evidence: nothing read from a curve
+        return []
+    return [top * f for f in REPLAY_FACTORS]
+
+
+def pick(rates: list[float], losses: list[float], tolerance: float = REPLAY_TOLERANCE) -> int | None:
+    """Index of the rate to continue at: the lowest whose replayed loss is within ``tolerance`` of the best
+    (``rates`` run high to low). None when no replay ended finite."""
+    finite = [(i, v) for i, v in enumerate(losses) if math.isfinite(v)]
+    if not finite:
+        return None
+    best = min(v for _, v in finite)
+    return max(i for i, v in finite if v <= best + tolerance * abs(best))
+
+
+def thin_ramp(ramp: list[Any], keep: int, keep_first: bool) -> list[Any]:
+    """The ramp copies kept along a probe: the ``keep`` latest; with ``keep_first`` (a replay may choose a
+    rate below the latest copies' rates) the first copy and the ``keep - 1`` latest, so a low rate still
+    continues from the ramp rather than from the snapshot and a warmup. Memory stays ``keep`` copies."""
+    if len(ramp) <= keep:
+        return ramp
+    if keep_first and keep > 1:
+        return [ramp[0], *ramp[-(keep - 1):]]
+    return ramp[-keep:]
 
 
 @dataclass
@@ -50,6 +109,9 @@ class Steering:
         self.valley_divisor = 2.0 if direct_steps else 10.0
         self.direct_steps = direct_steps  # and its state is its weights alone: a probe's ramp can be kept
         self.session: ProbeSession | None = None
+        #: the probe replay (:class:`~trainmedic.heal.probe_replay.ProbeReplay`, set by the driver for plain SGD
+        #: with ``loss_fn`` and batches): ``replay(to_step, rates)`` -> each rate's replayed loss, or None
+        self.replay: Callable[[int, list[float]], list[float] | None] | None = None
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0
         self.probe_steps = 0
@@ -78,6 +140,16 @@ class Steering:
         answer = self.session.probe.observe(loss)
         self.probe_steps += 1
         return answer
+
+    def rate_after(self, session: ProbeSession, choice: ProbeChoice) -> tuple[float, dict[str, Any]]:
+        """The rate to continue at after ``session``'s probe, and what the event adds about it: the probe's
+        choice, or the replay's pick among :func:`replay_rates` (never above the highest of them)."""
+        rates = replay_rates(choice) if self.replay is not None else []
+        losses = self.replay(session.to_step, rates) if rates and self.replay is not None else None
+        i = pick(rates, losses) if losses is not None and len(losses) == len(rates) else None
+        if losses is None or i is None:
+            return choice.lr, {}
+        return rates[i], {"replay": {"probe_lr": choice.lr, "rates": rates, "losses": losses, "picked": rates[i]}}
 
     def finish(self) -> ProbeSession:
         session, self.session = self.session, None

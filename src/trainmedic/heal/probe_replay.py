@@ -1,0 +1,122 @@
+"""The probe replay: for plain SGD, the rate after a probe is chosen by replaying candidates (issue 12).
+
+After a rollback heal's probe (:mod:`trainmedic.heal.lr_probe`) reads one rate from a short, noisy curve. For
+plain SGD that read sits 2-3x above the best rate when the curve has a clear valley, and 3-10x below it when
+the curve only rose (``rise/10``, a guard made for optimizers with momentum): on the regression task of
+``benchmarks/heal.py`` the three worst heal cases of round five ended 1.10-1.31x the tuned run that way.
+Once the probe is done, this replays :func:`~trainmedic.heal.steering.replay_rates` (the highest rate the
+curve supports, 1/2 and 1/4 of it) on copies restored from the probe's snapshot, each at a constant rate over
+the batches the probe itself saw, and scores each by the mean loss of the second half of its steps, every
+batch's loss taken before the step on it (so not a loss on batches it was trained on). Heal continues at the
+lowest rate within :data:`~trainmedic.heal.steering.REPLAY_TOLERANCE` of the best
+(:func:`~trainmedic.heal.steering.pick`; the evidence for the factors, the score and the tie rule is in
+``benchmarks/heal_replay.py``). It never tries a rate above what the curve supports.
+
+When it runs: heal mode, an optimizer whose step is the rate times the gradient (plain SGD:
+:func:`~trainmedic.heal.actions.direct_steps`; its state is its weights, so a copy at another rate is the
+run at that rate), ``loss_fn=`` and ``medic.step(loss, batch=...)``, a loop that does not clip its gradients
+(the copies would take unclipped steps), one process (not ``torch.distributed`` with several: each would
+pick its own rate), and only after a probe that read a curve (not ``known-good``).
+Without batches nothing changes. Cost, once per probe: 3 x the probe's steps (36) training steps on copies
+made one at a time (one more model in memory), and references to the probe's batches while it runs.
+
+The run's model, optimizer and RNG are untouched: the copies are deep copies loaded from the snapshot, and
+the RNG is forked (every copy starts from the run's random state, which is restored afterwards). A replay
+that raises is switched off for the rest of the run and reported as TM901; heal keeps the probe's own rate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from trainmedic.callbacks import MedicCallback
+from trainmedic.heal.actions import direct_steps
+from trainmedic.heal.snapshot import clone_tree
+from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
+
+#: the fewest probe batches a replay is scored on (a probe resumed from a checkpoint keeps none of its own)
+MIN_BATCHES = 8
+
+
+def replay_losses(model: torch.nn.Module, optimizer: torch.optim.Optimizer, snapshot: Any, loss_fn: Any,
+                  batches: list[Batch], rates: list[float]) -> list[float]:
+    """For each rate: a copy of (model, optimizer) loaded from ``snapshot`` trains at that rate (every param
+    group scaled alike, their ratios kept) over ``batches``; its score is the mean loss of the second half
+    of its steps (inf if any is not finite)."""
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    scores = []
+    for rate in rates:
+        with torch.random.fork_rng(devices=cuda):  # each copy starts from the run's RNG state; it is restored
+            m, opt, _ = copy_for_replay(model, optimizer)
+            m.load_state_dict(snapshot.model)
+            opt.load_state_dict(clone_tree(snapshot.optimizer))  # a tensor lr would be shared, then scaled
+            first = opt.param_groups[0]["lr"]
+            base = float(first.item() if isinstance(first, torch.Tensor) else first)
+            for g in opt.param_groups:
+                scale = rate / base if base > 0 else 1.0
+                g["lr"] = g["lr"] * scale if not isinstance(g["lr"], torch.Tensor) else g["lr"].mul_(scale)
+            m.train()
+            losses = []
+            for b in batches:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(call_model(m, b.inputs), b.target)
+                losses.append(float(loss.detach()))
+                if not math.isfinite(losses[-1]):
+                    break
+                loss.backward()
+                opt.step()
+            del m, opt
+        half = losses[len(batches) // 2:] if len(losses) == len(batches) else [math.inf]
+        scores.append(sum(half) / len(half) if all(math.isfinite(v) for v in half) else math.inf)
+    return scores
+
+
+class ProbeReplay(MedicCallback):
+    """The replay as a Medic callback: keeps the probe's batches and answers heal's
+    :attr:`~trainmedic.heal.steering.Steering.replay` (added by a driver given a ``loss_fn`` for plain SGD)."""
+
+    name = "probe-replay"
+
+    def __init__(self) -> None:
+        self.medic: Any = None
+        self.batches: list[Batch] = []
+        self.runs = 0  # replays done
+
+    def on_attach(self, medic: Any) -> None:
+        cfg = medic.cfg
+        dist = torch.distributed  # several processes: each would replay its own batches and pick its own rate
+        alone = not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+        if (medic.mode == "heal" and cfg.probe_replay and medic.loss_fn is not None and alone
+                and direct_steps(medic.optimizer)):
+            self.medic = medic
+            medic.engine.policy.steer.replay = self.losses
+
+    def on_before_step(self, medic: Any, step: int, loss: Any, batch: Any) -> None:
+        if self.medic is None:
+            return
+        if not medic.engine.policy.probing:
+            self.batches = []
+            return
+        b = split_batch(batch) if batch is not None else None
+        if b is not None:
+            self.batches.append(b)
+
+    def losses(self, to_step: int, rates: list[float]) -> list[float] | None:
+        """Heal's hook when a probe ends: each rate's replayed loss, or None (no replay: the probe's rate)."""
+        medic, batches, self.batches = self.medic, self.batches, []
+        if (medic is None or len(batches) < MIN_BATCHES or medic.collector.clip_bound is not None
+                or to_step not in medic.actuator.snapshots):
+            return None
+        try:
+            scores = replay_losses(medic.model, medic.optimizer, medic.actuator.snapshots[to_step], medic.loss_fn,
+                                   batches, rates)
+        except Exception as exc:  # inside the engine's step: report it here, heal keeps the probe's rate
+            self.medic = None
+            medic.engine.policy.steer.replay = None
+            medic.engine.disable(self.name, exc)
+            return None
+        self.runs += 1
+        return scores
