@@ -62,8 +62,9 @@ class Classifier(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def fit(lr: float, mode: str | None, *, epochs: int = 4, loss_fn=F.cross_entropy, **trainer_kw):
-    """32 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. Returns (callback, module)."""
+def fit(lr: float, mode: str | None, out, *, epochs: int = 4, loss_fn=F.cross_entropy, **trainer_kw):
+    """32 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. The report goes to ``out``
+    (the callback's default is the working directory). Returns (callback, module)."""
     from trainmedic.integrations.lightning import MedicCallback
 
     x, y, xv, yv = DATA
@@ -72,10 +73,11 @@ def fit(lr: float, mode: str | None, *, epochs: int = 4, loss_fn=F.cross_entropy
                                         generator=torch.Generator().manual_seed(0))
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=512)
     module = Classifier(lr)
-    cb = None if mode is None else MedicCallback(mode=mode, console=False, loss_fn=loss_fn)
+    cb = None if mode is None else MedicCallback(mode=mode, console=False, loss_fn=loss_fn,
+                                                        out=out / "report")
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[] if cb is None else [cb], **trainer_kw)
+                         callbacks=[] if cb is None else [cb], default_root_dir=out, **trainer_kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, train, val)
@@ -86,20 +88,21 @@ def _audits(cb):
     return [c for c in cb.medic.callbacks if isinstance(c, RateAudit)]
 
 
-def test_adam_30x_is_audited_at_the_first_epoch_end_and_ends_better():
-    _, plain = fit(3e-2, None)
-    cb, healed = fit(3e-2, "heal")
+def test_adam_30x_is_audited_at_the_first_epoch_end_and_ends_better(tmp_path):
+    _, plain = fit(3e-2, None, tmp_path)
+    cb, healed = fit(3e-2, "heal", tmp_path)
     found = [f for f in cb.findings if f.code == "TM343"]
     assert len(found) == 1 and found[0].step == 32  # the first epoch end, after the epoch's 32 steps
     assert found[0].evidence["ratios"] and min(found[0].evidence["ratios"].values()) < 1 - 0.045
     assert healed.vals[0] == plain.vals[0]  # nothing changed before the audit
     assert healed.vals[-1] < 0.9 * plain.vals[-1], (plain.vals, healed.vals)
     assert _audits(cb)[0].runs >= 1
+    assert (tmp_path / "report" / "findings.json").is_file()
 
 
-def test_a_good_rate_is_audited_once_and_left_alone():
-    _, plain = fit(1e-3, None)
-    cb, healed = fit(1e-3, "heal")
+def test_a_good_rate_is_audited_once_and_left_alone(tmp_path):
+    _, plain = fit(1e-3, None, tmp_path)
+    cb, healed = fit(1e-3, "heal", tmp_path)
     assert "TM343" not in {f.code for f in cb.findings}
     assert _audits(cb)[0].runs == 1
     assert healed.vals == plain.vals
@@ -109,15 +112,15 @@ def test_a_good_rate_is_audited_once_and_left_alone():
 
 @pytest.mark.parametrize(("kw", "why"), [({"gradient_clip_val": 1.0}, "clips gradients"),
                                          ({"accumulate_grad_batches": 2}, "accumulates gradients")])
-def test_a_trainer_that_clips_or_accumulates_is_not_audited(kw, why):
-    cb, _ = fit(3e-2, "heal", epochs=1, **kw)
+def test_a_trainer_that_clips_or_accumulates_is_not_audited(kw, why, tmp_path):
+    cb, _ = fit(3e-2, "heal", tmp_path, epochs=1, **kw)
     aside = [f for f in cb.findings if f.code == "TM904"]
     assert len(aside) == 1 and aside[0].evidence.get("check") == "rate-audit"
     assert why in aside[0].message
     assert not _audits(cb) and "TM343" not in {f.code for f in cb.findings}
 
 
-def test_no_loss_fn_no_audit():
-    cb, _ = fit(3e-2, "heal", epochs=1, loss_fn=None)
+def test_no_loss_fn_no_audit(tmp_path):
+    cb, _ = fit(3e-2, "heal", tmp_path, epochs=1, loss_fn=None)
     assert not _audits(cb)
     assert not [f for f in cb.findings if f.code in ("TM343", "TM904")]
