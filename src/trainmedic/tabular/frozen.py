@@ -142,9 +142,9 @@ class FrozenTransform:
 
     def _text(self, part: dict[str, Any], column: pd.Series) -> np.ndarray:
         """TF-IDF with the stored vocabulary and idf, projected on the SVD components (then scaled)."""
-        from trainmedic.tabular.preprocess import TextSVD
+        from trainmedic.tabular.preprocess import text_documents
 
-        docs = TextSVD._docs(column)
+        docs = text_documents(column)
         if part["components"] is None:  # the column had no words in training: one column of zeros
             A = np.zeros((len(docs), 1))
         else:
