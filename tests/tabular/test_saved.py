@@ -166,7 +166,7 @@ def test_save_refuses_a_folder_of_other_files(tmp_path, capsys):
 # ---- free-text columns (fit --text) ---------------------------------------------------------------------
 GOOD = "lovely bright spacious excellent wonderful".split()
 BAD = "dark cramped noisy awful broken".split()
-FILL = "the flat has a view of street and garden near station with kitchen".split()
+FILL = "the flat has a view of street and garden near station with kitchen café über straße".split()
 
 
 def reviews(n, seed=0):
@@ -188,7 +188,7 @@ def text_saved(tmp_path_factory):
     d = tmp_path_factory.mktemp("text")
     df = reviews(260, seed=4)
     train, test = df.iloc[:220], df.iloc[220:].drop(columns=["y"]).copy()
-    test.iloc[0, test.columns.get_loc("review")] = "SPACIOUS Lovely penthouse, brand-new roof terrace"
+    test.iloc[0, test.columns.get_loc("review")] = "SPACIOUS Lovely penthouse, brand-new roof terrace, CAFÉ"
     test.iloc[1, test.columns.get_loc("review")] = ""
     test.iloc[2, test.columns.get_loc("review")] = "zzz qqq"
     train.to_csv(d / "train.csv", index=False)

@@ -173,10 +173,16 @@ def test_cli_search_select_text_end_to_end(tmp_path, capsys):
     path = tmp_path / "reviews.csv"
     df.to_csv(path, index=False)
     out = tmp_path / "run"
+    df.iloc[200:].drop(columns=["y"]).to_csv(tmp_path / "test.csv", index=False)
     code = main(["fit", str(path), "--target", "y", "--fast", "--epochs", "4", "--folds", "3", "--models",
-                 "lightgbm,linear", "--search", "2", "--select", "--text", "review", "--out", str(out)])
+                 "lightgbm,linear", "--search", "2", "--select", "--text", "review", "--out", str(out),
+                 "--test", str(tmp_path / "test.csv"), "--save", str(tmp_path / "model")])
     captured = capsys.readouterr()
     assert code == 0
+    # the saved models (with the searched settings, each fold's selection and text encoders) give the submission
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "test.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")["y"], pd.read_csv(out / "submission.csv")["y"],
+                               rtol=1e-9)
     cv = json.loads((out / "cv.json").read_text())
     assert cv["config"]["search"] == 2 and cv["config"]["select"] is True and cv["text_columns"] == ["review"]
     assert len(cv["models"]["linear"]["search"]["per_fold"]) == 3 and len(cv["selection"]["per_fold"]) == 3
