@@ -161,3 +161,130 @@ def test_save_refuses_a_folder_of_other_files(tmp_path, capsys):
     code = main(["fit", str(train), "--target", "y", "--save", str(other), "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2 and "other files" in one_line_error(capsys.readouterr().err)
     assert [p.name for p in other.iterdir()] == ["cat.jpg"] and not (tmp_path / "o").exists()
+
+
+# ---- free-text columns (fit --text) ---------------------------------------------------------------------
+GOOD = "lovely bright spacious excellent wonderful".split()
+BAD = "dark cramped noisy awful broken".split()
+FILL = "the flat has a view of street and garden near station with kitchen café über straße".split()
+
+
+def reviews(n, seed=0):
+    """A number, a category and a review whose tone is half the signal; some reviews are missing."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    tone = rng.integers(0, 2, n)
+    text = [" ".join(list(rng.choice(FILL, 6)) + list(rng.choice(GOOD if t else BAD, 2))) for t in tone]
+    df = pd.DataFrame({"x1": x1, "cat": rng.choice(["a", "b"], n), "review": text,
+                       "y": x1 + 1.5 * tone + rng.normal(scale=0.3, size=n)})
+    df.loc[rng.choice(n, n // 20, replace=False), "review"] = ""
+    return df
+
+
+@pytest.fixture(scope="module")
+def text_saved(tmp_path_factory):
+    """A real fit of all three models with a `--text` column, saved, and its test predictions; the test rows
+    include reviews with words never seen in training, an empty one, and one in capitals."""
+    d = tmp_path_factory.mktemp("text")
+    df = reviews(260, seed=4)
+    train, test = df.iloc[:220], df.iloc[220:].drop(columns=["y"]).copy()
+    test.iloc[0, test.columns.get_loc("review")] = "SPACIOUS Lovely penthouse, brand-new roof terrace, CAFÉ"
+    test.iloc[1, test.columns.get_loc("review")] = ""
+    test.iloc[2, test.columns.get_loc("review")] = "zzz qqq"
+    train.to_csv(d / "train.csv", index=False)
+    test.to_csv(d / "test.csv", index=False)
+    cfg = fast_config(text=("review",))
+    res = fit_table(str(d / "train.csv"), "y", test=str(d / "test.csv"), out=d / "out", config=cfg,
+                    save=d / "model")
+    return d, res, cfg
+
+
+def test_predict_with_a_text_column_reproduces_the_fit_submission(text_saved, capsys):
+    d, res, _ = text_saved
+    code = main(["predict", str(d / "model"), str(d / "test.csv"), "--out", str(d / "preds.csv")])
+    assert code == 0 and "40 predictions" in capsys.readouterr().err
+    preds = pd.read_csv(d / "preds.csv")
+    sub = pd.read_csv(d / "out" / "submission.csv")
+    np.testing.assert_allclose(preds["y"], sub["y"], rtol=1e-9)
+    np.testing.assert_allclose(preds["y"], res.submission["y"], rtol=1e-9)
+    tone = pd.read_csv(d / "test.csv", keep_default_na=False)["review"].str.contains("|".join(GOOD)).to_numpy()
+    assert preds["y"][tone].mean() - preds["y"][~tone].mean() > 0.8  # the saved encoder carries the text's signal
+
+
+def test_saved_text_encoder_holds_no_pickle(text_saved):
+    """Every saved file is JSON, LightGBM text, a weights-only torch archive, or a plain float .npy. Models whose
+    encoders were fitted on the same rows share one stored copy (the network and the linear model leave out the
+    same extreme targets, LightGBM none, so 3 folds x 3 models need 3 to 6 encoders, not 9)."""
+    d, _, _ = text_saved
+    files = sorted(p.name for p in (d / "model").iterdir())
+    manifest = json.loads((d / "model" / "model.json").read_text())
+    used = {p["encoder"] for es in manifest["models"].values() for e in es for p in e["pre"]["parts"]
+            if p["kind"] == "text"}
+    assert 3 <= len(used) <= 6 and sorted(f for f in files if f.startswith("text-")) == sorted(
+        [f"{u}.json" for u in used] + [f"{u}.npy" for u in used])
+    for f in files:
+        raw = (d / "model" / f).read_bytes()
+        assert not raw.startswith(b"\x80"), f  # a bare pickle stream
+        if f.endswith(".json"):
+            json.loads(raw)
+        elif f.endswith(".npy"):
+            assert raw.startswith(b"\x93NUMPY")
+            a = np.load(d / "model" / f, allow_pickle=False)
+            assert a.dtype == np.float64 and a.ndim == 2
+        elif f.endswith(".pt"):
+            assert raw.startswith(b"PK")  # torch's zip archive, read with weights_only=True
+        else:
+            assert f.endswith(".txt") and raw.startswith(b"tree"), f
+    assert manifest["text"] == ["review"]
+    part = next(p for p in manifest["models"]["linear"][0]["pre"]["parts"] if p["kind"] == "text")
+    assert part["settings"]["ngram_range"] == [1, 2] and part["settings"]["sublinear_tf"] is True
+    assert part["settings"]["lowercase"] is True and part["settings"]["norm"] == "l2"
+
+
+def test_saved_text_encoder_gives_the_fitted_features(text_saved):
+    """Each fold's stored preprocessing (with its rebuilt TF-IDF and SVD) gives the fitted transformer's matrix on
+    the training rows and on unseen text."""
+    from trainmedic.tabular.fit import cross_validate
+
+    d, _, cfg = text_saved
+    p = prepare(str(d / "train.csv"), "y", str(d / "test.csv"), cfg)
+    res = cross_validate(p, cfg, None)
+    from trainmedic.tabular.saved import save_fit
+
+    save_fit(d / "again", p, res)
+    saved = SavedFit(d / "again")
+    test = saved.features(pd.read_csv(d / "test.csv"), "test")
+    train = saved.features(p.df.iloc[p.rows], "train")
+    for name in ALL:
+        for k, fitted in enumerate(res["fitted"][name]):
+            assert any(part["kind"] == "text" for part in saved.models[name][k].pre.spec["parts"])
+            for X in (train, test):
+                np.testing.assert_allclose(saved.models[name][k].pre.transform(X.X), fitted.pre.transform(X.X),
+                                           rtol=1e-10, atol=1e-12)
+
+
+def test_text_column_without_words_is_a_zero_column():
+    """A text column with no word of two letters: the encoder gives one column of zeros, and so does its frozen
+    form (which then needs no stored vocabulary)."""
+    from trainmedic.tabular.frozen import FrozenTransform, freeze
+    from trainmedic.tabular.preprocess import dense_preprocessor, prepare_features, tree_preprocessor
+
+    df = pd.DataFrame({"x": np.arange(30.0), "note": ["a b", "", "c"] * 10})
+    ff = prepare_features(df, drop=[], text=["note"])
+    for ct in (dense_preprocessor(ff), tree_preprocessor(ff)):
+        A = ct.fit_transform(ff.X)
+        spec = freeze(ct)
+        text = [p for p in spec["parts"] if p["kind"] == "text"]
+        assert len(text) == 1 and text[0]["components"] is None
+        json.dumps(spec)
+        np.testing.assert_allclose(FrozenTransform(spec).transform(ff.X), A, rtol=1e-12, atol=1e-12)
+        assert np.all(A[:, -1] == 0)
+
+
+def test_predict_without_the_text_column_is_tm114(text_saved, tmp_path, capsys):
+    d, _, _ = text_saved
+    pd.read_csv(d / "test.csv").drop(columns=["review"]).to_csv(tmp_path / "no_text.csv", index=False)
+    code = main(["predict", str(d / "model"), str(tmp_path / "no_text.csv"), "--out", str(tmp_path / "p.csv")])
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 2 and "TM114" in line and "missing 'review'" in line
+    assert not (tmp_path / "p.csv").exists()

@@ -154,7 +154,7 @@ def test_free_text_left_out_by_default_and_used_with_the_flag():
     assert used["mean"] < 0.8 * plain["mean"]  # the tone of the review is half the signal
 
 
-def test_text_columns_reach_the_test_predictions_and_save_refuses(tmp_path):
+def test_text_columns_reach_the_test_predictions():
     from trainmedic.errors import UsageError
 
     df = reviews(340, seed=1)
@@ -163,8 +163,6 @@ def test_text_columns_reach_the_test_predictions_and_save_refuses(tmp_path):
     pred = res.submission["y"].to_numpy()
     tone = df.iloc[300:]["review"].str.contains("|".join(GOOD)).to_numpy()
     assert pred[tone].mean() - pred[~tone].mean() > 0.8  # the test rows' text is encoded as in training
-    with pytest.raises(UsageError, match="--text"):
-        fit_table(train, "y", config=fast_config(text=("review",)), save=tmp_path / "m")
     with pytest.raises(UsageError, match="not a column"):
         fit_table(train, "y", config=fast_config(text=("reveiw",)))
 
@@ -175,10 +173,16 @@ def test_cli_search_select_text_end_to_end(tmp_path, capsys):
     path = tmp_path / "reviews.csv"
     df.to_csv(path, index=False)
     out = tmp_path / "run"
+    df.iloc[200:].drop(columns=["y"]).to_csv(tmp_path / "test.csv", index=False)
     code = main(["fit", str(path), "--target", "y", "--fast", "--epochs", "4", "--folds", "3", "--models",
-                 "lightgbm,linear", "--search", "2", "--select", "--text", "review", "--out", str(out)])
+                 "lightgbm,linear", "--search", "2", "--select", "--text", "review", "--out", str(out),
+                 "--test", str(tmp_path / "test.csv"), "--save", str(tmp_path / "model")])
     captured = capsys.readouterr()
     assert code == 0
+    # the saved models (with the searched settings, each fold's selection and text encoders) give the submission
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "test.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")["y"], pd.read_csv(out / "submission.csv")["y"],
+                               rtol=1e-9)
     cv = json.loads((out / "cv.json").read_text())
     assert cv["config"]["search"] == 2 and cv["config"]["select"] is True and cv["text_columns"] == ["review"]
     assert len(cv["models"]["linear"]["search"]["per_fold"]) == 3 and len(cv["selection"]["per_fold"]) == 3

@@ -566,9 +566,6 @@ def fit_table(
     if save is not None:
         from trainmedic.tabular.saved import check_save_dir
 
-        if p.features.text:
-            raise UsageError("--save cannot store the text encoding of --text columns yet; fit without --save, "
-                             "or leave the text columns out")
         check_save_dir(save)
     findings = check_frame(p.df, target=target, test=p.test_df, report=p.report, test_report=p.test_report,
                           info=p.info)

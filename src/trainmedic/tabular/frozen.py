@@ -7,6 +7,14 @@ categories of the one-hot and ordinal encoders (with the pooled "infrequent" one
 them from the fitted transformer's public attributes; :class:`FrozenTransform` applies them with the same
 operations in the same order, so the saved model reproduces the fitted one's predictions (the tests compare
 the two on training, validation and unseen rows).
+
+A ``--text`` column's encoder (:class:`~trainmedic.tabular.preprocess.TextSVD`) is frozen as its TF-IDF
+settings, vocabulary (term -> index), idf weights and SVD components (then the scaler's mean and scale on
+the dense models). The vocabulary and arrays can be large, so they stay numpy/dict values in the spec and
+:mod:`trainmedic.tabular.saved` moves them into files of their own (JSON and ``.npy``). The transform is
+rebuilt with scikit-learn's own ``TfidfVectorizer`` given that vocabulary and idf (its tokenizer, n-grams,
+sublinear tf and norm are then exactly the fitted ones'), times the components (what ``TruncatedSVD``
+computes).
 """
 
 from __future__ import annotations
@@ -31,6 +39,34 @@ def _encoder_spec(kind: str, enc: Any, cols: list[str]) -> dict[str, Any]:
     }
 
 
+# the TfidfVectorizer settings that only matter while fitting (which terms are kept); the rest is stored
+_FIT_ONLY = ("max_df", "min_df", "max_features", "vocabulary", "dtype")
+
+
+def _text_spec(trans: Any, col: str) -> dict[str, Any]:
+    """A fitted ``TextSVD`` (alone, or as the first step of a pipeline with a ``StandardScaler``)."""
+    from sklearn.pipeline import Pipeline
+
+    svd_step = trans.named_steps["svd"] if isinstance(trans, Pipeline) else trans
+    part: dict[str, Any] = {"kind": "text", "col": col, "settings": None, "vocabulary": None, "idf": None,
+                            "components": None}
+    if svd_step.tfidf_ is not None and svd_step.svd_ is not None:
+        vec = svd_step.tfidf_
+        settings = {k: v for k, v in vec.get_params().items() if k not in _FIT_ONLY}
+        for k, v in settings.items():  # anything not plain (a callable tokenizer) could not be rebuilt
+            if not (v is None or isinstance(v, (str, bool, int, float, tuple, list))):
+                raise ValueError(f"TF-IDF setting {k}={v!r} cannot be stored")
+        settings["ngram_range"] = list(settings["ngram_range"])  # JSON has no tuples
+        part.update(settings=settings,
+                    vocabulary={str(t): int(i) for t, i in vec.vocabulary_.items()},
+                    idf=np.asarray(vec.idf_, dtype="float64"),
+                    components=np.asarray(svd_step.svd_.components_, dtype="float64"))
+    if isinstance(trans, Pipeline):
+        scale = trans.named_steps["scale"]
+        part.update(mean=_floats(scale.mean_), scale=_floats(scale.scale_))
+    return part
+
+
 def freeze(ct: Any) -> dict[str, Any]:
     """The fitted ``ColumnTransformer`` of ``dense_preprocessor`` / ``tree_preprocessor`` as a JSON-able spec."""
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
@@ -38,6 +74,9 @@ def freeze(ct: Any) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     for name, trans, cols in ct.transformers_:
         if (isinstance(trans, str) and trans == "drop") or name == "remainder" or len(cols) == 0:
+            continue
+        if name.startswith("text"):  # a free-text column, named by a scalar (the encoder gets one sequence)
+            parts.append(_text_spec(trans, str(cols)))
             continue
         cols = list(cols)
         if isinstance(trans, str) and trans == "passthrough" or isinstance(trans, FunctionTransformer):
@@ -68,6 +107,7 @@ class FrozenTransform:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
+        self._vectorizers: dict[int, Any] = {}
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         blocks = [self._part(part, X) for part in self.spec["parts"]]
@@ -82,6 +122,8 @@ class FrozenTransform:
             return X[part["cols"]].to_numpy(dtype="float64")
         if kind == "numeric":
             return self._numeric(part, X[part["cols"]].to_numpy(dtype="float64"))
+        if kind == "text":
+            return self._text(part, X[part["col"]])
         values = X[part["cols"]].to_numpy(dtype=object)
         return self._onehot(part, values) if kind == "onehot" else self._ordinal(part, values)
 
@@ -97,6 +139,30 @@ class FrozenTransform:
         clipped -= np.asarray(part["mean"])
         clipped /= np.asarray(part["scale"])
         return clipped
+
+    def _text(self, part: dict[str, Any], column: pd.Series) -> np.ndarray:
+        """TF-IDF with the stored vocabulary and idf, projected on the SVD components (then scaled)."""
+        from trainmedic.tabular.preprocess import text_documents
+
+        docs = text_documents(column)
+        if part["components"] is None:  # the column had no words in training: one column of zeros
+            A = np.zeros((len(docs), 1))
+        else:
+            A = self._vectorizer(part).transform(docs) @ np.asarray(part["components"], dtype="float64").T
+        if "mean" in part:
+            A = (A - np.asarray(part["mean"])) / np.asarray(part["scale"])
+        return np.asarray(A, dtype="float64")
+
+    def _vectorizer(self, part: dict[str, Any]) -> Any:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = self._vectorizers.get(id(part))
+        if vec is None:
+            settings = dict(part["settings"], ngram_range=tuple(part["settings"]["ngram_range"]))
+            vec = TfidfVectorizer(**settings, vocabulary=part["vocabulary"], dtype=np.float64)
+            vec.idf_ = np.asarray(part["idf"], dtype="float64")
+            self._vectorizers[id(part)] = vec
+        return vec
 
     @staticmethod
     def _groups(part: dict[str, Any], j: int) -> tuple[list[str], set[str]]:

@@ -218,6 +218,12 @@ def _as_text(s: pd.Series) -> pd.Series:
     return pd.Series(strs, index=s.index, dtype=object)
 
 
+def text_documents(X: Any) -> list[str]:
+    """One text column as the list of strings the TF-IDF reads (missing: ""); the saved encoder reads the same."""
+    arr = np.asarray(X, dtype=object).reshape(-1)
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in arr]
+
+
 class TextSVD(BaseEstimator, TransformerMixin):
     """A free-text column as a few numbers: TF-IDF of its words (and word pairs), reduced by a truncated SVD
     to ``components`` columns (latent semantic analysis). Fitted on the training rows of a fold only.
@@ -230,16 +236,11 @@ class TextSVD(BaseEstimator, TransformerMixin):
         self.components = components
         self.max_features = max_features
 
-    @staticmethod
-    def _docs(X: Any) -> list[str]:
-        arr = np.asarray(X, dtype=object).reshape(-1)
-        return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in arr]
-
     def fit(self, X: Any, y: Any = None) -> TextSVD:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        docs = self._docs(X)
+        docs = text_documents(X)
         self.tfidf_, self.svd_ = None, None
         for min_df in (2, 1):
             vec = TfidfVectorizer(min_df=min_df, max_features=self.max_features, ngram_range=(1, 2),
@@ -256,7 +257,7 @@ class TextSVD(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        docs = self._docs(X)
+        docs = text_documents(X)
         if self.tfidf_ is None or self.svd_ is None:
             return np.zeros((len(docs), 1))
         return self.svd_.transform(self.tfidf_.transform(docs))

@@ -7,7 +7,12 @@ What is stored, in safe formats only (nothing in DIR can run code when loaded):
   coefficients (and the regression model's pair products, spline knots and target means), the networks'
   shapes and target scaling, and the SHA-256 of every other file;
 - ``lightgbm-fold{k}-bag{b}.txt``: LightGBM's own text model format;
-- ``mlp-fold{k}.pt``: the networks' ``state_dict`` tensors, read back with ``torch.load(weights_only=True)``.
+- ``mlp-fold{k}.pt``: the networks' ``state_dict`` tensors, read back with ``torch.load(weights_only=True)``;
+- ``text-{hash}.json`` and ``text-{hash}.npy``: a ``--text`` column's encoder of one fold: its TF-IDF
+  vocabulary (term -> index) and idf weights, and its SVD components, read back with
+  ``numpy.load(allow_pickle=False)``; its TF-IDF settings (lowercase, token pattern, n-grams, sublinear tf,
+  norm, ...) are in ``model.json``. Named by their content, so the models of one fold (whose encoders are
+  fitted on the same rows, hence equal) share one copy.
 
 ``predict`` applies what ``fit`` applied to its ``--test`` file: every fold's model of each kind, averaged
 over the folds, then blended with the saved weights; so ``predict DIR test.csv`` reproduces the fit's
@@ -79,7 +84,7 @@ def save_fit(directory: str | os.PathLike[str], p: Any, res: dict[str, Any]) -> 
     for name in res["names"]:
         models[name] = []
         for k, m in enumerate(res["fitted"][name]):
-            entry: dict[str, Any] = {"pre": freeze(m.pre)}
+            entry: dict[str, Any] = {"pre": _store_text(freeze(m.pre), files)}
             if name == "lightgbm":
                 entry["alpha"] = m.alpha
                 entry["boosters"] = []
@@ -106,6 +111,7 @@ def save_fit(directory: str | os.PathLike[str], p: Any, res: dict[str, Any]) -> 
         "numeric": list(p.features.numeric),
         "categorical": list(p.features.categorical),
         "dates": {k: list(v) for k, v in p.features.dates.items()},
+        "text": list(p.features.text),
         "dropped": dict(p.dropped_cols),
         "names": list(res["names"]),
         "weights": {k: [float(x) for x in v] for k, v in res["weights"].items()},
@@ -115,6 +121,21 @@ def save_fit(directory: str | os.PathLike[str], p: Any, res: dict[str, Any]) -> 
     manifest["sha256"] = {name: hashlib.sha256(_bytes(data)).hexdigest() for name, data in files.items()}
     files[MANIFEST] = json.dumps(manifest, indent=1) + "\n"
     return commit_files(d, files, _previous_files(d), "--save")
+
+
+def _store_text(spec: dict[str, Any], files: dict[str, str | bytes]) -> dict[str, Any]:
+    """Move the text encoders' vocabulary, idf and components out of ``spec`` into files of their own."""
+    for part in spec["parts"]:
+        if part["kind"] != "text" or part["components"] is None:
+            continue
+        words = json.dumps({"vocabulary": part.pop("vocabulary"),
+                            "idf": [float(v) for v in part.pop("idf")]}, ensure_ascii=False)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(part.pop("components"), dtype="float64"), allow_pickle=False)
+        name = "text-" + hashlib.sha256(words.encode("utf-8") + buf.getvalue()).hexdigest()[:16]
+        files[f"{name}.json"], files[f"{name}.npy"] = words, buf.getvalue()
+        part["encoder"] = name
+    return spec
 
 
 def _bytes(data: str | bytes) -> bytes:
@@ -199,11 +220,12 @@ class SavedFit:
         self.task = m["task"]
         self.names = m["names"]
         self.weights = {k: np.asarray(v, dtype="float64") for k, v in m["weights"].items()}
+        self._encoders: dict[str, dict[str, Any]] = {}
         self.models = {name: [self._restore(name, e) for e in m["models"][name]] for name in self.names}
 
     def _restore(self, name: str, e: dict[str, Any]) -> Any:
         task, k = self.task, len(self.manifest["classes"] or [])
-        pre = FrozenTransform(e["pre"])
+        pre = FrozenTransform(self._load_text(e["pre"]))
         if name == "lightgbm":
             import lightgbm as lgb
 
@@ -225,6 +247,21 @@ class SavedFit:
                 model.target_means = TargetMeans.from_dict(e["target_means"])
         model.pre = pre
         return model
+
+    def _load_text(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Put the text encoders' stored vocabulary, idf and components back into ``spec`` (read once each)."""
+        for part in spec["parts"]:
+            name = part.get("encoder") if part.get("kind") == "text" else None
+            if name is None:
+                continue
+            name = Path(str(name)).name
+            if name not in self._encoders:
+                words = json.loads((self.dir / f"{name}.json").read_text(encoding="utf-8"))
+                components = np.load(self.dir / f"{name}.npy", allow_pickle=False)
+                self._encoders[name] = {"vocabulary": words["vocabulary"], "idf": words["idf"],
+                                        "components": components}
+            part.update(self._encoders[name])
+        return spec
 
     def _restore_mlp(self, e: dict[str, Any], k: int) -> MLPModel:
         import torch
@@ -267,7 +304,8 @@ class SavedFit:
         if bad_dates:
             raise UsageError(f"{source}: column(s) {_cols(bad_dates)} were dates in training and are not here "
                              f"(TM114); fix their values")
-        ref = FeatureFrame(pd.DataFrame(), list(m["numeric"]), list(m["categorical"]), dates=m["dates"])
+        ref = FeatureFrame(pd.DataFrame(), list(m["numeric"]), list(m["categorical"]), dates=m["dates"],
+                           text=list(m.get("text", [])))
         return prepare_features(df, drop=[target, *m["dropped"]], reference=ref)
 
     def predict_model(self, name: str, X: FeatureFrame, fold: int) -> Any:
