@@ -14,9 +14,24 @@ lowest rate within :data:`~trainmedic.heal.steering.REPLAY_TOLERANCE` of the bes
 
 When it runs: heal mode, an optimizer whose step is the rate times the gradient (plain SGD:
 :func:`~trainmedic.heal.actions.direct_steps`; its state is its weights, so a copy at another rate is the
-run at that rate), ``loss_fn=`` and ``medic.step(loss, batch=...)``, a loop that does not clip its gradients
-(the copies would take unclipped steps), one process (not ``torch.distributed`` with several: each would
-pick its own rate), and only after a probe that read a curve (not ``known-good``).
+run at that rate), a loss to replay and the step's batches, a loop that does not clip its gradients (the
+copies would take unclipped steps: where the driver sees the clipping only at the probe's end, a TM904 says
+the replay stepped aside), one process (not ``torch.distributed`` with several: each would pick its own
+rate), and only after a probe that read a curve (not ``known-good``). Every front end attaches it through
+:func:`add_probe_replay`, the one place that decides:
+
+* ``Medic(..., loss_fn=...)`` with ``medic.step(loss, batch=...)``;
+* ``trainmedic run --heal``: the session rebuilds the script's loss from its first steps where it is one
+  ``torch.nn.functional`` loss on the model's output, with no clipping and no scheduler
+  (:mod:`trainmedic.instrument.loss_rebuild`), and binds it with :meth:`ProbeReplay.bind`, as for the rate
+  audit; where it is refused nothing is replayed and the run is the one ``probe_replay=False`` gives. The
+  loss is bound before step 3 is judged: a probe from a rollback at step 3 or later is replayed (10x and 30x
+  on the regression of ``tests/test_run_probe_replay.py`` roll back at step 3), an earlier one keeps its
+  own rate;
+* Lightning: ``MedicCallback(mode="heal", loss_fn=...)``, unless the Trainer would not train as the copies
+  do (clipping, accumulation, a scheduler, several optimizers, manual optimization, no ``forward``:
+  :func:`trainmedic.integrations.lightning.audit_refusal`); then a TM904 says why.
+
 Without batches nothing changes. Cost, once per probe: 3 x the probe's steps (36) training steps on copies
 made one at a time (one more model in memory), and references to the probe's batches while it runs.
 
