@@ -5,7 +5,8 @@
   the run ends closer to the tuned run than heal without the replay (seed 2: the benchmark's worst case);
 * the replay trains copies: the run's RNG and the snapshot it replays from are untouched, and a replay that
   raises is switched off, reported as TM901, and heal keeps the probe's rate;
-* a healthy run (no probe) is bit for bit the plain loop; without ``batch=`` nothing is replayed;
+* a healthy run (no probe) is bit for bit the plain loop; without ``batch=`` nothing is replayed; a loop that
+  clips its gradients is not replayed either, and a TM904 says why;
 * the pieces: which rates are replayed, the pick, the thinned ramp.
 """
 
@@ -29,7 +30,7 @@ XV, YV = regression_data(n=1024, d=16, seed=0, noise=0.3, split="val")
 
 
 def train(lr: float, mode: str, *, seed: int = 2, epochs: int = 10, batch: bool = True, replay: bool = True,
-          hook=None):
+          hook=None, clip: float | None = None):
     """The benchmark's regression task (benchmarks/heal_tasks.py): 64 steps an epoch, MSE, plain SGD."""
     torch.manual_seed(seed)
     model = mlp(16, 1, hidden=64)
@@ -47,6 +48,8 @@ def train(lr: float, mode: str, *, seed: int = 2, epochs: int = 10, batch: bool 
             loss = F.mse_loss(model(xb), yb)
             opt.zero_grad()
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             if medic is None:
                 opt.step()
             else:
@@ -125,6 +128,17 @@ def test_without_batches_nothing_is_replayed():
     (probe,) = _probes(medic)
     assert "replay" not in probe
     assert next(c for c in medic.callbacks if isinstance(c, ProbeReplay)).runs == 0
+
+
+def test_a_loop_that_clips_is_not_replayed_and_says_why():
+    # clipped at 1.0, 30x stalls (TM317) and is probed; the copies would take unclipped steps
+    medic, _, _ = train(30 * TUNED, "heal", epochs=2, clip=1.0)
+    probes = _probes(medic)
+    assert probes and all("replay" not in p for p in probes)
+    aside = [f for f in medic.findings if f.code == "TM904"]
+    assert len(aside) == 1 and aside[0].evidence["check"] == "probe-replay" and "clips" in aside[0].message
+    cb = next(c for c in medic.callbacks if isinstance(c, ProbeReplay))
+    assert cb.runs == 0 and not cb.active and medic.engine.policy.steer.replay is None
 
 
 def _choice(rule: str, lr: float, **evidence) -> ProbeChoice:

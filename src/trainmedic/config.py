@@ -98,8 +98,9 @@ class Thresholds:
     probe_steps: int = 36  # 0: no probe, a rollback halves the rate (rollback_lr_factor) as before
     max_probes: int = 4
     heal_warmup_steps: int = 50  # linear warmup to the probed rate when heal restarts from the first steps
-    # Plain SGD with loss_fn= and batch=: once a probe is done, copies from its snapshot replay its batches at
-    # the rate its curve supports, 1/2 and 1/4 of it, and heal continues at the best (heal/probe_replay.py).
+    # Plain SGD with loss_fn= and batch= (or run's rebuilt loss, or Lightning's loss_fn=): once a probe is
+    # done, copies from its snapshot replay its batches at the rate its curve supports, 1/2 and 1/4 of it,
+    # and heal continues at the best (heal/probe_replay.py).
     probe_replay: bool = True
     # A probe from the first steps is itself an exponential warmup: for plain SGD heal copies the state
     # every `probe_rewind_every` probe steps (the `probe_rewind_keep` latest) and continues from the copy

@@ -106,14 +106,12 @@ class Driver:
             for cb in (PreflightCallback() if preflight else None, Forensics() if forensics else None):
                 if cb is not None:
                     self.add_callback(cb)
-        if loss_fn is not None:  # TM343: heal mode, adaptive optimizers only (heal/rate_audit.py)
+        if loss_fn is not None:
+            from trainmedic.heal.probe_replay import add_probe_replay
             from trainmedic.heal.rate_audit import add_rate_audit
 
-            add_rate_audit(self)
-        if mode == "heal" and self.cfg.probe_replay and loss_fn is not None and direct_steps(optimizer):
-            from trainmedic.heal.probe_replay import ProbeReplay
-
-            self.add_callback(ProbeReplay())  # the rate after a probe, for plain SGD (heal/probe_replay.py)
+            add_rate_audit(self)  # TM343: heal mode, adaptive optimizers only (heal/rate_audit.py)
+            add_probe_replay(self)  # the rate after a probe, for plain SGD (heal/probe_replay.py)
         for cb in callbacks:
             self.add_callback(cb)
         if observes_itself:

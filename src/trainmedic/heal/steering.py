@@ -109,8 +109,8 @@ class Steering:
         self.valley_divisor = 2.0 if direct_steps else 10.0
         self.direct_steps = direct_steps  # and its state is its weights alone: a probe's ramp can be kept
         self.session: ProbeSession | None = None
-        #: the probe replay (:class:`~trainmedic.heal.probe_replay.ProbeReplay`, set by the driver for plain SGD
-        #: with ``loss_fn`` and batches): ``replay(to_step, rates)`` -> each rate's replayed loss, or None
+        #: the probe replay (:class:`~trainmedic.heal.probe_replay.ProbeReplay`, set for plain SGD once it has a
+        #: loss to replay): ``replay(to_step, rates)`` -> each rate's replayed loss, or None
         self.replay: Callable[[int, list[float]], list[float] | None] | None = None
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0

@@ -1,4 +1,5 @@
-"""The script's loss function, rebuilt from what ``trainmedic run`` saw, for the rate audit (TM343, issue 12).
+"""The script's loss function, rebuilt from what ``trainmedic run`` saw, for the rate audit (TM343, issue 12)
+and the probe replay (plain SGD, :mod:`trainmedic.heal.probe_replay`).
 
 The rate audit replays recent batches on copies of the model (``loss_fn(model(inputs), target)``). A script
 run under ``trainmedic run --heal`` hands trainmedic no loss function, but the session sees every call of a
@@ -25,8 +26,8 @@ only where that is the script's loss, exactly, on every one of the first ``REBUI
   way: with the loss bound, the OneCycle ``multiclass_mlp`` got no TM343, seeds 0 and 1).
 
 Anything else (a hand-written loss, ``F.nll_loss(F.log_softmax(out))`` where the model returned ``out``, a
-module with ``weight=``) is refused and the audit does not run: a replay of another loss would judge the
-rate on the wrong objective. The forward hook that sees the model's output is removed once decided.
+module with ``weight=``) is refused and neither the audit nor the probe replay runs: a replay of another
+loss would judge the rate on the wrong objective. The forward hook that sees the model's output is removed once decided.
 """
 
 from __future__ import annotations

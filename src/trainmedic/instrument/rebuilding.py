@@ -1,7 +1,8 @@
 """The loss rebuild's wiring into ``trainmedic run`` (heal mode): a mixin of the session.
 
 Under ``run`` the script's loss function is not handed over, but the rate audit (TM343,
-:mod:`trainmedic.heal.rate_audit`) must replay it on copies. :mod:`~trainmedic.instrument.loss_rebuild`
+:mod:`trainmedic.heal.rate_audit`) and the probe replay (plain SGD, :mod:`trainmedic.heal.probe_replay`) must
+replay it on copies. :mod:`~trainmedic.instrument.loss_rebuild`
 rebuilds it from the first steps where that is faithful; this mixin starts it for the first model watched,
 feeds it from the session's loss, backward and step hooks, and stops it alone when it fails (TM902).
 """
@@ -37,27 +38,34 @@ class RebuildWatching:
     _fail: Callable[[str, BaseException], None]
 
     def _start_rebuild(self, driver: Driver) -> None:
-        """Heal mode, the first model watched: the rate audit (TM343) replays the script's loss, rebuilt from
-        the next steps where that is faithful (:mod:`~trainmedic.instrument.loss_rebuild`). It is bound to the
-        audit only (``driver.loss_fn`` stays None): pre-flight replays at step 0, before the rebuild is
-        decided, and forensics' replays under ``run`` were not verified with it, so both stay as they were."""
+        """Heal mode, the first model watched: the rate audit (TM343, adaptive optimizers) and the probe replay
+        (plain SGD) replay the script's loss, rebuilt from the next steps where that is faithful
+        (:mod:`~trainmedic.instrument.loss_rebuild`). It is bound to those two only (``driver.loss_fn`` stays
+        None): pre-flight replays at step 0, before the rebuild is decided, and forensics' replays under
+        ``run`` were not verified with it, so both stay as they were. Where it is refused, neither replays."""
         target = self._input_module
-        if (driver.mode != "heal" or not driver.cfg.rate_audit or driver.loss_fn is not None or target is None
+        if (driver.mode != "heal" or driver.loss_fn is not None or target is None
                 or self.rebuild.driver is not None or self.compiled.any
                 or not all(d is driver or d is self.manual.on_trial for d in self.drivers)):
             return
-        from trainmedic.heal.rate_audit import RateAudit
+        from trainmedic.heal.probe_replay import add_probe_replay
+        from trainmedic.heal.rate_audit import add_rate_audit
 
-        audit = RateAudit()
-        driver.add_callback(audit)
-        if not audit.active:  # not an adaptive optimizer, or the audit is configured off
+        audit = add_rate_audit(driver)  # None where the audit is configured off
+        replay = add_probe_replay(driver)  # None but for plain SGD with the replay on
+        binds = [cb.bind for cb in (audit, replay) if cb is not None and cb.active]
+        if not binds:  # neither can run: no rebuild, nothing watched
             return
+
+        def bind(loss_fn: Any) -> None:
+            for fn in binds:
+                fn(loss_fn)
 
         def seen_output(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
             if module is target and torch.is_grad_enabled() and not self._busy:
                 self._rebuilding(self.rebuild.saw_output, module, kwargs, output)
 
-        self.rebuild.start(target, driver, audit.bind, compile_safe(seen_output))
+        self.rebuild.start(target, driver, bind, compile_safe(seen_output))
 
     def _rebuild_step(self, optimizer: torch.optim.Optimizer) -> None:
         """A step of ``optimizer``, for the loss rebuild. Called before ``_driver()``: a driver created now did

@@ -9,8 +9,8 @@ Public hooks where PyTorch has them, thin wrappers (:mod:`~trainmedic.instrument
 * ``torch.nn.functional`` losses (wrapped; the ``nn`` loss modules call them): losses computed without
   gradient are evaluation losses (:mod:`~trainmedic.instrument.epochs`); the first training calls are kept
   for the wiring checks; the latest target goes with the batch for pre-flight and forensics; in heal mode,
-  the first steps' calls rebuild the loss for the rate audit (:mod:`~trainmedic.instrument.loss_rebuild`,
-  with a global forward hook on the model until decided);
+  the first steps' calls rebuild the loss for the rate audit and the probe replay
+  (:mod:`~trainmedic.instrument.loss_rebuild`, with a global forward hook on the model until decided);
 * ``torch.nn.modules.module.register_module_forward_pre_hook`` (global), only until the first optimizer
   step: the modules of the first forward passes, to find the model an optimizer trains; then a forward
   pre-hook on that model keeps a reference to its latest training input;
@@ -123,7 +123,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching, RebuildWatching, Sc
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
         self._input_module: torch.nn.Module | None = None  # the module whose inputs are kept (_watch_inputs)
-        self.rebuild = LossRebuild()  # heal: the script's loss for the rate audit, rebuilt where faithful
+        self.rebuild = LossRebuild()  # heal: the script's loss for the replays on copies, rebuilt where faithful
         self.indices = BatchIndices(self._patches.wrap)  # dataset indices of the loaders' batches (TM313)
         self._init_loops(console)  # closure steps, hand-written updates, torch.compile (LoopWatching)
         self._init_phases()  # a later optimizer starts a new training phase (PhaseWatching)

@@ -10,12 +10,14 @@ non-finite step, clips a gradient spike, rolls back to the last healthy weights 
 rate, lowers the learning rate on a plateau, and stops early (``trainer.should_stop``) restoring the best
 weights. Findings go to ``out`` (default ``<trainer.log_dir or cwd>/trainmedic``) on global rank 0.
 
-``loss_fn=`` (heal mode) turns on the rate audit (TM343, :mod:`trainmedic.heal.rate_audit`): at the first
-evaluation, copies of the module and its Adam, AdamW or RMSprop optimizer replay recent batches at the rate
-and at 1/3 and 1/10 of it, ``loss_fn(pl_module(x), y)`` on each ``(x, y)`` batch. It runs only where those
-replays train as the Trainer does: one optimizer, automatic optimization, no gradient clipping, no gradient
-accumulation, no scheduler, and a ``forward`` that returns what ``loss_fn`` takes; otherwise a TM904 says
-why it stepped aside.
+``loss_fn=`` (heal mode) turns on the replays on copies, ``loss_fn(pl_module(x), y)`` on each ``(x, y)``
+batch: for an Adam, AdamW or RMSprop optimizer the rate audit (TM343, :mod:`trainmedic.heal.rate_audit`:
+at the first evaluation, recent batches at the rate and at 1/3 and 1/10 of it), for plain SGD the probe
+replay (:mod:`trainmedic.heal.probe_replay`: after a rollback's probe, its batches at the rates its curve
+supports, and heal continues at the best). Both run only where those replays train as the Trainer does:
+one optimizer, automatic optimization, no gradient clipping, no gradient accumulation, no scheduler, and a
+``forward`` that returns what ``loss_fn`` takes; otherwise a TM904 (``rate-audit`` or ``probe-replay``)
+says why it stepped aside.
 Works with either the ``lightning`` or the ``pytorch_lightning`` package.
 """
 
@@ -36,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the installed flavour
         ) from exc
 
 from trainmedic.config import Thresholds
+from trainmedic.heal.probe_replay import add_probe_replay
 from trainmedic.heal.rate_audit import add_rate_audit
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.observe.graph import read_loss_graph
@@ -54,7 +57,7 @@ class MedicCallback(pl.Callback):
         self.monitor = monitor
         self.higher_is_better = higher_is_better
         self.out = out
-        self.loss_fn = loss_fn  # the rate audit's replay loss: loss_fn(pl_module(x), y)
+        self.loss_fn = loss_fn  # the rate audit's and probe replay's loss: loss_fn(pl_module(x), y)
         self.report_dir: Path | None = None
         self._loss: Any = None
         self._batch: Any = None
@@ -82,7 +85,9 @@ class MedicCallback(pl.Callback):
                 self.run.add(pl_module, opt, scaler=scaler, scheduler=schedulers.get(id(opt)))
                 self._handles.append(opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o)))
             if self.loss_fn is not None and self.run.primary is not None:
-                add_rate_audit(self.run.primary, self.loss_fn, audit_refusal(trainer, pl_module, schedulers))
+                refused = audit_refusal(trainer, pl_module, schedulers)
+                add_rate_audit(self.run.primary, self.loss_fn, refused)
+                add_probe_replay(self.run.primary, self.loss_fn, refused)
         except Exception as exc:
             self.run.fail("on_fit_start", exc)
 
@@ -125,9 +130,9 @@ class MedicCallback(pl.Callback):
 
 
 def audit_refusal(trainer: Any, pl_module: Any, schedulers: dict[int, Any]) -> str | None:
-    """Why the rate audit's replays (plain steps of ``loss_fn(pl_module(x), y)`` at a constant rate) would not
-    train as this Trainer does, or None. Lightning clips and accumulates after the callback has seen the
-    gradients, so the driver cannot notice either by itself."""
+    """Why the replays of the rate audit and of the probe replay (plain steps of ``loss_fn(pl_module(x), y)``
+    at a constant rate) would not train as this Trainer does, or None. Lightning clips and accumulates after
+    the callback has seen the gradients, so the driver cannot notice either by itself."""
     if len(trainer.optimizers) != 1:
         return "the module has several optimizers"
     if not pl_module.automatic_optimization:
