@@ -12,7 +12,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,12 +70,26 @@ def _probes(medic):
     return [e for e in medic.events if e.get("type") == "action" and e.get("action") == "probe"]
 
 
-def test_a_start_10x_too_high_ends_closer_to_the_tuned_run_with_the_replay():
+def _three_runs() -> dict:
+    """The tuned run and heal at 10x without and with the replay, as JSON: what the test compares."""
     _, _, tuned = train(TUNED, "plain")
     without, _, v_without = train(10 * TUNED, "heal", replay=False)
     medic, _, v_with = train(10 * TUNED, "heal")
-    (probe,) = _probes(medic)
-    (probe_without,) = _probes(without)
+    return {"tuned": tuned, "v_without": v_without, "v_with": v_with, "probes": _probes(medic),
+            "probes_without": _probes(without)}
+
+
+def test_a_start_10x_too_high_ends_closer_to_the_tuned_run_with_the_replay():
+    # In a fresh process: after ~50 other test files in the same process, the first heal run of this task
+    # was once judged at step 7 instead of 3 (TM305), so its probe read another trace; the cause was not found
+    # (README, "Not done"). The comparison below is about the replay, so it runs where the history cannot reach.
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import torch; torch.set_num_threads(1); "
+            "import test_probe_replay as t; print(json.dumps(t._three_runs()))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    tuned, v_without, v_with = r["tuned"], r["v_without"], r["v_with"]
+    (probe,), (probe_without,) = r["probes"], r["probes_without"]
     assert "replay" not in probe_without
     replay = probe["replay"]
     assert probe["lr_after"] == replay["picked"] and replay["probe_lr"] == probe_without["lr_after"]
