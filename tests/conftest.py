@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,6 +7,18 @@ import torch
 # Two cores, several test files training models: one thread each keeps timings stable.
 torch.set_num_threads(1)
 os.environ.setdefault("TRAINMEDIC_NO_LIVE", "1")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_report_in_the_checkout():
+    """A callback's default report folder is the working directory: a test that forgets ``out=`` would leave
+    ``trainmedic/`` in the repository (it happened twice). Fail the session instead."""
+    before = (ROOT / "trainmedic").exists()
+    yield
+    assert before or not (ROOT / "trainmedic").exists(), "a test wrote trainmedic/ into the checkout: pass out="
 
 
 @pytest.fixture(autouse=True)

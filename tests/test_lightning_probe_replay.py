@@ -57,8 +57,9 @@ class Regression(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
-def fit(lr: float, mode: str | None, *, epochs: int = 10, replay: bool = True, **trainer_kw):
-    """64 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. Returns (callback, module)."""
+def fit(lr: float, mode: str | None, out, *, epochs: int = 10, replay: bool = True, **trainer_kw):
+    """64 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. The report goes to ``out``
+    (the callback's default is the working directory). Returns (callback, module)."""
     from trainmedic.integrations.lightning import MedicCallback
 
     torch.manual_seed(2)
@@ -67,10 +68,10 @@ def fit(lr: float, mode: str | None, *, epochs: int = 10, replay: bool = True, *
                                         generator=torch.Generator().manual_seed(2))
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(XV, YV), batch_size=1024)
     cb = None if mode is None else MedicCallback(mode=mode, console=False, loss_fn=F.mse_loss,
-                                                 thresholds={"probe_replay": replay})
+                                                 thresholds={"probe_replay": replay}, out=out / "report")
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[] if cb is None else [cb], **trainer_kw)
+                         callbacks=[] if cb is None else [cb], default_root_dir=out, **trainer_kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, train, val)
@@ -85,10 +86,10 @@ def _replays(cb):
     return [c for c in cb.medic.callbacks if isinstance(c, ProbeReplay)]
 
 
-def test_sgd_10x_is_replayed_after_the_probe_and_ends_closer_to_the_tuned_run():
-    _, tuned = fit(TUNED, None)
-    cb, healed = fit(10 * TUNED, "heal")
-    without, not_replayed = fit(10 * TUNED, "heal", replay=False)
+def test_sgd_10x_is_replayed_after_the_probe_and_ends_closer_to_the_tuned_run(tmp_path):
+    _, tuned = fit(TUNED, None, tmp_path)
+    cb, healed = fit(10 * TUNED, "heal", tmp_path)
+    without, not_replayed = fit(10 * TUNED, "heal", tmp_path, replay=False)
     (probe,) = _probes(cb)
     (probe_without,) = _probes(without)
     assert "replay" not in probe_without and not _replays(without)
@@ -101,8 +102,8 @@ def test_sgd_10x_is_replayed_after_the_probe_and_ends_closer_to_the_tuned_run():
     assert not [f for f in cb.findings if f.code in ("TM901", "TM904")]
 
 
-def test_a_trainer_that_clips_is_not_replayed_and_says_why():
-    cb, _ = fit(30 * TUNED, "heal", epochs=2, gradient_clip_val=1.0)
+def test_a_trainer_that_clips_is_not_replayed_and_says_why(tmp_path):
+    cb, _ = fit(30 * TUNED, "heal", tmp_path, epochs=2, gradient_clip_val=1.0)
     aside = [f for f in cb.findings if f.code == "TM904"]
     assert len(aside) == 1 and aside[0].evidence.get("check") == "probe-replay"  # not the audit: plain SGD
     assert "clips gradients" in aside[0].message
@@ -111,9 +112,9 @@ def test_a_trainer_that_clips_is_not_replayed_and_says_why():
     assert probes and all("replay" not in p for p in probes)
 
 
-def test_a_tuned_run_is_bit_identical_to_the_plain_trainer():
-    _, plain = fit(TUNED, None, epochs=3)
-    cb, healed = fit(TUNED, "heal", epochs=3)
+def test_a_tuned_run_is_bit_identical_to_the_plain_trainer(tmp_path):
+    _, plain = fit(TUNED, None, tmp_path, epochs=3)
+    cb, healed = fit(TUNED, "heal", tmp_path, epochs=3)
     assert not _probes(cb) and _replays(cb)[0].active and _replays(cb)[0].runs == 0
     assert healed.vals == plain.vals
     for a, b in zip(plain.parameters(), healed.parameters()):
