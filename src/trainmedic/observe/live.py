@@ -23,6 +23,7 @@ observed steps only.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,26 @@ def observing(step: int) -> bool:
     return due(step) or step % LEVEL_EVERY == 0
 
 
+def _remove_all(handles: list[Any]) -> None:
+    for h in handles:
+        h.remove()
+    handles.clear()
+
+
+class _WeakModuleHook:
+    """A global module forward hook that reaches its :class:`LiveChecks` through a weak reference."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, live: LiveChecks) -> None:
+        self.ref = weakref.ref(live)
+
+    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        live = self.ref()
+        if live is not None:
+            live.saw_module(module, args, output)
+
+
 class LiveChecks:
     """See the module docstring. ``report(code, message, step=, evidence=, key=)`` records a finding."""
 
@@ -100,7 +121,8 @@ class LiveChecks:
         self.judged_data = False
         self.order = BatchOrder()  # TM116: the targets of the first steps, every step
         self._armed: Observed | None = None
-        self._handles: list[Any] = []
+        self._handles: list[Any] = []  # the armed hooks' handles (the list is kept: the finalizer holds it)
+        self._finalizer: weakref.finalize | None = None
         self._input_handle: Any = None
         self.last_inputs: Any = None  # the latest training forward's args (keep_inputs), for a non-finite step
         self.calls: list[LossCall] = []  # the loss calls of the latest checked step (for an early judgement)
@@ -116,7 +138,12 @@ class LiveChecks:
         self._handles.append(self.model.register_forward_hook(OwnHook(self._saw_output)))
         from torch.nn.modules.module import register_module_forward_hook
 
-        self._handles.append(register_module_forward_hook(self._saw_module))
+        # The module hook is global: every module of the process runs it (and takes nn.Module's slower call
+        # path while any exists). It holds this object weakly, and is removed when this object is collected,
+        # so checks armed by a Medic nobody closes do not outlive it.
+        self._handles.append(register_module_forward_hook(_WeakModuleHook(self)))
+        if self._finalizer is None:  # one per object: it removes whatever is armed when the object goes
+            self._finalizer = weakref.finalize(self, _remove_all, self._handles)
 
     def keep_inputs(self) -> None:
         """Keep a reference to the args of every training forward pass of the model (no copy, no sync), so
@@ -149,7 +176,7 @@ class LiveChecks:
         if self._armed is not None and torch.is_grad_enabled() and self._armed.output is None:
             self._armed.output = output
 
-    def _saw_module(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def saw_module(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         name = NN_LOSSES.get(type(module).__name__)
         if name is None or torch.compiler.is_compiling() or self._armed is None or not torch.is_grad_enabled() or len(args) < 2:
             return

@@ -92,6 +92,11 @@ def watch() -> None:
         setattr(utils, name, wrap(original))
 
 
+def watchers() -> int:
+    """How many collectors watch the clip calls now (0: torch.nn.utils holds its own functions)."""
+    return _users
+
+
 def unwatch() -> None:
     """Stop noting clip calls when the last collector detaches; the original functions are put back."""
     global _users

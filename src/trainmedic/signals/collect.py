@@ -7,6 +7,7 @@ sampled update norm are stacked on the device and copied to the host in a single
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -32,6 +33,12 @@ def _agree_across_ranks(packed: torch.Tensor) -> torch.Tensor:
     return packed / dist.get_world_size()
 
 
+def _release(ident: int) -> None:
+    """What a collector holds in module state: its use of the clip watcher and its place among the players."""
+    clipping.unwatch()
+    players.forget(ident)
+
+
 class Collector:
     """Knows which parameters to watch and turns one step into :class:`StepSignals`."""
 
@@ -46,7 +53,9 @@ class Collector:
         self._probe_handle = None
         self.clip_bound: float | None = None  # the norm bound the script clips these parameters to (TM303)
         clipping.watch()
-        self._watching_clips = True
+        # A collector that is never detached (a Medic nobody closes) must not keep torch.nn.utils' clip
+        # functions wrapped and its id among the players for the rest of the process: released when collected.
+        self._release = weakref.finalize(self, _release, id(self))
 
     # -- stale-gradient probe (TM310) ---------------------------------------------------------------
     def attach_probe(self) -> None:
@@ -78,10 +87,7 @@ class Collector:
         return self._probe_handle is not None
 
     def detach(self) -> None:
-        if self._watching_clips:
-            self._watching_clips = False
-            clipping.unwatch()
-            players.forget(id(self))
+        self._release()  # runs once: a second detach, or the collection after it, does nothing
         if self._probe_handle is not None:
             self._probe_handle.remove()
             self._probe_handle = None
@@ -151,7 +157,7 @@ class Collector:
         grad_norm = math.sqrt(sum(v * v for v in present_norms)) if present_norms else 0.0
         if present_norms and not math.isfinite(grad_norm):
             grad_norm = math.nan if any(math.isnan(v) for v in present_norms) else math.inf
-        if self.clip_bound is None and self._watching_clips:
+        if self.clip_bound is None and self._release.alive:
             self.clip_bound = clipping.bound_for(self.params)  # sticky: a script that clips keeps clipping
         return StepSignals(loss_v, grad_norm, norms, stale, update_norm, weight_norm, self.backwards,
                            clip_bound=self.clip_bound, players=players.stepped(id(self)))
