@@ -18,6 +18,13 @@ CURVE_RULES = {"TM305", "TM306", "TM307", "TM308", "TM309", "TM317", "TM319"}
 
 
 def gan(mode: str = "watch", steps: int = 800) -> tuple[Medic, Medic]:
+    mg, md = gan_without_close(mode, steps)
+    mg.close()
+    md.close()
+    return mg, md
+
+
+def gan_without_close(mode: str = "watch", steps: int = 800) -> tuple[Medic, Medic]:
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
     D = nn.Sequential(nn.Linear(1, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
@@ -37,8 +44,6 @@ def gan(mode: str = "watch", steps: int = 800) -> tuple[Medic, Medic]:
         og.zero_grad()
         g_loss.backward()
         mg.step(g_loss)
-    mg.close()
-    md.close()
     return mg, md
 
 
@@ -73,3 +78,25 @@ def test_optimizers_used_one_after_the_other_are_not_players():
         medic.close()
         found.append({f.code for f in medic.findings})
     assert "TM305" not in found[0] and "TM305" in found[1], found
+
+
+def test_a_run_started_after_a_game_is_judged_from_its_first_steps():
+    """The game's two optimizers alternated in the process's recent steps and were never closed; a single
+    run started next is a loss to minimise from its first step (once, a process's test history made the
+    first steps of a later heal run look like a game and delayed its judgement)."""
+    still_open = gan_without_close(steps=8)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    medic = Medic(model, opt, console=False)
+    x = torch.randn(256, 10)
+    seen = []
+    for _ in range(6):
+        loss = nn.functional.mse_loss(model(x), x[:, :1])
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss)
+        seen.append(medic.monitor.players)
+    medic.close()
+    assert seen == [1] * 6
+    assert all(m.monitor.players == 2 for m in still_open)  # the game itself was one
