@@ -109,8 +109,10 @@ class Thresholds:
     probe_rewind_every: int = 3
     probe_rewind_keep: int = 8
     # SGD with momentum: the same copies, and after a clear valley heal continues from the one taken at the
-    # probe's lowest loss, at the chosen rate, without the warmup (heal/policy.py `_rewind_rate`; HEAL_RESULTS.md
-    # round seven). False: restore the snapshot and warm up, as before.
+    # probe's lowest loss, at the chosen rate, without the warmup (heal/steering.py `Steering.rewind_rate`;
+    # HEAL_RESULTS.md round seven). Memory while such a probe runs: up to `probe_rewind_keep` copies of the
+    # weights and the momentum buffer, on the model's device (plain SGD: of the weights). False: restore the
+    # snapshot and warm up, as before.
     probe_rewind_best: bool = True
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
     # TM343, the rate audit (heal/rate_audit.py; heal mode, an adaptive optimizer, loss_fn= and batch=): at the
