@@ -250,3 +250,43 @@ def test_a_restart_decided_at_the_evaluation_survives_a_resume_from_its_checkpoi
     assert first + rest == ref
     acts = [(e["action"], e["reason"], e["step"]) for e in medic2.events if e.get("type") == "action"]
     assert [a for a in acts if a[1] == "TM343"] == [("rollback", "TM343", 32), ("probe", "TM343", 68)]
+
+
+def _train_evaluated_at(evals: set[int], thresholds: dict, steps: int = 128):
+    """Adam at 30x, evaluated after each step in ``evals`` and every 32 steps: the rate audit's evaluations."""
+    x, y, xv, yv = DATA
+    torch.manual_seed(0)
+    model = _model(0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, thresholds=thresholds)
+    t = 0
+    for epoch in range(steps // 32):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(x) - 31, 32):
+            xb, yb = x[order[i:i + 32]], y[order[i:i + 32]]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss, batch=(xb, yb))
+            t += 1
+            if t in evals or t % 32 == 0:
+                with torch.no_grad():
+                    v = float(F.cross_entropy(model(xv), yv))
+                medic.end_epoch(val_loss=v)
+    return medic
+
+
+def test_the_restart_window_counts_from_the_last_evaluation_that_was_not_learning_yet():
+    # With the window at 31 steps the audit at step 32 cuts (the late-evaluation fallback above). An evaluation
+    # at step 4, where the loss is still at its first level, moves the window's start there: the run has learned
+    # for at most 28 steps, so the audit at step 32 restarts, and its finding and rollback say from where.
+    # (A GRU at 30x sat at its first loss through its first 62-step epoch and was cut at step 124; round seven.)
+    cut = _train_evaluated_at(set(), {"rate_audit_window": 31})
+    assert [a["action"] for a in _audit_actions(cut)][:1] == ["lr-change"]
+    medic = _train_evaluated_at({4}, {"rate_audit_window": 31})
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 32 and f.action.startswith("restart from step 0")
+    back = _audit_actions(medic)[0]
+    assert back["action"] == "rollback" and back["to_step"] == 0 and back["learning_since"] == 4
+    late = _train_evaluated_at({4}, {"rate_audit_window": 27})  # 28 steps > 27: the cut again
+    assert [a["action"] for a in _audit_actions(late)][:1] == ["lr-change"]

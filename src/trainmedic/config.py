@@ -108,6 +108,12 @@ class Thresholds:
     # (benchmarks/heal_rewind.py; heal/policy.py). 0: restore and warm up, as before.
     probe_rewind_every: int = 3
     probe_rewind_keep: int = 8
+    # SGD with momentum: the same copies, and after a clear valley heal continues from the one taken at the
+    # probe's lowest loss, at the chosen rate, without the warmup (heal/steering.py `Steering.rewind_rate`;
+    # HEAL_RESULTS.md round seven). Memory while such a probe runs: up to `probe_rewind_keep` copies of the
+    # weights and the momentum buffer, on the model's device (plain SGD: of the weights). False: restore the
+    # snapshot and warm up, as before.
+    probe_rewind_best: bool = True
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
     # TM343, the rate audit (heal/rate_audit.py; heal mode, an adaptive optimizer, loss_fn= and batch=): at the
     # first evaluation, copies replay `rate_audit_passes` passes over `rate_audit_train_batches` recent batches at
@@ -122,8 +128,9 @@ class Thresholds:
     rate_audit_max_cuts: int = 3
     # Heal's answer (heal/rate_answer.py): roll back to the initial snapshot and probe below the audited rate, then
     # warm up - the weights after an epoch at 10-30x sit in a poor basin a cut does not leave - when the audit's
-    # evaluation comes within `rate_audit_window` steps (later, a restart throws away too much: a held-out
-    # autoencoder first evaluated after 3-5 epochs got false restarts in 10/24 runs without it); else, or with
+    # evaluation comes within `rate_audit_window` steps of the last evaluation at which the run was not yet
+    # learning, or of the start (later, a restart throws away too much: a held-out autoencoder first evaluated
+    # after 3-5 epochs got false restarts in 10/24 runs without it); else, or with
     # `rate_audit_restart=False`, or no snapshot or budget for it, cut the rate and keep the weights
     rate_audit_restart: bool = True
     rate_audit_window: int = 64

@@ -49,13 +49,14 @@ class Engine(PhaseEnd):
         layers: names of the watched parameters, aligned with ``StepSignals.norms``.
         first, last: indices of the first and last weight layers in ``layers`` (vanishing gradients).
         restore_best: keep the best evaluation's weights (heal's early stop restores them).
-        direct_steps: the optimizer steps by rate x gradient (plain SGD; :mod:`trainmedic.heal.lr_probe`).
+        direct_steps, momentum_steps: plain SGD, SGD with momentum (:mod:`trainmedic.heal.steering`).
     """
 
     def __init__(self, cfg: Thresholds, mode: str = "watch", layers: Sequence[str] = (), first: int = 0,
-                 last: int = 0, restore_best: bool = False, direct_steps: bool = False) -> None:
+                 last: int = 0, restore_best: bool = False, direct_steps: bool = False,
+                 momentum_steps: bool = False) -> None:
         self.cfg = cfg
-        self.policy = Policy(mode, cfg, direct_steps)
+        self.policy = Policy(mode, cfg, direct_steps, momentum_steps)
         self.mode = mode
         self.layers = list(layers)
         self.first, self.last = first, last

@@ -69,7 +69,7 @@ class Policy(RateAnswer):
     """Maps findings to requested actions on a verdict. Holds heal's budgets and snapshot catalogue (and, from
     :class:`~trainmedic.heal.rate_answer.RateAnswer`, the answer to the rate audit: restart or cut)."""
 
-    def __init__(self, mode: str, cfg: Thresholds, direct_steps: bool = False) -> None:
+    def __init__(self, mode: str, cfg: Thresholds, direct_steps: bool = False, momentum_steps: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'watch' or 'heal', got {mode!r}")
         self.mode = mode
@@ -84,7 +84,7 @@ class Policy(RateAnswer):
         #: copies taken along a probe's ramp from the first steps: (the probe step's rate, the entry)
         self.ramp: list[tuple[float, SnapshotEntry]] = []
         self._ramp_rate = math.nan  # the rate of the probe step a ramp copy is being taken before
-        self.steer = Steering(cfg, direct_steps)
+        self.steer = Steering(cfg, direct_steps, momentum_steps)
         self.cut_epoch: int | None = None  # the last evaluation at which heal lowered the rate (TM308, TM309)
         self.rate_restart: dict[str, Any] | None = None  # TM343's restart, due at the next step (RateAnswer)
         self._step_actions: dict[str, Callable[[Detection, StepVerdict, StepWindow, float], str]] = {
@@ -215,7 +215,7 @@ class Policy(RateAnswer):
         rate, replay = self.steer.rate_after(session, choice)  # plain SGD: a replay may lower the probe's rate
         chosen = max(rate, self.cfg.min_lr)
         warm = session.early and choice.rule != "known-good"
-        entry = self._rewind_to(chosen, choice.rule) if warm else None
+        entry = self._rewind_to(self.steer.rewind_rate(chosen, choice), choice.rule) if warm else None
         warm = warm and entry is None  # else the ramp warmed up to the chosen rate already: continue from there
         entry = entry or start
         first = self.steer.begin_warmup(chosen) if warm else chosen
@@ -229,19 +229,23 @@ class Policy(RateAnswer):
         event = {**probe_event(session, choice, chosen, self.cfg.heal_warmup_steps if warm else 0), **replay}
         if entry is not start:
             event["rewound_to"] = entry.step  # the ramp's state at the chosen rate, not the snapshot
+            if self.steer.momentum_steps:  # Steering.rewind_rate
+                event["rewound_why"] = "SGD with momentum: the probe ramp's state at its lowest loss"
         v.actions.append(event)
 
     def _ramp_copy(self, v: StepVerdict, rate: float) -> None:
         """Along a probe from the first steps, every ``probe_rewind_every`` steps: a copy of the state before
         this step (the weights the ramp trained at rates below ``rate``).
 
-        Plain SGD only (no momentum, no running moments): its state is its weights, so the ramp's state at
-        a rate is what a warmup to that rate leaves. Measured (``benchmarks/heal_rewind.py``,
-        ``HEAL_RESULTS.md`` "Round four"): regression, seeds 0-3, every case that moved came closer to the
-        tuned run; for SGD with momentum (digits-cnn) the outcome swung both ways (0.79x to 1.95x), and for
-        Adam it changed nothing: those keep the restored snapshot and the linear warmup."""
+        Plain SGD (no momentum, no running moments): its state is its weights, so the ramp's state at a rate
+        is what a warmup to that rate leaves. Measured (``benchmarks/heal_rewind.py``, ``HEAL_RESULTS.md``
+        "Round four"): regression, seeds 0-3, every case that moved came closer to the tuned run; for Adam it
+        changed nothing: Adam keeps the restored snapshot and the linear warmup. SGD with momentum: continued
+        from the copy at the chosen rate it swung both ways (round four, 0.79x to 1.95x); it keeps copies
+        for :meth:`Steering.rewind_rate`'s continuation from the ramp's lowest loss instead (round seven)."""
         session, every = self.steer.session, self.cfg.probe_rewind_every
-        if (session is None or not session.early or not self.steer.direct_steps or every <= 0
+        momentum = self.steer.momentum_steps and self.cfg.probe_rewind_best
+        if (session is None or not session.early or not (self.steer.direct_steps or momentum) or every <= 0
                 or self.cfg.probe_rewind_keep <= 0):
             return
         i = len(session.probe.lrs) - 1

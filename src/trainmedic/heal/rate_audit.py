@@ -128,6 +128,7 @@ class RateAudit(MedicCallback):
         self.cuts = 0
         self.runs = 0  # audits done (copies trained and compared), whatever they found
         self.product = 1.0  # the product of the audit's own cuts (heal's lr factor when nothing else acted)
+        self.waited = 0  # the step of the last evaluation at which the run was not yet learning (0: none)
         self.batches: deque[Batch] = deque()
 
     def on_attach(self, medic: Any) -> None:
@@ -163,6 +164,7 @@ class RateAudit(MedicCallback):
             # Still near its first loss: whether it learns at all is TM317's question (a rollback and a probe,
             # not a cut: Adam at 100x keeps dead units after a cut); the audit waits for the next evaluation.
             self.batches.clear()
+            self.waited = medic.engine.step_count  # a restart's cost is counted from here (heal/rate_answer.py)
             return
         self.due = False
         batches, self.batches = list(self.batches), deque(maxlen=self.batches.maxlen)
@@ -188,18 +190,19 @@ class RateAudit(MedicCallback):
                     **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})}
         # heal restarts from the initial weights with a probe (the rollback at the next step ends the audit:
         # on_rollback), or cuts the rate now and audits again at the next evaluation (heal/rate_answer.py)
-        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios):
+        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios, learning_since=self.waited):
             self.cuts += 1
             self.product *= cut
             self.due = self.cuts < cfg.rate_audit_max_cuts
 
     def state_dict(self) -> dict[str, Any]:
-        return {"due": self.due, "cuts": self.cuts, "product": self.product}
+        return {"due": self.due, "cuts": self.cuts, "product": self.product, "waited": self.waited}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.due = bool(state.get("due", True))
         self.cuts = int(state.get("cuts", 0))
         self.product = float(state.get("product", 1.0))
+        self.waited = int(state.get("waited", 0))
 
 
 def add_rate_audit(driver: Any, loss_fn: Any = None, refused: str | None = None) -> RateAudit | None:

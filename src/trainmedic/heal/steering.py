@@ -103,11 +103,12 @@ class ProbeSession:
 class Steering:
     """The probe and the warmup, with their budgets."""
 
-    def __init__(self, cfg: Thresholds, direct_steps: bool = False) -> None:
+    def __init__(self, cfg: Thresholds, direct_steps: bool = False, momentum_steps: bool = False) -> None:
         self.cfg = cfg
         # plain SGD: its step follows the rate at once, so the probe's valley is read 2x below, not 10x
         self.valley_divisor = 2.0 if direct_steps else 10.0
         self.direct_steps = direct_steps  # and its state is its weights alone: a probe's ramp can be kept
+        self.momentum_steps = momentum_steps  # SGD with momentum: weights and a buffer, the ramp can be kept too
         self.session: ProbeSession | None = None
         #: the probe replay (:class:`~trainmedic.heal.probe_replay.ProbeReplay`, set for plain SGD once it has a
         #: loss to replay): ``replay(to_step, rates)`` -> each rate's replayed loss, or None
@@ -150,6 +151,23 @@ class Steering:
         if losses is None or i is None:
             return choice.lr, {}
         return rates[i], {"replay": {"probe_lr": choice.lr, "rates": rates, "losses": losses, "picked": rates[i]}}
+
+    def rewind_rate(self, chosen: float, choice: ProbeChoice) -> float:
+        """The highest rate of the probe ramp's copies heal may continue from, after a probe from the first
+        steps (:meth:`~trainmedic.heal.policy.Policy._rewind_to`). Plain SGD: the chosen rate (the ramp's state
+        there is what a warmup to it leaves). SGD with momentum (``probe_rewind_best``), after a clear valley:
+        the valley's lowest point, i.e. the ramp's state at the probe's lowest loss, continued at the chosen
+        rate (a decade lower) without a warmup. Why: from the first steps the ramp is the only training the
+        restart has had, and the copy at the chosen rate holds none of it (the loss is still at its first
+        level there, the momentum lag), while the probe's 36 steps and the 50-step warmup are a large share of
+        a short run. Measured (``HEAL_RESULTS.md`` round seven, digits-cnn, seeds 4-7): the mean of the last
+        three evaluations came 1.58x the tuned run's (geometric mean), not 1.83x. A momentum probe with no
+        clear valley keeps the restored snapshot and the warmup (0.0: no copy qualifies)."""
+        if not self.momentum_steps:
+            return chosen
+        if not (self.cfg.probe_rewind_best and choice.rule.startswith("minimum/")):
+            return 0.0
+        return max(chosen, float(choice.evidence.get("lr_min_loss") or chosen))
 
     def finish(self) -> ProbeSession:
         session, self.session = self.session, None

@@ -48,9 +48,10 @@ RATE_TOO_HIGH = rule(
         the probe supports; the finding's action reads "restart from step 0, probe up to <rate>, warmup".
         After an epoch at 10-30x the rate the weights sit in a poor basin that a lower rate from there
         does not leave; restarting from them did better than cutting on the heal benchmark. The restart
-        is for an evaluation within `rate_audit_window` (64) steps: later it would throw away too much
-        training (a held-out autoencoder first evaluated after 3-5 epochs got false restarts in 10 of 24
-        runs without this limit). Later, with `rate_audit_restart=False`, or when no initial snapshot or
+        is for an evaluation within `rate_audit_window` (64) steps of the last evaluation at which the run
+        was not yet learning, or of the start (steps at the first loss are no training lost): later it would
+        throw away too much training (a held-out autoencoder first evaluated after 3-5 epochs got false
+        restarts in 10 of 24 runs without this limit). Later, with `rate_audit_restart=False`, or when no initial snapshot or
         no rollback or probe budget is left, heal cuts the rate by the factor that won, keeping the weights,
         and audits again at the next evaluation, at most `rate_audit_max_cuts` times.
         """,
