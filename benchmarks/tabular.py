@@ -23,7 +23,10 @@ interaction rate times a log-normal effect: trees win). For each:
     python benchmarks/tabular.py --only house    # or: --only visits (DoctorVisits alone)
     python benchmarks/tabular.py --only counts --seeds 0 1 2   # every count set (--sets to choose)
     python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
-    python benchmarks/tabular.py --markdown FILE.json   # the count and speed tables of earlier runs
+    python benchmarks/tabular.py --only select --seeds 0 1 2   # fit vs fit --select (tabular_columns.py)
+    python benchmarks/tabular.py --only text --seeds 0 1 2     # fit vs fit --text description
+    python benchmarks/tabular.py --only dates --seeds 0 1 2    # fit vs the date column dropped
+    python benchmarks/tabular.py --markdown FILE.json   # the count, speed and column tables of earlier runs
 
 Speed (``--only speed``, not part of the default run: several minutes): a generated binary classification
 file (scikit-learn ``make_classification``, 200,000 rows, 50 features of which 20 informative and 10
@@ -32,6 +35,11 @@ three models, blend, permutation importance: all timed); the baseline is scikit-
 HistGradientBoostingClassifier (defaults, its own early stopping) with 5-fold stratified CV on the same
 folds. Both single-threaded (OMP_NUM_THREADS=1, torch 1 thread, LightGBM 1 thread). Reported: wall time of
 each, their ratio, and the out-of-fold log-loss of each.
+
+Columns (``--only select``, ``--only text``, ``--only dates``; tabular_columns.py): generated tables on which
+an option is run against ``fit`` without it, on the same folds (noise columns among useful ones, and a table
+where every column is useful, for ``--select``; a target that depends on a description's wording for
+``--text``; a trend and a season in a date column, against the column dropped).
 """
 
 from __future__ import annotations
@@ -497,15 +505,22 @@ def markdown(docs: list[dict]) -> str:
                       f"| seed {r['seed']} | {r['rows']} x {r['features']} | {r['hgb']['time_s']} s, log-loss "
                       f"{r['hgb']['log_loss']:.4f} | {r['fit']['time_s']} s, log-loss {r['fit']['log_loss']:.4f} | "
                       f"**{r['time_ratio']}x** | {r['time_budget']} ({r['time_budget_s']} s) |", ""]
+    columns = [r for d in docs for r in d.get("columns", [])]
+    if columns:
+        from tabular_columns import markdown as columns_markdown
+
+        lines.append(columns_markdown(columns))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--only", choices=["house", "visits", "counts", "speed"],
+    ap.add_argument("--only", choices=["house", "visits", "counts", "speed", "select", "text", "dates"],
                     help="visits: DoctorVisits alone; counts: every count set (or those of --sets)")
     ap.add_argument("--sets", nargs="+", choices=list(COUNT_SETS), help="the count sets of --only counts")
+    ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful"],
+                    help="the tables of --only select (default both)")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
@@ -522,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     doc = {"benchmark": "tabular", "argv": sys.argv[1:] if argv is None else argv,
            "python": platform.python_version(), "torch": torch.__version__,
-           "cpus": os.cpu_count(), "load_at_start": os.getloadavg(), "house": [], "counts": [], "speed": []}
+           "cpus": os.cpu_count(), "load_at_start": os.getloadavg(), "house": [], "counts": [], "speed": [], "columns": []}
     if args.only == "counts":
         sets = args.sets or list(COUNT_SETS)
     elif args.only in (None, "visits"):
@@ -534,6 +549,16 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_speed(seed, args.rows, args.time_budget)
             doc["speed"].append(r)
             print_speed(r)
+            continue
+        if args.only in ("select", "text", "dates"):
+            import tabular_columns
+
+            kw = {"tables": tuple(args.tables)} if args.only == "select" and args.tables else {}
+            runs = tabular_columns.BENCHES[args.only](seed, **kw)
+            doc["columns"].extend(runs)
+            tabular_columns.print_runs(runs)
+            _write(args, doc)
+            sys.stdout.flush()
             continue
         if args.only in (None, "house"):
             r = bench_house(seed, FitConfig(seed=seed, progress=False), args.search, args.search_budget)
