@@ -519,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["house", "visits", "counts", "speed", "select", "text", "dates"],
                     help="visits: DoctorVisits alone; counts: every count set (or those of --sets)")
     ap.add_argument("--sets", nargs="+", choices=list(COUNT_SETS), help="the count sets of --only counts")
-    ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful"],
-                    help="the tables of --only select (default both)")
+    ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful", "listing_text", "product_reviews"],
+                    help="the tables of --only select or --only text (default both of that benchmark)")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in ("select", "text", "dates"):
             import tabular_columns
 
-            kw = {"tables": tuple(args.tables)} if args.only == "select" and args.tables else {}
+            kw = {"tables": tuple(args.tables)} if args.only in ("select", "text") and args.tables else {}
             runs = tabular_columns.BENCHES[args.only](seed, **kw)
             doc["columns"].extend(runs)
             tabular_columns.print_runs(runs)
