@@ -24,7 +24,7 @@ interaction rate times a log-normal effect: trees win). For each:
     python benchmarks/tabular.py --only counts --seeds 0 1 2   # every count set (--sets to choose)
     python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
     python benchmarks/tabular.py --only select --seeds 0 1 2   # fit vs fit --select (tabular_columns.py)
-    python benchmarks/tabular.py --only text --seeds 0 1 2     # fit vs fit --text description
+    python benchmarks/tabular.py --only text --seeds 0 1 2     # fit vs fit --text (listing_text, product_reviews)
     python benchmarks/tabular.py --only dates --seeds 0 1 2    # fit vs the date column dropped
     python benchmarks/tabular.py --markdown FILE.json   # the count, speed and column tables of earlier runs
 
