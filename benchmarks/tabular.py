@@ -24,7 +24,7 @@ interaction rate times a log-normal effect: trees win). For each:
     python benchmarks/tabular.py --only counts --seeds 0 1 2   # every count set (--sets to choose)
     python benchmarks/tabular.py --only speed    # 200k x 50 classification: fit against HistGradientBoosting
     python benchmarks/tabular.py --only select --seeds 0 1 2   # fit vs fit --select (tabular_columns.py)
-    python benchmarks/tabular.py --only text --seeds 0 1 2     # fit vs fit --text description
+    python benchmarks/tabular.py --only text --seeds 0 1 2     # fit vs fit --text (listing_text, product_reviews)
     python benchmarks/tabular.py --only dates --seeds 0 1 2    # fit vs the date column dropped
     python benchmarks/tabular.py --markdown FILE.json   # the count, speed and column tables of earlier runs
 
@@ -519,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["house", "visits", "counts", "speed", "select", "text", "dates"],
                     help="visits: DoctorVisits alone; counts: every count set (or those of --sets)")
     ap.add_argument("--sets", nargs="+", choices=list(COUNT_SETS), help="the count sets of --only counts")
-    ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful"],
-                    help="the tables of --only select (default both)")
+    ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful", "listing_text", "product_reviews"],
+                    help="the tables of --only select or --only text (default both of that benchmark)")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in ("select", "text", "dates"):
             import tabular_columns
 
-            kw = {"tables": tuple(args.tables)} if args.only == "select" and args.tables else {}
+            kw = {"tables": tuple(args.tables)} if args.only in ("select", "text") and args.tables else {}
             runs = tabular_columns.BENCHES[args.only](seed, **kw)
             doc["columns"].extend(runs)
             tabular_columns.print_runs(runs)

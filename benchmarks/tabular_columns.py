@@ -22,7 +22,14 @@ three different tables and three different fold splits; nothing is shipped or do
   part of the signal, the rest is the *wording* of a free-text description: 6-11 words from a neutral
   vocabulary of 40 and 0-3 condition words, each either positive (8 synonyms) or negative (8 synonyms); the
   log-odds move by 0.9 per positive and -0.9 per negative word. ``fit`` leaves the column out by default
-  (free text, TM118); ``fit --text description`` keeps it as TF-IDF -> SVD components fitted in the folds.
+  (free text, TM118); ``fit --text description`` keeps it as TF-IDF -> SVD components fitted in the folds
+  and, beside them, a cross-fitted ridge / logistic score of the TF-IDF (``text_score.py``).
+  ``product_reviews`` (a second table of another kind, not used to design the score): 1,500 rows,
+  regression; a product review of 8-15 words from a vocabulary of 50 shopping words, holding 0-2 of 8
+  two-word *phrases* ("highly recommend" +0.9, "waste money" -1.0, ...) whose words also occur on their own
+  in other reviews (so a word alone says little; the pair says it), beside 3 numeric columns and a brand
+  category; noise sd 0.6. Its arms: ``fit`` (column left out), ``fit --text review`` with the SVD only (the
+  score switched off in that process: the encoder as it was before the score) and ``fit --text review``.
 - ``dates`` (``seasonal_dates``): 1,500 rows, regression; a date column written as text (``2016-03-27``) over
   eight years carries a trend (0.25 a year), a season (amplitude 0.8, peak in July) and a weekend effect
   (0.4), beside 3 numeric columns and a category. ``fit`` today reads it as year, month, day of the week and
@@ -32,6 +39,7 @@ three different tables and three different fold splits; nothing is shipped or do
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from typing import Any
@@ -110,6 +118,36 @@ def listing_text(seed: int, n: int = 1500) -> pd.DataFrame:
     return X
 
 
+REVIEW_WORDS = ("bought this for my kitchen the box arrived on time and it was packed in a small bag size colour "
+                "battery charger cable screen button price delivery seller order week month daughter son gift "
+                "after before using with daily use also came very quite really it is my").split()
+PHRASES = {"highly recommend": 0.9, "works perfectly": 0.8, "great value": 0.6, "well made": 0.5,
+           "stopped working": -1.1, "waste money": -1.0, "poor quality": -0.7, "returned it": -0.6}
+
+
+def product_reviews(seed: int, n: int = 1500) -> pd.DataFrame:
+    """A regression target that depends on a few two-word phrases of a review; see the module."""
+    rng = np.random.default_rng(DATA_SEED + 500 + seed)
+    X = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(1, 4)})
+    X["brand"] = rng.choice(["acme", "globex", "initech", "umbrella"], size=n)
+    loose = sorted({w for p in PHRASES for w in p.split()})
+    phrases, effects = list(PHRASES), np.array(list(PHRASES.values()))
+    text, effect = [], np.zeros(n)
+    for i in range(n):
+        chunks = [str(w) for w in rng.choice(REVIEW_WORDS, size=int(rng.integers(8, 16)))]
+        if rng.uniform() < 0.3:  # a phrase's word on its own, in no phrase: the word alone is not the signal
+            chunks.append(str(rng.choice(loose)))
+        for j in rng.choice(len(phrases), size=int(rng.integers(0, 3)), replace=False):
+            chunks.append(phrases[j])
+            effect[i] += effects[j]
+        rng.shuffle(chunks)
+        text.append(" ".join(chunks))
+    X["review"] = text
+    X["y"] = (3.0 + 0.6 * X.x1 - 0.4 * X.x2 + 0.3 * np.tanh(X.x3) + 0.3 * (X.brand == "acme") + effect
+              + rng.normal(scale=0.6, size=n))
+    return X
+
+
 def seasonal_dates(seed: int, n: int = 1500) -> pd.DataFrame:
     """A target with a trend, a season and a weekend effect in a date column; see the module."""
     rng = np.random.default_rng(DATA_SEED + seed)
@@ -172,12 +210,35 @@ def bench_select(seed: int, tables: tuple[str, ...] = ("noise_columns", "all_use
     return out
 
 
-def bench_text(seed: int) -> list:
-    df = listing_text(seed)
-    cfg = FitConfig(seed=seed, progress=False)
-    arms = {"fit": _arm(df, cfg), "fit --text description": _arm(df, replace(cfg, text=("description",)))}
-    return [{"benchmark": "text", "table": "listing_text", "seed": seed, "rows": len(df),
-             "positive_rate": float(df.y.mean()), "arms": arms}]
+@contextlib.contextmanager
+def _svd_only():
+    """The text encoder as it was before the supervised score: the score switched off in this process."""
+    from trainmedic.tabular import text_score
+
+    real = text_score.TextScore.fit_transform
+    text_score.TextScore.fit_transform = lambda self, T, y: None
+    try:
+        yield
+    finally:
+        text_score.TextScore.fit_transform = real
+
+
+def bench_text(seed: int, tables: tuple[str, ...] = ("listing_text", "product_reviews"),
+               svd_only: bool = False) -> list:
+    """Each table: ``fit`` against ``fit --text``; ``svd_only`` (always on ``product_reviews``) adds the arm
+    with the score switched off."""
+    out = []
+    for name in tables:
+        df, col = (listing_text(seed), "description") if name == "listing_text" else (product_reviews(seed), "review")
+        cfg = FitConfig(seed=seed, progress=False)
+        arms = {"fit": _arm(df, cfg)}
+        if svd_only or name == "product_reviews":
+            with _svd_only():
+                arms[f"fit --text {col}, SVD only (before)"] = _arm(df, replace(cfg, text=(col,)))
+        arms[f"fit --text {col}"] = _arm(df, replace(cfg, text=(col,)))
+        out.append({"benchmark": "text", "table": name, "seed": seed, "rows": len(df),
+                    "target_mean": float(df.y.mean()), "arms": arms})
+    return out
 
 
 def bench_dates(seed: int) -> list:

@@ -221,7 +221,7 @@ def test_saved_text_encoder_holds_no_pickle(text_saved):
     used = {p["encoder"] for es in manifest["models"].values() for e in es for p in e["pre"]["parts"]
             if p["kind"] == "text"}
     assert 3 <= len(used) <= 6 and sorted(f for f in files if f.startswith("text-")) == sorted(
-        [f"{u}.json" for u in used] + [f"{u}.npy" for u in used])
+        [f"{u}.json" for u in used] + [f"{u}.npy" for u in used] + [f"{u}-score.npy" for u in used])
     for f in files:
         raw = (d / "model" / f).read_bytes()
         assert not raw.startswith(b"\x80"), f  # a bare pickle stream

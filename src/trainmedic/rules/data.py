@@ -425,7 +425,8 @@ FREE_TEXT_COLUMN = rule(
     fix="""
         Leave it out (`trainmedic fit` does, and lists it in `cv.json`'s `dropped_columns`), or encode its
         words: `trainmedic fit --text COLUMN` keeps it as a TF-IDF of its words and word pairs reduced to a few
-        SVD components, fitted inside each fold on the training rows only.
+        SVD components, with a cross-fitted linear score of the TF-IDF beside them, fitted inside each fold on
+        the training rows only.
         """,
     example="""
         from sklearn.pipeline import make_pipeline

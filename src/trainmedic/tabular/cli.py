@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross-validated feature selection in every fold: columns that do not help are left out "
                         "when that improves the fold's inner validation score")
     f.add_argument("--text", action="append", default=[], metavar="COLUMN",
-                   help="keep a free-text column (left out by default) as TF-IDF components fitted inside the folds; "
-                        "repeat for several")
+                   help="keep a free-text column (left out by default) as TF-IDF components and a cross-fitted "
+                        "linear score of its words, fitted inside the folds; repeat for several")
     f.add_argument("--save", metavar="DIR",
                    help="also store the fitted preprocessing and models in DIR (no pickle), for `trainmedic predict`")
     f.add_argument("--json", action="store_true", help="print cv.json to stdout (no progress)")

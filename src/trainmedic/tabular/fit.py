@@ -79,7 +79,7 @@ class FitConfig:
     search: int = 0
     # fit --select: a cross-validated feature selection in each fold, kept only when it helps there (select.py)
     select: bool = False
-    # fit --text COL: free-text columns kept (TF-IDF -> SVD components fitted inside the folds), not left out
+    # fit --text COL: free-text columns kept (TF-IDF -> SVD components + a cross-fitted score, in the folds)
     text: tuple[str, ...] = ()
     # True: bars on a terminal, log lines otherwise; "bars", "lines" force one; False or "off": silent
     progress: bool | str = True

@@ -14,7 +14,8 @@ the dense models). The vocabulary and arrays can be large, so they stay numpy/di
 :mod:`trainmedic.tabular.saved` moves them into files of their own (JSON and ``.npy``). The transform is
 rebuilt with scikit-learn's own ``TfidfVectorizer`` given that vocabulary and idf (its tokenizer, n-grams,
 sublinear tf and norm are then exactly the fitted ones'), times the components (what ``TruncatedSVD``
-computes).
+computes), and beside them the supervised score (:mod:`trainmedic.tabular.text_score`): its kind and intercept
+in the spec, its coefficients (outputs x vocabulary) an array moved to a ``.npy`` file like the components.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def _text_spec(trans: Any, col: str) -> dict[str, Any]:
                     vocabulary={str(t): int(i) for t, i in vec.vocabulary_.items()},
                     idf=np.asarray(vec.idf_, dtype="float64"),
                     components=np.asarray(svd_step.svd_.components_, dtype="float64"))
+        score = getattr(svd_step, "score_", None)
+        if score is not None:  # the supervised score: its kind and intercept here, its coefficients in a file
+            part.update(score={"kind": score.kind, "intercept": _floats(score.intercept)},
+                        score_coef=np.asarray(score.coef, dtype="float64"))
     if isinstance(trans, Pipeline):
         scale = trans.named_steps["scale"]
         part.update(mean=_floats(scale.mean_), scale=_floats(scale.scale_))
@@ -148,7 +153,13 @@ class FrozenTransform:
         if part["components"] is None:  # the column had no words in training: one column of zeros
             A = np.zeros((len(docs), 1))
         else:
-            A = self._vectorizer(part).transform(docs) @ np.asarray(part["components"], dtype="float64").T
+            T = self._vectorizer(part).transform(docs)
+            A = T @ np.asarray(part["components"], dtype="float64").T
+            if part.get("score") is not None:
+                from trainmedic.tabular.text_score import text_scores
+
+                A = np.hstack([A, text_scores(T, part["score_coef"], np.asarray(part["score"]["intercept"]),
+                                              part["score"]["kind"])])
         if "mean" in part:
             A = (A - np.asarray(part["mean"])) / np.asarray(part["scale"])
         return np.asarray(A, dtype="float64")

@@ -76,7 +76,7 @@ def lightgbm_gain(features: FeatureFrame, models: list[Any]) -> dict[str, float]
     """Each column's share of the total split gain, averaged over folds (native categorical columns only)."""
     columns = list(features.numeric) + list(features.categorical)
     if features.text:
-        return None  # the text columns' SVD components are not columns of the table
+        return None  # the text columns' SVD components and score are not columns of the table
     shares = []
     for m in models:
         for booster in m.boosters:

@@ -216,8 +216,8 @@ class MLPModel:
 
     # ---- fit / predict -------------------------------------------------------------------------------
     def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> MLPModel:
-        self.pre = dense_preprocessor(X)
-        A = self.pre.fit_transform(X.X).astype(np.float32)
+        self.pre = dense_preprocessor(X, task=self.task)
+        A = self.pre.fit_transform(X.X, y).astype(np.float32)  # y: the text columns' cross-fitted score
         y = np.asarray(y)
         if self.task in ("regression", "log-regression"):
             self.y_mean, self.y_std = float(np.mean(y)), float(np.std(y) or 1.0)
@@ -498,8 +498,8 @@ class LightGBMModel:
     def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> LightGBMModel:
         import lightgbm as lgb
 
-        self.pre = tree_preprocessor(X, native=self.cfg.native_categorical)
-        A = self.pre.fit_transform(X.X).astype(np.float64)
+        self.pre = tree_preprocessor(X, native=self.cfg.native_categorical, task=self.task)
+        A = self.pre.fit_transform(X.X, y).astype(np.float64)  # y: the text columns' cross-fitted score
         n_num, n_cat = len(X.numeric), len(X.categorical)
         cats = list(range(n_num, n_num + n_cat)) if self.cfg.native_categorical and X.categorical else []
         if len(y) > self.cfg.single_split_rows:
@@ -694,8 +694,8 @@ class LinearModel:
         return float(log_loss(y, est.predict_proba(A), labels=list(range(self.n_classes))))
 
     def fit(self, X: FeatureFrame, y: np.ndarray, inner: tuple[np.ndarray, np.ndarray]) -> LinearModel:
-        self.pre = dense_preprocessor(X)
-        A = self.pre.fit_transform(X.X).astype(np.float64)
+        self.pre = dense_preprocessor(X, task=self.task)
+        A = self.pre.fit_transform(X.X, y).astype(np.float64)  # y: the text columns' cross-fitted score
         self.y_mean, self.y_std = 0.0, 1.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

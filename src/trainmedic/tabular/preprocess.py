@@ -232,22 +232,37 @@ def text_documents(X: Any) -> list[str]:
 
 class TextSVD(BaseEstimator, TransformerMixin):
     """A free-text column as a few numbers: TF-IDF of its words (and word pairs), reduced by a truncated SVD
-    to ``components`` columns (latent semantic analysis). Fitted on the training rows of a fold only.
+    to ``components`` columns (latent semantic analysis), and, when it is given the target and the ``task``,
+    a supervised score beside them (:class:`~trainmedic.tabular.text_score.TextScore`: a ridge / logistic model
+    on the full TF-IDF, cross-fitted on the training rows). Fitted on the training rows of a fold only.
+
+    The SVD alone keeps the frequent, neutral words and misses rare words that carry the signal (issue 14:
+    no gain on the listing table); the score weighs every word by what it says about the target. Without a
+    target (``fit_transform(X)``) it is the SVD alone, as before.
 
     Robust to what real text columns hold: missing values are empty strings, a column with fewer distinct
     words than components gets fewer components, and one with no words at all becomes a column of zeros.
     """
 
-    def __init__(self, components: int = 16, max_features: int = 20_000):
+    def __init__(self, components: int = 16, max_features: int = 20_000, task: str | None = None):
         self.components = components
         self.max_features = max_features
+        self.task = task
 
     def fit(self, X: Any, y: Any = None) -> TextSVD:
+        self.fit_transform(X, y)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
+        """The training rows' columns: the SVD components, then the score's out-of-fold values (a row's
+        score never comes from a model that saw its target)."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        from trainmedic.tabular.text_score import TextScore
+
         docs = text_documents(X)
-        self.tfidf_, self.svd_ = None, None
+        self.tfidf_, self.svd_, self.score_ = None, None, None
         for min_df in (2, 1):
             vec = TfidfVectorizer(min_df=min_df, max_features=self.max_features, ngram_range=(1, 2),
                                   sublinear_tf=True, dtype=np.float64)
@@ -259,14 +274,23 @@ class TextSVD(BaseEstimator, TransformerMixin):
             k = min(self.components, T.shape[1] - 1, T.shape[0] - 1)
             if k >= 1:
                 self.svd_ = TruncatedSVD(k, random_state=0).fit(T)
+                if self.task is not None and y is not None:
+                    score = TextScore(self.task)
+                    held = score.fit_transform(T, y)
+                    if held is not None:
+                        self.score_ = score
+                        return np.hstack([self.svd_.transform(T), held])
+                return self.svd_.transform(T)
             break
-        return self
+        return np.zeros((len(docs), 1))
 
     def transform(self, X: Any) -> np.ndarray:
         docs = text_documents(X)
         if self.tfidf_ is None or self.svd_ is None:
             return np.zeros((len(docs), 1))
-        return self.svd_.transform(self.tfidf_.transform(docs))
+        T = self.tfidf_.transform(docs)
+        A = self.svd_.transform(T)
+        return A if self.score_ is None else np.hstack([A, self.score_.transform(T)])
 
 
 def date_parts(s: pd.Series, name: str) -> dict[str, pd.Series]:
@@ -338,8 +362,9 @@ def _onehot(min_frequency: int | float) -> OneHotEncoder:
     )
 
 
-def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01) -> ColumnTransformer:
-    """For the network and linear models: impute, log1p skewed, winsorize, standardize, one-hot."""
+def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01, task: str | None = None) -> ColumnTransformer:
+    """For the network and linear models: impute, log1p skewed, winsorize, standardize, one-hot. ``task``: the
+    target's kind, for the text columns' supervised score (fitted when ``fit_transform`` is given the target)."""
     num = Pipeline(
         [
             ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
@@ -354,14 +379,15 @@ def dense_preprocessor(ff: FeatureFrame, winsor_q: float = 0.01) -> ColumnTransf
     if ff.categorical:
         parts.append(("cat", _onehot(3), ff.categorical))
     for i, c in enumerate(ff.text):  # a scalar column name: the encoder gets the column as one sequence
-        parts.append((f"text{i}", Pipeline([("svd", TextSVD()), ("scale", StandardScaler())]), c))
+        parts.append((f"text{i}", Pipeline([("svd", TextSVD(task=task)), ("scale", StandardScaler())]), c))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
-def tree_preprocessor(ff: FeatureFrame, native: bool = True) -> ColumnTransformer:
+def tree_preprocessor(ff: FeatureFrame, native: bool = True, task: str | None = None) -> ColumnTransformer:
     """For gradient boosting: numbers as they are (NaN is handled natively) and categories either as
     integer codes for LightGBM's native categorical splits (``native``; the numeric columns come first,
-    then one code column per categorical column; unseen categories become NaN) or one-hot."""
+    then one code column per categorical column; unseen categories become NaN) or one-hot. ``task``: as for
+    :func:`dense_preprocessor`."""
     parts = []
     if ff.numeric:
         parts.append(("num", "passthrough", ff.numeric))
@@ -371,5 +397,5 @@ def tree_preprocessor(ff: FeatureFrame, native: bool = True) -> ColumnTransforme
                if native else _onehot(5))
         parts.append(("cat", enc, ff.categorical))
     for i, c in enumerate(ff.text):  # after the categories: their codes keep their column positions
-        parts.append((f"text{i}", TextSVD(), c))
+        parts.append((f"text{i}", TextSVD(task=task), c))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)

@@ -87,7 +87,7 @@ the fold's inner validation rows. {{ cv.selection.note }}.</p>
 <td>{{ num(f.inner_score_all) }}</td><td>{{ num(f.inner_score_selected) }}</td><td class="l">{{ "yes" if f.kept else "no" }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if cv.text_columns %}<p>Free-text columns kept (<code>--text</code>): {% for c in cv.text_columns %}<code>{{ c }}</code> {% endfor %}
-(TF-IDF of words and word pairs, reduced to at most 16 SVD components, fitted inside each fold).</p>{% endif %}
+(TF-IDF of words and word pairs, reduced to at most 16 SVD components, and a cross-fitted ridge / logistic score of the TF-IDF beside them; fitted inside each fold).</p>{% endif %}
 {% if cv.trimmed_training_rows %}<h2>Training rows left out of the linear model and the MLP</h2>
 <p>Rule: {{ cv.trimmed_training_rows.rule }}. Rows per fold: {{ cv.trimmed_training_rows.per_fold|join(", ") }}
 (validation rows are never removed; LightGBM trains on all rows).</p>{% endif %}

@@ -10,7 +10,8 @@ What is stored, in safe formats only (nothing in DIR can run code when loaded):
 - ``mlp-fold{k}.pt``: the networks' ``state_dict`` tensors, read back with ``torch.load(weights_only=True)``;
 - ``text-{hash}.json`` and ``text-{hash}.npy``: a ``--text`` column's encoder of one fold: its TF-IDF
   vocabulary (term -> index) and idf weights, and its SVD components, read back with
-  ``numpy.load(allow_pickle=False)``; its TF-IDF settings (lowercase, token pattern, n-grams, sublinear tf,
+  ``numpy.load(allow_pickle=False)``; ``text-{hash}-score.npy``: the coefficients of its supervised score (a
+  ridge / logistic model on the TF-IDF, :mod:`trainmedic.tabular.text_score`), read back the same way; its TF-IDF settings (lowercase, token pattern, n-grams, sublinear tf,
   norm, ...) are in ``model.json``. Named by their content, so the models of one fold (whose encoders are
   fitted on the same rows, hence equal) share one copy.
 
@@ -132,8 +133,14 @@ def _store_text(spec: dict[str, Any], files: dict[str, str | bytes]) -> dict[str
                             "idf": [float(v) for v in part.pop("idf")]}, ensure_ascii=False)
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(part.pop("components"), dtype="float64"), allow_pickle=False)
-        name = "text-" + hashlib.sha256(words.encode("utf-8") + buf.getvalue()).hexdigest()[:16]
+        coef = part.pop("score_coef", None)
+        score = io.BytesIO()
+        if coef is not None:
+            np.save(score, np.ascontiguousarray(coef, dtype="float64"), allow_pickle=False)
+        name = "text-" + hashlib.sha256(words.encode("utf-8") + buf.getvalue() + score.getvalue()).hexdigest()[:16]
         files[f"{name}.json"], files[f"{name}.npy"] = words, buf.getvalue()
+        if coef is not None:
+            files[f"{name}-score.npy"] = score.getvalue()
         part["encoder"] = name
     return spec
 
@@ -260,6 +267,8 @@ class SavedFit:
                 components = np.load(self.dir / f"{name}.npy", allow_pickle=False)
                 self._encoders[name] = {"vocabulary": words["vocabulary"], "idf": words["idf"],
                                         "components": components}
+                if part.get("score") is not None:  # the supervised score's coefficients
+                    self._encoders[name]["score_coef"] = np.load(self.dir / f"{name}-score.npy", allow_pickle=False)
             part.update(self._encoders[name])
         return spec
 
