@@ -3,7 +3,7 @@
 #   PYTHONPATH=src python benchmarks/house_experiments/r7_extrap.py SEED [BASE_TAG] [TARGET]
 # TARGET: "tree" (default: move toward LightGBM) or "nomlp" (move toward the blend without the network,
 # its other weights renormalized: the network extrapolates worst on the out-of-range rows).
-# Reads /tmp/house7/BASE_TAG_SEED.npz (r6_var.py's output with /tmp/house7: mlp, lightgbm, linear, y).
+# Reads /tmp/house6/BASE_TAG_SEED.npz (r6_var.py SEED BASE_TAG models=mlp,lightgbm,linear: mlp, lightgbm, linear, y).
 # For every validation row, an outlyingness score w.r.t. its fold's training rows (computed on fit's prepared
 # numeric columns); the blend is moved toward the LightGBM member by a(s) = min(1, lam * s):
 #   pred = blend + a(s) * (lightgbm - blend).
@@ -18,7 +18,7 @@ from trainmedic.tabular.preprocess import SkewLog1p
 
 seed = int(sys.argv[1]); base = sys.argv[2] if len(sys.argv) > 2 else "base"
 target = sys.argv[3] if len(sys.argv) > 3 else "tree"
-d = np.load(f"/tmp/house7/{base}_{seed}.npz"); y = d["y"]
+d = np.load(f"/tmp/house6/{base}_{seed}.npz"); y = d["y"]
 P = np.column_stack([d["mlp"], d["lightgbm"], d["linear"]]); TREE = 1
 folds = list(KFold(5, shuffle=True, random_state=seed).split(y))
 two = np.array([1298, 523])
