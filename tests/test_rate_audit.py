@@ -290,3 +290,47 @@ def test_the_restart_window_counts_from_the_last_evaluation_that_was_not_learnin
     assert back["action"] == "rollback" and back["to_step"] == 0 and back["learning_since"] == 4
     late = _train_evaluated_at({4}, {"rate_audit_window": 27})  # 28 steps > 27: the cut again
     assert [a["action"] for a in _audit_actions(late)][:1] == ["lr-change"]
+
+
+class Gate(MedicCallback):
+    """Records, at each evaluation, the smoothed loss over the run's first loss (what the audit's gate reads)."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}
+
+    def on_epoch_end(self, medic, epoch, record):
+        from trainmedic.rules.learning import start_level
+
+        w = medic.engine.window
+        self.seen[medic.engine.step_count] = float(w.smoothed) / start_level(w)
+
+
+def test_a_run_below_tm317s_band_but_not_clearly_learning_is_audited_there():
+    # Adam at 30x, evaluated at step 26 too: the smoothed loss there is 0.825 of the first loss, below the band in
+    # which TM317 reads "learned nothing" (0.9) and above heal's "learning" (0.8). Until round eight the audit
+    # waited for the evaluation at step 32 there; neither rule judged the run in between (a GRU at 30x sat in
+    # that gap for a hundred steps, until TM317 fired at step 230 of 310). Now the audit runs at step 26.
+    gate = Gate()
+    x, y, xv, yv = DATA
+    torch.manual_seed(0)
+    model = _model(0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, callbacks=[gate])
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    for t, i in enumerate(range(0, len(x) - 31, 32), start=1):
+        xb, yb = x[order[i:i + 32]], y[order[i:i + 32]]
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss, batch=(xb, yb))
+        if t in (26, 32):
+            with torch.no_grad():
+                v = float(F.cross_entropy(model(xv), yv))
+            medic.end_epoch(val_loss=v)
+    assert 0.8 < gate.seen[26] < 0.9  # in the gap between the two rules
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 26 and f.action.startswith("restart from step 0")
+    back = _audit_actions(medic)[0]
+    assert back["action"] == "rollback" and back["step"] == 26 and back["to_step"] == 0

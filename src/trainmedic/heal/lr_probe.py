@@ -33,7 +33,13 @@ this order:
   force when the snapshot was taken, after at least a snapshot interval at it), below the failing rate,
   and the probe saw no significant rise at or below it: that rate is kept, the probe only confirms it.
   This is the mid-run case (a rate jump, a schedule restart).
-* ``minimum/10`` - the curve has a clear valley (``valley_z >= min_z``): a decade below its lowest point.
+* ``minimum/10`` - the curve has a clear valley (``valley_z >= min_z``): a decade below its lowest point,
+  or, with ``edge_z`` > 0 (the engine's ``probe_valley_edge_z``, 2, for optimizers with momentum or running
+  moments), a decade below the valley's edge (:func:`valley_edge`, the evidence's ``lr_valley_edge``): the
+  highest rate after the lowest point up to which the smoothed curve stays within ``edge_z`` standard errors of
+  it. Where the bottom is flat, where in it the lowest point falls is noise (as :func:`rise_point` argues
+  for the rise): a CNN with momentum probed from a snapshot trained 25 steps at 10x its rate read its lowest
+  point at 0.0074 of a bottom flat from there to 0.17 and continued 40x below its tuned rate (round eight).
   Not ``lr_find``'s ``minimum/3``: that rule was calibrated on 100-step tests over 8 decades; in a 36-step
   probe from the initial weights the lowest point sits 2-3x above the best constant rate for plain SGD
   but 5-17x above it for Adam, SGD with momentum and a GRU, and ``minimum/3`` lands 3-8x too high on a CNN
@@ -121,11 +127,13 @@ class LRProbe:
         known_good: a rate the run trained at healthily from the same snapshot, if any.
         min_z: a valley shallower than this many standard errors is not trusted (as ``lr_find``).
         valley_divisor: a clear valley's rate is its lowest point over this (2 for plain SGD, else 10).
+        edge_z: where > 0, a clear valley's rate is read at its edge rather than its lowest point
+            (:func:`valley_edge`, the ``minimum/10`` rule's ``lr_valley_edge``); 0: the lowest point.
     """
 
     def __init__(self, ceiling: float, *, decades: float = DEFAULT_DECADES, steps: int = DEFAULT_STEPS,
                  diverge: float = 4.0, known_good: float | None = None, min_z: float = 5.0,
-                 beta: float = 0.9, valley_divisor: float = 10.0) -> None:
+                 beta: float = 0.9, valley_divisor: float = 10.0, edge_z: float = 0.0) -> None:
         if not (ceiling > 0 and math.isfinite(ceiling)):
             raise ValueError(f"the probe needs a positive finite ceiling, got {ceiling!r}")
         if steps < 8:
@@ -138,6 +146,7 @@ class LRProbe:
         self.min_z = min_z
         self.beta = beta
         self.valley_divisor = float(valley_divisor)
+        self.edge_z = float(edge_z)
         self.lrs: list[float] = []
         self.losses: list[float] = []
         self._avg = 0.0
@@ -148,7 +157,7 @@ class LRProbe:
         """Plain data: a checkpoint taken while a probe runs resumes it where it was."""
         return {"ceiling": self.ceiling, "floor": self.floor, "steps": self.steps, "diverge": self.diverge,
                 "known_good": self.known_good, "min_z": self.min_z, "beta": self.beta,
-                "valley_divisor": self.valley_divisor, "lrs": list(self.lrs),
+                "valley_divisor": self.valley_divisor, "edge_z": self.edge_z, "lrs": list(self.lrs),
                 "losses": list(self.losses), "avg": self._avg, "best": self._best}
 
     @classmethod
@@ -156,7 +165,7 @@ class LRProbe:
         decades = math.log10(state["ceiling"] / state["floor"])
         probe = cls(state["ceiling"], decades=decades, steps=state["steps"], diverge=state["diverge"],
                     known_good=state["known_good"], min_z=state["min_z"], beta=state["beta"],
-                    valley_divisor=state.get("valley_divisor", 10.0))
+                    valley_divisor=state.get("valley_divisor", 10.0), edge_z=state.get("edge_z", 0.0))
         probe.load_state_dict(state)
         return probe
 
@@ -202,13 +211,14 @@ class LRProbe:
         if stop is None and i + 1 < self.steps:
             return ProbeStep(lr)
         self.choice = choose_lr(self.lrs, self.losses, ceiling=self.ceiling, known_good=self.known_good,
-                                min_z=self.min_z, stopped=stop, valley_divisor=self.valley_divisor)
+                                min_z=self.min_z, stopped=stop, valley_divisor=self.valley_divisor,
+                                edge_z=self.edge_z)
         return ProbeDone(self.choice)
 
 
 def choose_lr(lrs: list[float], losses: list[float], *, ceiling: float, known_good: float | None = None,
               min_z: float = 5.0, rise_z: float = 4.0, stopped: str | None = None,
-              valley_divisor: float = 10.0) -> ProbeChoice:
+              valley_divisor: float = 10.0, edge_z: float = 0.0) -> ProbeChoice:
     """The rate to continue at, from a probe trace (see the module docs for the rules)."""
     lrs = [float(x) for x in lrs]
     losses = [float(x) for x in losses]
@@ -239,12 +249,36 @@ def choose_lr(lrs: list[float], losses: list[float], *, ceiling: float, known_go
                     f"the run trained healthily at {known_good:.3g} from this snapshot, and the probe saw {where}")
     if s["valley_z"] >= min_z and lr_min is not None:
         below = "a decade below it" if valley_divisor == 10 else f"{valley_divisor:g}x below it"
-        return done(lr_min / valley_divisor, f"minimum/{valley_divisor:g}",
-                    f"the loss was lowest at {lr_min:.3g} (a dip of {s['valley_z']:.0f} standard errors); {below}")
+        lowest = f"the loss was lowest at {lr_min:.3g} (a dip of {s['valley_z']:.0f} standard errors)"
+        edge = valley_edge(lrs[:n_ok], losses[:n_ok], s["smoothed"], z=edge_z) if edge_z > 0 else None
+        if edge is not None and edge > lr_min:
+            ev.update(lr_valley_edge=edge)
+            return done(edge / valley_divisor, f"minimum/{valley_divisor:g}",
+                        f"{lowest} and stayed within {edge_z:g} standard errors of it up to {edge:.3g}; {below}")
+        return done(lr_min / valley_divisor, f"minimum/{valley_divisor:g}", f"{lowest}; {below}")
     if rise is not None:
         return done(rise / 10, "rise/10", f"no clear valley; the loss rose from {rise:.3g}; a decade below it")
     return done(ceiling / 10, "ceiling/10",
                 f"no clear valley and no rise up to {lrs[n_ok - 1]:.3g}; a decade below the rate that failed")
+
+
+def valley_edge(lrs: list[float], losses: list[float], smoothed: list[float], *, z: float = 2.0) -> float | None:
+    """The highest rate after the smoothed curve's lowest point up to which the curve stays within ``z``
+    standard errors of that lowest point (the standard error as :func:`trainmedic.lr_find.suggest` measures
+    the dip: the residual noise before the minimum over the smoothing window)."""
+    raw = np.asarray(losses, dtype=float)
+    sm = np.asarray(smoothed[: len(raw)], dtype=float)
+    if len(raw) < 6 or not np.isfinite(sm).all():
+        return None
+    i_min = int(np.argmin(sm))
+    per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
+    half = max(1, int(round(0.4 * per_decade / 2)))
+    noise = float(np.std((raw - sm)[: i_min + 1])) if i_min > 0 else 0.0
+    se = noise / math.sqrt(2 * half + 1)
+    j = i_min
+    while j + 1 < len(sm) and sm[j + 1] <= sm[i_min] + z * se:
+        j += 1
+    return float(lrs[j])
 
 
 def rise_point(lrs: list[float], losses: list[float], smoothed: list[float], *, z: float = 4.0) -> float | None:

@@ -18,7 +18,8 @@ model's output that can be rebuilt faithfully (:mod:`trainmedic.instrument.loss_
 :meth:`RateAudit.bind` after the first steps; until then no batch is kept), a loop that does not clip its
 gradients (the copies would take unclipped steps: a healthy clipped GRU got a false cut under ``run``), an
 Adam, AdamW or RMSprop optimizer (plain SGD at its tuned rate loses these short replays to a lower rate by 6-17 % on the regression task: the short-horizon bias), and only at the first evaluation at
-which the run learns (its smoothed loss clearly below its first loss; before that, TM317 judges it) and heal
+which the run learns (its smoothed loss more than ``not_learning_margin`` below its first loss, out of the band
+in which TM317 reads "learned nothing"; before that, TM317 judges it: :func:`past_not_learning`) and heal
 has not touched the rate yet; after a cut, again at the next evaluation (at most ``rate_audit_max_cuts``
 cuts); after a restart, never again (the rollback ends it, as any rollback does). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
@@ -40,9 +41,11 @@ from typing import Any
 import torch
 
 from trainmedic.callbacks import MedicCallback
-from trainmedic.heal.policy import is_learning
+from trainmedic.config import Thresholds
 from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
+from trainmedic.rules.learning import start_level
 from trainmedic.rules.rate_audit import RATE_TOO_HIGH
+from trainmedic.signals.monitor import StepWindow
 
 #: the optimizers the audit was measured on (benchmarks/healz_evidence.py); subclasses count
 ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
@@ -100,6 +103,20 @@ def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any
     base = means[0]
     ratios = [h / base if base > 0 and math.isfinite(base) else math.nan for h in means[1:]]
     return AuditResult(means, ratios)
+
+
+def past_not_learning(window: StepWindow, cfg: Thresholds) -> bool:
+    """The smoothed loss is more than ``not_learning_margin`` below the run's first loss: below the band in
+    which TM317 reads "learned nothing" (rules/learning.py), so whether this rate is right is the audit's
+    question, not TM317's.
+
+    Why not heal's "learning" (twice the margin, ``policy.is_learning``, what the audit waited for until round
+    eight): between the two bounds neither rule judged the run. A GRU at 30x its rate (heal benchmark, seed 2)
+    fell from its first loss 4.09 to 3.4-3.6 (0.83-0.88 of it) within two epochs and sat there for a hundred
+    steps, too low for TM317, too high for the audit, until a spike back to the first loss fired TM317 at step
+    230 of 310; the restart then had 80 steps left (1.38x the tuned run)."""
+    start = start_level(window)
+    return bool(window.smoothed < (1 - cfg.not_learning_margin) * start) if start > 0 else False
 
 
 def rate_untouched(policy: Any, product: float) -> bool:
@@ -160,7 +177,7 @@ class RateAudit(MedicCallback):
     def on_epoch_end(self, medic: Any, epoch: int, record: dict[str, Any]) -> None:
         if not (self.active and self.due):
             return
-        if not is_learning(medic.engine.window, medic.cfg):
+        if not past_not_learning(medic.engine.window, medic.cfg):
             # Still near its first loss: whether it learns at all is TM317's question (a rollback and a probe,
             # not a cut: Adam at 100x keeps dead units after a cut); the audit waits for the next evaluation.
             self.batches.clear()

@@ -128,8 +128,11 @@ class Steering:
     def start(self, *, to_step: int, ceiling: float, known_good: float | None, reason: str, early: bool,
               step: int) -> float:
         """Begin a probe below ``ceiling`` from the snapshot ``to_step``; returns the first rate to set."""
+        # the valley's edge for optimizers with momentum or running moments (minimum/10); plain SGD's minimum/2
+        # and its replay were calibrated on the lowest point itself (HEAL_RESULTS.md, round eight)
+        edge_z = 0.0 if self.direct_steps else self.cfg.probe_valley_edge_z
         probe = LRProbe(ceiling, steps=max(8, self.cfg.probe_steps), known_good=known_good,
-                        valley_divisor=self.valley_divisor)
+                        valley_divisor=self.valley_divisor, edge_z=edge_z)
         self.session = ProbeSession(probe, to_step, reason, early, ceiling, step)
         self.probes += 1
         self.warm = None

@@ -26,7 +26,8 @@ RATE_TOO_HIGH = rule(
         (four tasks, twelve seeds: a lower rate does not win, or by at most 2.8 %); at 10x and 30x the tuned
         rate the Adam and AdamW tasks give 0.44 to 0.94 (four seeds). Later in training the tuned runs'
         ratios fall towards the threshold (0.956 after three epochs), hence the first evaluation only. The audit does not run while the loss is
-        still near the run's first loss (that is TM317's question), and not for plain SGD, with or without
+        still within `not_learning_margin` of the run's first loss (that is TM317's question; below it, TM317
+        cannot fire and the audit judges the run), and not for plain SGD, with or without
         momentum: at its tuned rate a lower one wins these replays by 6 to 17 % on the regression task and
         the CNN's ratios swing from 0.67 to 1.73 (the short-horizon bias and noise), so the comparison
         says nothing there. Under `trainmedic run --heal` the replays use the script's loss rebuilt from
