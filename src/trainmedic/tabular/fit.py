@@ -289,16 +289,13 @@ def _point_score(task: str, pred: Any, y: np.ndarray) -> float:
 
 def _select(p: Prepared, cfg: FitConfig, names: list[str], k: int, tr: np.ndarray) -> Any:
     """``fit --select``: fold ``k``'s selection, chosen on its training rows ``tr`` only (select.py)."""
-    from dataclasses import replace
-
     from trainmedic.tabular import select as S
-    from trainmedic.tabular.search import trial_config
 
     task = p.info.kind
     seed = cfg.seed * 7919 + k
     kc = len(p.info.classes)
-    gbm = trial_config("lightgbm", cfg.gbm)
-    probes = [lambda: LightGBMModel(task, kc, replace(gbm, bags=1), seed=seed, threads=cfg.threads)]
+    gbm = S.probe_config(cfg.gbm, len(tr))  # a faster learning rate than the fit's: the probe ranks, it does not score
+    probes = [lambda: LightGBMModel(task, kc, gbm, seed=seed, threads=cfg.threads)]
     if "linear" in names:
         probes.append(lambda: LinearModel(task, kc, seed=seed))
     y = p.y[tr]
