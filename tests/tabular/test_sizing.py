@@ -47,6 +47,23 @@ def test_time_budget_fits_the_linear_member_on_a_sample_of_large_folds(tmp_path)
     assert "rows_used" not in plain.cv["models"]["linear"] and plain.cv["linear_budget_sample"] is None
 
 
+def test_time_budget_shares_go_to_the_models_that_can_stop():
+    """Without --search the linear member takes no share of the budget (it cannot stop at one): the network
+    gets about half of the models' time in each of 2 folds, not a quarter (which a share per (fold, model)
+    of 2 models would give it in the first fold)."""
+    df = synthetic(800, "binary", seed=6)
+    cfg = fast_config(folds=2, models=("mlp", "linear"), time_budget=16.0,
+                      mlp=MLPConfig(max_epochs=5000, patience=5000, bags=1))
+    t0 = time.perf_counter()
+    res = fit_table(df, "y", config=cfg)
+    took = time.perf_counter() - t0
+    mlp = res.cv["models"]["mlp"]
+    assert mlp["budget_stopped"] == [True, True]
+    # 16 s less the fifth kept for importance and writing, less reading and the linear fits: ~6 s a fold
+    assert mlp["time_s"][0] > 4.5, mlp["time_s"]
+    assert took < 16 * 1.5, took
+
+
 def test_budget_sample_keeps_every_class():
     from trainmedic.tabular.fit import budget_sample
 

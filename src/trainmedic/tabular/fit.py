@@ -68,8 +68,10 @@ class FitConfig:
     trim_z: float | None = 4.0
     # Seconds for the whole fit, reading included. The models' training gets what is left of it after the
     # reading and checks, less a fifth (BUDGET_RESERVE) kept for permutation importance and writing; each
-    # (fold, model) gets an equal share of what is left when it starts, and the network and LightGBM stop there with the
-    # best model so far (cv.json counts the stops); importance stops before a fold that would run out of time.
+    # (fold, model) gets an equal share of what is left when it starts (the linear member none: it is fitted
+    # on a sample of at most linear_budget_rows rows and takes what it takes), and the network and LightGBM
+    # stop there with the best model so far (cv.json counts the stops); importance stops before a fold that
+    # would run out of time.
     # None: no limit.
     time_budget: float | None = None
     # Under --time-budget, the linear member is fitted on at most this many of a fold's training rows (a
@@ -387,7 +389,11 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
     heal_events: list[list[dict[str, Any]]] = []
     curves: list[dict[str, list[float]]] = []
     fitted: dict[str, list[Any]] = {m: [] for m in names}
-    units_left = len(folds) * len(names)
+    # The (fold, model) trainings that share the time: without --search the linear member takes no share (it
+    # cannot stop at one; under a budget it is fitted on a sample and takes a few seconds, from what is left),
+    # so its time goes to the network and LightGBM in every fold rather than piling up in the last folds.
+    shared = [m for m in names if cfg.search > 0 or m != "linear"] or names
+    units_left = len(folds) * len(shared)
     studies: dict[str, list[Any]] = {}
     selections: list[Any] = []
     try:
@@ -414,8 +420,8 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
                     rows = budget_sample(rows, p.y, task, cfg.linear_budget_rows, cfg.seed * 7919 + k)
                 Xtr, ytr = subset_frame(features, rows), p.y[rows]
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
-                share = None if deadline is None else max(0.0, deadline - time.perf_counter()) / units_left
-                units_left -= 1
+                share = None if deadline is None else max(0.0, deadline - time.perf_counter()) / max(1, units_left)
+                units_left -= name in shared
                 if cfg.search > 0:
                     model, found = _searched_model(name, p, cfg, k, Xtr, ytr, inner, Xva, yva, prog, share)
                     pred = found["pred"]
