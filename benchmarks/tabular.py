@@ -521,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", nargs="+", choices=list(COUNT_SETS), help="the count sets of --only counts")
     ap.add_argument("--tables", nargs="+", choices=["noise_columns", "all_useful", "listing_text", "product_reviews"],
                     help="the tables of --only select or --only text (default both of that benchmark)")
+    ap.add_argument("--arms", nargs="+", choices=["fit", "select", "oracle"],
+                    help="the arms of --only select to run (default all three: fit, fit --select, the useful "
+                    "columns only)")
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the speed benchmark (default 200000)")
     ap.add_argument("--time-budget", help="fit's --time-budget in the speed benchmark: seconds, or auto "
                     "(3 x the baseline's measured time)")
@@ -554,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
             import tabular_columns
 
             kw = {"tables": tuple(args.tables)} if args.only in ("select", "text") and args.tables else {}
+            if args.only == "select" and args.arms:
+                names = {"fit": "fit", "select": "fit --select", "oracle": "fit, useful columns only"}
+                kw["arms_run"] = tuple(names[a] for a in args.arms)
             runs = tabular_columns.BENCHES[args.only](seed, **kw)
             doc["columns"].extend(runs)
             tabular_columns.print_runs(runs)

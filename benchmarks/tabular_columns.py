@@ -195,16 +195,26 @@ def _selection_digest(sel: dict | None, useful: list[str] | None) -> dict[str, A
     return out
 
 
-def bench_select(seed: int, tables: tuple[str, ...] = ("noise_columns", "all_useful"), oracle: bool = True) -> list:
+SELECT_ARMS = ("fit", "fit --select", "fit, useful columns only")
+
+
+def bench_select(seed: int, tables: tuple[str, ...] = ("noise_columns", "all_useful"), oracle: bool = True,
+                 arms_run: tuple[str, ...] = SELECT_ARMS) -> list:
+    """``arms_run``: the arms to run (``--arms``; all by default). The arms without ``--select`` do not depend
+    on the selection's code, so a change to it can be measured on the ``fit --select`` arm alone."""
     out = []
     for name in tables:
         df = noise_columns(seed) if name == "noise_columns" else all_useful(seed)
         cfg = FitConfig(seed=seed, progress=False)
-        arms = {"fit": _arm(df, cfg), "fit --select": _arm(df, replace(cfg, select=True))}
+        arms = {}
+        if "fit" in arms_run:
+            arms["fit"] = _arm(df, cfg)
+        if "fit --select" in arms_run:
+            arms["fit --select"] = _arm(df, replace(cfg, select=True))
         useful = USEFUL_NOISE if name == "noise_columns" else [c for c in df.columns if c != "y"]
-        if oracle and name == "noise_columns":
+        if oracle and name == "noise_columns" and SELECT_ARMS[2] in arms_run:
             arms["fit, useful columns only"] = _arm(df[[*USEFUL_NOISE, "y"]], cfg)
-        digest = _selection_digest(arms["fit --select"]["selection"], useful)
+        digest = _selection_digest(arms["fit --select"]["selection"], useful) if "fit --select" in arms else None
         out.append({"benchmark": "select", "table": name, "seed": seed, "rows": len(df),
                     "columns": df.shape[1] - 1, "useful": useful, "arms": arms, "selection": digest})
     return out

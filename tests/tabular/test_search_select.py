@@ -117,6 +117,19 @@ def test_select_drops_pure_noise_and_is_kept_only_when_it_helps(tmp_path):
     assert "Feature selection" in (tmp_path / "report.html").read_text()
 
 
+def test_select_probe_learns_faster_than_the_fit_but_never_slower():
+    """The selection's LightGBM probe ranks columns, it does not score: on small data it takes a faster rate
+    and a shorter patience than the fit's model; where the fit's own rate is already higher it keeps that."""
+    from trainmedic.tabular.models import GBMConfig
+    from trainmedic.tabular.select import PROBE_LEARNING_RATE, probe_config
+
+    small = probe_config(GBMConfig(), 1_000)
+    assert small.learning_rate == PROBE_LEARNING_RATE > GBMConfig().rate(1_000)
+    assert small.bags == 1 and small.single_split_rows == 0 and small.large_early_stopping < GBMConfig().early_stopping
+    assert probe_config(GBMConfig(), 200_000).learning_rate == GBMConfig().rate(200_000) == 0.1
+    assert probe_config(GBMConfig(learning_rate=0.3), 1_000).learning_rate == 0.3
+
+
 def test_select_keeps_every_column_when_none_is_useless():
     rng = np.random.default_rng(3)
     n = 300

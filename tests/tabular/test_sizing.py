@@ -26,6 +26,55 @@ def test_time_budget_stops_the_network_with_its_best_weights():
     assert took < 60, took  # 5000 epochs would take far longer; the slack is for a busy machine
 
 
+def test_time_budget_fits_the_linear_member_on_a_sample_of_large_folds(tmp_path):
+    """Under --time-budget the linear member sees at most ``linear_budget_rows`` of a fold's training rows
+    (scaled down here: 600 rows, a cap of 150), every class kept; cv.json and the report say so."""
+    df = synthetic(600, "multiclass", seed=5)
+    rare = df.index[:12]  # a class of 12 rows (8 in a fold's training rows): its share of 150 would be ~3
+    df.loc[rare, "y"] = "rare"
+    cfg = fast_config(folds=3, models=("lightgbm", "linear"), time_budget=120.0, linear_budget_rows=150)
+    res = fit_table(df, "y", out=tmp_path, config=cfg)
+    lin = res.cv["models"]["linear"]
+    assert lin["train_rows"] == [400, 400, 400]
+    assert all(140 <= u <= 175 for u in lin["rows_used"]), lin["rows_used"]
+    assert res.cv["linear_budget_sample"]["rows_used"] == lin["rows_used"]
+    assert "fitted on a sample" in (tmp_path / "report.html").read_text()
+    k = len(res.cv["classes"])
+    assert "rare" in res.cv["classes"] and res.oof["linear"].shape == (600, k)  # the rare class has its column
+    assert np.all(np.isfinite(res.oof["linear"])) and lin["mean"] < np.log(k)  # better than a uniform guess
+    # without a budget the linear member sees every training row, and cv.json says nothing of a sample
+    plain = fit_table(df, "y", config=fast_config(folds=3, models=("lightgbm", "linear"), linear_budget_rows=150))
+    assert "rows_used" not in plain.cv["models"]["linear"] and plain.cv["linear_budget_sample"] is None
+
+
+def test_time_budget_shares_go_to_the_models_that_can_stop():
+    """Without --search the linear member takes no share of the budget (it cannot stop at one): the network
+    gets about half of the models' time in each of 2 folds, not a quarter (which a share per (fold, model)
+    of 2 models would give it in the first fold)."""
+    df = synthetic(800, "binary", seed=6)
+    cfg = fast_config(folds=2, models=("mlp", "linear"), time_budget=16.0,
+                      mlp=MLPConfig(max_epochs=5000, patience=5000, bags=1))
+    t0 = time.perf_counter()
+    res = fit_table(df, "y", config=cfg)
+    took = time.perf_counter() - t0
+    mlp = res.cv["models"]["mlp"]
+    assert mlp["budget_stopped"] == [True, True]
+    # 16 s less the fifth kept for importance and writing, less reading and the linear fits: ~6 s a fold
+    assert mlp["time_s"][0] > 4.5, mlp["time_s"]
+    assert took < 16 * 1.5, took
+
+
+def test_budget_sample_keeps_every_class():
+    from trainmedic.tabular.fit import budget_sample
+
+    y = np.array([0] * 980 + [1] * 15 + [2] * 5)
+    rows = np.arange(1000)
+    s = budget_sample(rows, y, "multiclass", 100, seed=0)
+    assert set(y[s]) == {0, 1, 2} and np.all(np.diff(s) > 0) and 100 <= len(s) <= 120
+    assert len(budget_sample(rows, y.astype(float), "regression", 100, seed=0)) == 100
+    assert np.array_equal(budget_sample(rows[:50], y, "multiclass", 100, seed=0), rows[:50])  # under the cap
+
+
 def test_bad_budget_is_one_line(tmp_path, capsys):
     path = tmp_path / "t.csv"
     synthetic(100).to_csv(path, index=False)

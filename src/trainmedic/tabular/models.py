@@ -410,6 +410,10 @@ class GBMConfig:
     large_early_stopping: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def rate(self, n: int) -> float:
+        """The learning rate on ``n`` training rows: the one set, else the default for that size."""
+        return self.learning_rate or (0.01 if n <= 10_000 else 0.05 if n <= 100_000 else 0.1)
+
 
 class LightGBMModel:
     """LightGBM. The number of boosting rounds is chosen by early stopping on the mean curve of a K-fold
@@ -467,7 +471,7 @@ class LightGBMModel:
 
     def _params(self, seed: int, n: int) -> dict[str, Any]:
         c = self.cfg
-        lr = c.learning_rate or (0.01 if n <= 10_000 else 0.05 if n <= 100_000 else 0.1)
+        lr = c.rate(n)
         p: dict[str, Any] = dict(
             learning_rate=lr, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
             bagging_fraction=c.subsample, bagging_freq=1, feature_fraction=c.colsample_bytree,

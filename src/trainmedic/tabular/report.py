@@ -109,6 +109,9 @@ def _notes(cv: dict[str, Any]) -> dict[str, str]:
             out[name] = f"LightGBM; boosting rounds per fold {m.get('rounds')}"
         elif name == "linear":
             out[name] = f"regularized linear model; strength per fold {m.get('regularization')}"
+            if any(u < t for u, t in zip(m.get("rows_used", []), m.get("train_rows", []), strict=False)):
+                out[name] += (f"; under --time-budget fitted on a sample of each fold's training rows "
+                              f"({', '.join(str(u) for u in m['rows_used'])} of {m['train_rows'][0]})")
         elif name == "blend":
             out[name] = "convex blend, weights chosen on all out-of-fold predictions"
         elif name == "blend_crossfit":
