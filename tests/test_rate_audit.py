@@ -252,13 +252,14 @@ def test_a_restart_decided_at_the_evaluation_survives_a_resume_from_its_checkpoi
     assert [a for a in acts if a[1] == "TM343"] == [("rollback", "TM343", 32), ("probe", "TM343", 68)]
 
 
-def _train_evaluated_at(evals: set[int], thresholds: dict, steps: int = 128):
+def _train_evaluated_at(evals: set[int], thresholds: dict, steps: int = 128, callbacks=()):
     """Adam at 30x, evaluated after each step in ``evals`` and every 32 steps: the rate audit's evaluations."""
     x, y, xv, yv = DATA
     torch.manual_seed(0)
     model = _model(0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
-    medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, thresholds=thresholds)
+    medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, thresholds=thresholds,
+                  callbacks=callbacks)
     t = 0
     for epoch in range(steps // 32):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
@@ -334,3 +335,28 @@ def test_a_run_below_tm317s_band_but_not_clearly_learning_is_audited_there():
     assert f.step == 26 and f.action.startswith("restart from step 0")
     back = _audit_actions(medic)[0]
     assert back["action"] == "rollback" and back["step"] == 26 and back["to_step"] == 0
+
+
+def test_an_evaluation_soon_after_one_at_the_first_loss_still_gets_its_audit():
+    # Adam at 30x, evaluated at step 4 (still at its first loss: TM317's question, the audit waits) and again at
+    # step 26, 22 steps later, below TM317's band. Until round eight part three the step-4 evaluation cleared the
+    # audit's batches, the step-26 one found 22 of the 24 it replays and ended the audit: no TM343 at all, at
+    # step 26 or later. The batches are now kept across the step-4 evaluation (the most recent 24 either way).
+    gate = Gate()
+    medic = _train_evaluated_at({4, 26}, {}, callbacks=[gate])
+    assert not gate.seen[4] < 0.9 and gate.seen[26] < 0.9  # step 4 not past TM317's band (no level yet); 26 past
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 26 and f.action.startswith("restart from step 0")
+    back = _audit_actions(medic)[0]
+    assert back["action"] == "rollback" and back["step"] == 26 and back["learning_since"] == 4
+
+
+def test_an_evaluation_before_one_audits_worth_of_batches_leaves_the_audit_due():
+    # Evaluated at step 22, below TM317's band but with 22 of the 24 batches the audit replays: it neither runs on
+    # fewer (its bar was measured with 16 + 8) nor ends (as it did until round eight part three: no TM343 at
+    # all); it runs at the next evaluation (step 32).
+    gate = Gate()
+    medic = _train_evaluated_at({22}, {}, callbacks=[gate])
+    assert gate.seen[22] < 0.9
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 32

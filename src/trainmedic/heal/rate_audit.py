@@ -24,8 +24,9 @@ has not touched the rate yet; after a cut, again at the next evaluation (at most
 cuts); after a restart, never again (the rollback ends it, as any rollback does). Its cost,
 once: 3 x ``passes`` x ``train_batches`` steps and 3 x ``held_batches`` forward passes on copies (96 and
 24 by default), with the user's RNG forked (every copy starts from the same random state, the run's is
-untouched). It keeps references to the last ``train_batches + held_batches`` batches until the first
-evaluation, and none afterwards unless it cut the rate; the copies are made one at a time (memory: one
+untouched). It keeps references to the last ``train_batches + held_batches`` batches until the evaluation at
+which it runs (one with fewer batches than that waits for the next: :meth:`RateAudit._keeps_waiting`), and
+none afterwards unless it cut the rate; the copies are made one at a time (memory: one
 more model and optimizer state). A healthy run is never changed by it: the copies are discarded and nothing
 of the real model, optimizer or RNG is written. Not under ``torch.distributed`` with several processes:
 each would audit its own batches and might cut its rate alone.
@@ -180,16 +181,21 @@ class RateAudit(MedicCallback):
         if not past_not_learning(medic.engine.window, medic.cfg):
             # Still near its first loss: whether it learns at all is TM317's question (a rollback and a probe,
             # not a cut: Adam at 100x keeps dead units after a cut); the audit waits for the next evaluation.
-            self.batches.clear()
+            # The batches are kept (see _keeps_waiting: clearing them here lost the audit for good when the next
+            # evaluation came fewer than train + held steps later).
             self.waited = medic.engine.step_count  # a restart's cost is counted from here (heal/rate_answer.py)
             return
-        self.due = False
-        batches, self.batches = list(self.batches), deque(maxlen=self.batches.maxlen)
         loss_fn = self.replay_loss(medic)
         clips = medic.collector.clip_bound is not None  # the copies would take the steps the script clips
-        if (loss_fn is None or clips or not rate_untouched(medic.engine.policy, self.product) or medic.should_stop
-                or len(batches) < (self.batches.maxlen or 0)):
+        if loss_fn is None or clips or not rate_untouched(medic.engine.policy, self.product) or medic.should_stop:
+            self.due = False
+            self.batches.clear()
             return  # no loss bound by the first evaluation: the audit does not run later
+        if self._keeps_waiting():
+            return
+        self.due = False
+        batches = list(self.batches)
+        self.batches.clear()  # a cut makes it due again: the next audit replays batches taken at the new rate
         cfg = medic.cfg
         n = cfg.rate_audit_train_batches
         result = audit(medic.model, medic.optimizer, loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
@@ -211,6 +217,22 @@ class RateAudit(MedicCallback):
             self.cuts += 1
             self.product *= cut
             self.due = self.cuts < cfg.rate_audit_max_cuts
+
+    def _keeps_waiting(self) -> bool:
+        """Fewer batches than one audit replays (``train + held``): the audit stays due and runs at the first
+        evaluation that has them, instead of not at all.
+
+        Two ways to get here. An evaluation before the run's ``train + held``-th step (or that many steps after
+        ``trainmedic run`` bound its loss). Or, until issue 12 round eight part three, an evaluation fewer than
+        ``train + held`` steps after one at which the run was still at its first loss: that evaluation cleared
+        the batches and this one found too few and ended the audit, so a script that evaluates twice in quick
+        succession (an extra validation before a checkpoint, a mid-epoch one) was never audited. Now a
+        not-learning evaluation keeps them: they are the run's most recent batches either way (the deque holds
+        only the last ``train + held``, so the memory bound is unchanged), and the copies start from the
+        current weights and optimizer state whatever batches they replay. Running with fewer batches instead
+        was not chosen: the 4.5 % bar (``rate_audit_gain``) was measured with 16 + 8 (``healz_evidence.py``),
+        and a shorter replay's noise could pass it."""
+        return len(self.batches) < (self.batches.maxlen or 0)
 
     def state_dict(self) -> dict[str, Any]:
         return {"due": self.due, "cuts": self.cuts, "product": self.product, "waited": self.waited}

@@ -14,8 +14,9 @@ RATE_TOO_HIGH = rule(
     "warning",
     summary="On copies of the run, a lower learning rate clearly beat the current one on held-back batches.",
     what="""
-        At the first evaluation (and, after a cut, at the next one), heal replays recent batches on three
-        copies of the model and optimizer, from the current weights and optimizer state, at the current
+        At the first evaluation (and, after a cut, at the next one; an evaluation with fewer than
+        `rate_audit_train_batches` + `rate_audit_held_batches` recent batches waits for the next one),
+        heal replays recent batches on three copies of the model and optimizer, from the current weights and optimizer state, at the current
         rate and at 1/3 and 1/10 of it (`rate_audit_passes` passes over `rate_audit_train_batches`
         batches), then compares their losses on `rate_audit_held_batches` other recent batches, none of
         which the copies trained on. The finding means a lower rate's held loss was more than
