@@ -75,3 +75,25 @@ def test_a_real_probe_continues_a_decade_below_the_valleys_edge():
     assert before["lr_after"] == pytest.approx(s["lr_min_loss"] / 10, rel=1e-3)
     assert all(torch.isfinite(torch.tensor(v)) for v in vals + vals_before)
     assert vals[-1] < 1.386 * 0.6  # the run learns either way (ln 4: the constant level)
+
+
+# the probe event of classify-mlp-adam, start x100, seed 0 (benchmarks/heal_healE_lossfn.json): 36 rates from
+# 0.0001 to the failed 0.1, from the initial weights after TM317
+CLS_LRS = [0.1 * 10 ** (3 * (i / 35 - 1)) for i in range(36)]
+CLS_LOSSES = [1.534, 1.405, 1.365, 1.259, 1.387, 1.396, 1.402, 1.284, 1.356, 1.339, 1.299, 1.284, 1.331, 1.256,
+              1.187, 1.26, 1.204, 1.089, 1.13, 1.129, 1.002, 1.031, 0.9834, 0.9934, 1.216, 1.046, 0.8886, 1.194,
+              1.331, 1.209, 0.6011, 0.6905, 1.736, 0.7253, 0.795, 1.336]
+
+
+def test_the_edge_does_not_reach_past_a_step_that_undid_the_probes_progress():
+    # The smoothed curve is lowest at 0.0553 and within 2 standard errors of it up to 0.0674, but the step at
+    # 0.0553 itself lost 1.74 against a start of 1.36: not a flat bottom, a rate that already throws the run back.
+    # Round eight read the edge (0.0067 continued, 6.7x the tuned 0.001; the run ended 1.27x the tuned one); the
+    # lowest point is read now (0.0055; 1.11x before round eight).
+    s = suggest(CLS_LRS, CLS_LOSSES)
+    assert s["lr_min_loss"] == pytest.approx(0.0553, rel=1e-3)
+    start = sorted(s["smoothed"][:12])[5:7]
+    assert CLS_LOSSES[32] > max(start)  # the lowest point's own step rose above where the probe started
+    assert valley_edge(CLS_LRS, CLS_LOSSES, s["smoothed"], z=2.0) == pytest.approx(s["lr_min_loss"])
+    a = choose_lr(CLS_LRS, CLS_LOSSES, ceiling=0.1, edge_z=2.0)
+    assert a.rule == "minimum/10" and a.lr == pytest.approx(0.00553, rel=1e-3) and "lr_valley_edge" not in a.evidence

@@ -116,9 +116,10 @@ class Thresholds:
     probe_rewind_best: bool = True
     # After a clear valley, optimizers with momentum or running moments (the minimum/10 rule) read the valley at
     # its edge: the highest rate after the lowest point up to which the smoothed probe curve stays within this
-    # many standard errors of that point (heal/lr_probe.py `valley_edge`). Where the bottom is flat, where in it
-    # the lowest point falls is noise. Plain SGD (minimum/2, the replay) keeps the lowest point. 0: the lowest
-    # point for every optimizer, as before (HEAL_RESULTS.md round eight).
+    # many standard errors of that point, and no step's loss rose above where the probe started (heal/lr_probe.py
+    # `valley_edge`). Where the bottom is flat, where in it the lowest point falls is noise. Plain SGD (minimum/2,
+    # the replay) keeps the lowest point. 0: the lowest point for every optimizer, as before (HEAL_RESULTS.md
+    # round eight).
     probe_valley_edge_z: float = 2.0
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
     # TM343, the rate audit (heal/rate_audit.py; heal mode, an adaptive optimizer, loss_fn= and batch=): at the
