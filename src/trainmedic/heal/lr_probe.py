@@ -263,6 +263,17 @@ def choose_lr(lrs: list[float], losses: list[float], *, ceiling: float, known_go
                 f"no clear valley and no rise up to {lrs[n_ok - 1]:.3g}; a decade below the rate that failed")
 
 
+def _curve(lrs: list[float], losses: list[float], smoothed: list[float]) -> tuple | None:
+    """The probe trace as arrays, with the index of its smoothed lowest point and the half-width of the window
+    ``suggest()`` smooths over; None for a trace too short or not finite to be read."""
+    raw = np.asarray(losses, dtype=float)
+    sm = np.asarray(smoothed[: len(raw)], dtype=float)
+    if len(raw) < 6 or not np.isfinite(sm).all():
+        return None
+    per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
+    return raw, sm, int(np.argmin(sm)), max(1, int(round(0.4 * per_decade / 2)))
+
+
 def valley_edge(lrs: list[float], losses: list[float], smoothed: list[float], *, z: float = 2.0) -> float | None:
     """The highest rate after the smoothed curve's lowest point up to which the curve stays within ``z``
     standard errors of that lowest point (the standard error as :func:`trainmedic.lr_find.suggest` measures
@@ -279,13 +290,10 @@ def valley_edge(lrs: list[float], losses: list[float], smoothed: list[float], *,
     point). In the other 83 probes read at a valley on seeds 0-7 no step from the lowest point to the edge came
     within 0.7 per-step standard deviations of the start level, so the bound changes nothing there. When the
     lowest point itself spiked, the edge is that point: the rule falls back to the lowest point."""
-    raw = np.asarray(losses, dtype=float)
-    sm = np.asarray(smoothed[: len(raw)], dtype=float)
-    if len(raw) < 6 or not np.isfinite(sm).all():
+    curve = _curve(lrs, losses, smoothed)
+    if curve is None:
         return None
-    i_min = int(np.argmin(sm))
-    per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
-    half = max(1, int(round(0.4 * per_decade / 2)))
+    raw, sm, i_min, half = curve
     noise = float(np.std((raw - sm)[: i_min + 1])) if i_min > 0 else 0.0
     se = noise / math.sqrt(2 * half + 1)
     start = float(np.median(sm[: max(2, len(sm) // 3)]))
@@ -307,13 +315,10 @@ def rise_point(lrs: list[float], losses: list[float], smoothed: list[float], *, 
     weights give: the lowest point of a flat noisy curve is itself a downward excursion of the noise, and
     a rise measured from it would be noise too.
     """
-    raw = np.asarray(losses, dtype=float)
-    sm = np.asarray(smoothed[: len(raw)], dtype=float)
-    if len(raw) < 6 or not np.isfinite(sm).all():
+    curve = _curve(lrs, losses, smoothed)
+    if curve is None:
         return None
-    i_min = int(np.argmin(sm))
-    per_decade = (len(raw) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
-    half = max(1, int(round(0.4 * per_decade / 2)))  # the window suggest() smooths over
+    raw, sm, i_min, half = curve
     # Per-step noise from first differences (robust to the rise itself, not shrunk by the smoothing), and
     # the standard error of the noisiest smoothed point: the ends of the curve average only half+1 losses.
     d = np.diff(raw)
