@@ -416,7 +416,6 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
             for name in names:
                 rows = tr_dense if name in DENSE else tr
                 if name == "linear" and deadline is not None:
-                    detail[name].setdefault("rows_used", [])
                     rows = budget_sample(rows, p.y, task, cfg.linear_budget_rows, cfg.seed * 7919 + k)
                 Xtr, ytr = subset_frame(features, rows), p.y[rows]
                 inner = _inner(ytr, task, cfg.inner_fraction, cfg.seed + k)
@@ -449,8 +448,8 @@ def cross_validate(p: Prepared, cfg: FitConfig, deadline: float | None = None) -
                     detail[name].setdefault("rows_used", []).append(model.rows_used)
                 detail[name]["time_s"].append(round(prog.model_done(), 3))
                 detail[name].setdefault("train_rows", []).append(int(len(tr_dense if name in DENSE else tr)))
-                if name == "linear" and "rows_used" in detail[name]:
-                    detail[name]["rows_used"].append(int(len(rows)))
+                if name == "linear" and deadline is not None:
+                    detail[name].setdefault("rows_used", []).append(int(len(rows)))
                 if name == "mlp":
                     detail[name].setdefault("epochs", []).append(model.epochs)
                     medic_findings.extend((k, f) for f in model.findings)

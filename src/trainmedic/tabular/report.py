@@ -109,9 +109,10 @@ def _notes(cv: dict[str, Any]) -> dict[str, str]:
             out[name] = f"LightGBM; boosting rounds per fold {m.get('rounds')}"
         elif name == "linear":
             out[name] = f"regularized linear model; strength per fold {m.get('regularization')}"
-            if any(u < t for u, t in zip(m.get("rows_used", []), m.get("train_rows", []), strict=False)):
+            sample = cv.get("linear_budget_sample")  # what fit recorded --time-budget did to this member
+            if sample:
                 out[name] += (f"; under --time-budget fitted on a sample of each fold's training rows "
-                              f"({', '.join(str(u) for u in m['rows_used'])} of {m['train_rows'][0]})")
+                              f"({', '.join(str(u) for u in sample['rows_used'])} of {sample['train_rows'][0]})")
         elif name == "blend":
             out[name] = "convex blend, weights chosen on all out-of-fold predictions"
         elif name == "blend_crossfit":
