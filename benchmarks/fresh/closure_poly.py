@@ -39,7 +39,7 @@ for epoch in range(args.epochs):
 
         def closure():
             optimizer.zero_grad(set_to_none=False)
-            loss = criterion(net(xb), yb)
+            loss = criterion(net(xb), yb)  # noqa: B023 (called at once, inside this iteration)
             loss.backward()
             return loss
 

@@ -10,11 +10,12 @@ import argparse
 import json
 
 import torch
-import trainmedic
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+import trainmedic
 
 p = argparse.ArgumentParser()
 p.add_argument("--seed", type=int, default=0)

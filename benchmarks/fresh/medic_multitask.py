@@ -12,9 +12,10 @@ import json
 
 import numpy as np
 import torch
-import trainmedic
 from sklearn.datasets import load_breast_cancer
 from torch import nn
+
+import trainmedic
 
 p = argparse.ArgumentParser()
 p.add_argument("--seed", type=int, default=0)

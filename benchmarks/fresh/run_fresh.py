@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ LR = ("TM209", "TM301", "TM302", "TM303", "TM305", "TM306", "TM307", "TM311", "T
 LR_CAUSE = ("TM209", "TM305", "TM306", "TM307", "TM317", "TM319")
 OPS = {
     "lr_x30": (LR, LR_CAUSE),
+    "lr_x300": (LR, LR_CAUSE),
     "target_broadcast": (("TM201",), ("TM201",)),
     "no_zero_grad": (("TM310",), ("TM310",)),
     "shuffled_labels": (("TM308", "TM309", "TM315", "TM317"), ()),
@@ -52,6 +54,7 @@ FAULTS = {
          [("y_tr = torch.tensor((y_tr - ym) / ys, dtype=torch.float32).unsqueeze(1)",
            "y_tr = torch.tensor((y_tr - ym) / ys, dtype=torch.float32)")]),
         ("lr_x30", "lr_x30", [("max_lr=5e-3", "max_lr=0.15")]),
+        ("lr_x300", "lr_x300", [("max_lr=5e-3", "max_lr=1.5")]),
     ],
     "conv1d_smooth": [
         ("shuffled_labels", "shuffled_labels",
@@ -67,6 +70,7 @@ FAULTS = {
     ],
     "digits_resnet": [
         ("lr_x30", "lr_x30", [("lr=3e-3", "lr=0.09")]),
+        ("lr_x300", "lr_x300", [("lr=3e-3", "lr=0.9")]),
         ("no_zero_grad", "no_zero_grad", [("        optimizer.zero_grad(set_to_none=True)\n", "")]),
     ],
     "multitask": [
@@ -81,6 +85,9 @@ FAULTS = {
         ("no_zero_grad", "no_zero_grad",
          [("            optimizer.step()\n            optimizer.zero_grad()\n", "            optimizer.step()\n")]),
         ("lr_x30", "lr_x30", [("lr=1e-3", "lr=0.03")]),
+        ("lr_x300", "lr_x300", [("lr=1e-3", "lr=0.3")]),
+        ("shuffled_labels", "shuffled_labels",
+         [("y_train = torch.tensor(y_train)\n", "y_train = torch.tensor(y_train)[torch.randperm(len(y_train))]\n")]),
     ],
     "focal_imbalanced": [
         ("shuffled_labels", "shuffled_labels",
@@ -105,7 +112,13 @@ FAULTS = {
 ERROR_RATE = {"conv1d_smooth", "embbag_topics", "digits_resnet", "focal_imbalanced", "multitask"}
 
 
-def revision() -> str:
+def revision(src: Path) -> str:
+    """A hash of trainmedic's source as the runs import it (every .py under ``src``)."""
+    if src != ROOT / "src":
+        h = hashlib.sha1()
+        for f in sorted(src.rglob("*.py")):
+            h.update(str(f.relative_to(src)).encode() + f.read_bytes())
+        return "tree-" + h.hexdigest()[:12]
     tree = subprocess.run(["git", "rev-parse", "HEAD:src"], cwd=ROOT, capture_output=True, text=True).stdout
     diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], cwd=ROOT, capture_output=True, text=True).stdout
     untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "src"], cwd=ROOT,
@@ -121,7 +134,8 @@ def final_metric(stdout: str) -> float | None:
     return None
 
 
-def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, timeout: int) -> dict:
+def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, timeout: int,
+            src: Path = ROOT / "src") -> dict:
     """entry: plain | run | run_heal | medic | medic_heal."""
     key = hashlib.sha1(f"{text}|{entry}|{seed}|{rev if entry != 'plain' else ''}".encode()).hexdigest()[:16]
     hit = cache / f"{key}.json"
@@ -132,7 +146,7 @@ def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, 
         script = work_p / f"{name}.py"
         script.write_text(text)
         out = work_p / "tm"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "TRAINMEDIC_NO_LIVE": "1"}
+        env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "TRAINMEDIC_NO_LIVE": "1"}
         args = ["--seed", str(seed)]
         if entry == "plain":
             cmd = [PY, str(script), *args]
@@ -174,11 +188,24 @@ def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, 
 
 
 def apply(text: str, edits: list[tuple[str, str]]) -> str | None:
+    """Each (old, new) once, at the start of a line when old starts with indentation; the Medic versions
+    nest the loop one level deeper (``with medic:``), so old and new are tried indented by 4 more too."""
     for old, new in edits:
-        if text.count(old) != 1:
+        for extra in (0, 4):
+            o, n = _indent(old, extra), _indent(new, extra)
+            pattern = ("(?m)^" if o[:1].isspace() else "") + re.escape(o)
+            if len(re.findall(pattern, text)) == 1:
+                text = re.sub(pattern, lambda _m, n=n: n, text)
+                break
+        else:
             return None
-        text = text.replace(old, new)
     return text
+
+
+def _indent(block: str, extra: int) -> str:
+    if not extra or not block[:1].isspace():
+        return block
+    return "".join(" " * extra + ln if ln.strip() else ln for ln in block.splitlines(keepends=True))
 
 
 def harmful(prog: str, healthy: float | None, r: dict) -> tuple[bool, str]:
@@ -219,10 +246,14 @@ def main() -> None:
     ap.add_argument("--tag", default="after")
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--src", default=str(ROOT / "src"),
+                    help="trainmedic's source to run (e.g. an export of main: git archive HEAD src | tar -x -C DIR)")
+    ap.add_argument("--md", default=None, help="markdown output (default RESULTS.md for a full run)")
     a = ap.parse_args()
     cache = ROOT / "benchmarks" / "results" / "fresh_cache"
     cache.mkdir(parents=True, exist_ok=True)
-    rev = revision()
+    src = Path(a.src).resolve()
+    rev = revision(src)
     progs = [p for p in FAULTS if a.only is None or p in a.only]
     healthy_rows, fault_rows = [], []
     for prog in progs:
@@ -232,11 +263,11 @@ def main() -> None:
         entries = ["run", "run_heal"] + (["medic", "medic_heal"] if mtext else [])
         base = {}
         for seed in range(a.healthy_seeds):
-            plain = run_one(text, prog, "plain", seed, cache, rev, a.timeout)
+            plain = run_one(text, prog, "plain", seed, cache, rev, a.timeout, src)
             base[seed] = plain["metric"]
             for entry in entries:
-                src = mtext if entry.startswith("medic") else text
-                r = run_one(src, prog, entry, seed, cache, rev, a.timeout)
+                code = mtext if entry.startswith("medic") else text
+                r = run_one(code, prog, entry, seed, cache, rev, a.timeout, src)
                 healthy_rows.append({"program": prog, "seed": seed, "entry": entry, "plain_metric": plain["metric"],
                                      "metric": r["metric"], "rc": r["rc"], "wall": r["wall"],
                                      "alarms": [(f["code"], f["step"]) for f in severe(r["findings"])],
@@ -254,16 +285,16 @@ def main() -> None:
         for fname, op, edits in FAULTS[prog]:
             ftext = apply(text, edits)
             assert ftext is not None, (prog, fname)
-            plain = run_one(ftext, prog, "plain", seed, cache, rev, a.timeout)
+            plain = run_one(ftext, prog, "plain", seed, cache, rev, a.timeout, src)
             is_harm, why = harmful(prog, base.get(seed), plain)
             row = {"program": prog, "fault": fname, "operator": op, "seed": seed, "harmful": is_harm, "harm": why,
                    "plain_metric": plain["metric"], "entries": {}}
             if is_harm:
                 for entry in ["run"] + (["medic"] if mtext else []):
-                    src = ftext if entry == "run" else apply(mtext, edits)
-                    if src is None:
+                    code = ftext if entry == "run" else apply(mtext, edits)
+                    if code is None:
                         continue
-                    r = run_one(src, prog, entry, seed, cache, rev, a.timeout)
+                    r = run_one(code, prog, entry, seed, cache, rev, a.timeout, src)
                     row["entries"][entry] = {**score(op, r["findings"]), "rc": r["rc"],
                                              "tm_traceback": r["tm_traceback"],
                                              "messages": [f"{f['code']}@{f['step']}: {f['message']}"
@@ -274,7 +305,8 @@ def main() -> None:
                              for e, v in row["entries"].items()), flush=True)
     result = {"tag": a.tag, "revision": rev, "healthy": healthy_rows, "faults": fault_rows}
     Path(a.out).write_text(json.dumps(result, indent=1))
-    write_markdown(result, HERE / "RESULTS.md" if a.only is None else Path(a.out).with_suffix(".md"))
+    md = Path(a.md) if a.md else (HERE / "RESULTS.md" if a.only is None else Path(a.out).with_suffix(".md"))
+    write_markdown(result, md)
 
 
 def write_markdown(res: dict, path: Path) -> None:
@@ -300,7 +332,9 @@ def write_markdown(res: dict, path: Path) -> None:
         if not r["entries"]:
             lines.append(f"| {r['program']} | {r['fault']} | {r['harm']} | - | - | - | - | - |")
         for e, v in r["entries"].items():
-            lines.append(f"| {r['program']} | {r['fault']} | {r['harm']} | {e} | {'yes' if v['detected'] else 'NO'} "
+            crash = f" (rc {v['rc']}{', trainmedic traceback' if v['tm_traceback'] else ''})" \
+                if v["rc"] or v["tm_traceback"] else ""
+            lines.append(f"| {r['program']} | {r['fault']} | {r['harm']}{crash} | {e} | {'yes' if v['detected'] else 'NO'} "
                          f"| {v['first_code']}@{v['first_step']} | {'yes' if v['cause_first'] else 'no'} "
                          f"| {', '.join(v['codes'])} |")
     lines += ["", "| entry | harmful faults detected | cause named first |", "|---|---|---|"]
