@@ -43,7 +43,8 @@ OPS = {
     "no_zero_grad": (("TM310",), ("TM310",)),
     "shuffled_labels": (("TM308", "TM309", "TM315", "TM317"), ()),
     "nan_row": (("TM101", "TM210", "TM301", "TM302", "TM313"), ("TM101", "TM313")),
-    "frozen_embedding": (("TM204", "TM312", "TM315", "TM317"), ("TM204",)),
+    # deliberate freezing is common (fine-tuning): no code can name it as the cause from the run alone
+    "frozen_embedding": (("TM204", "TM312", "TM315", "TM317"), ()),
     "sigmoid_into_logits_loss": (("TM202",), ("TM202",)),
 }
 
@@ -99,6 +100,7 @@ FAULTS = {
     ],
     "digits_vae": [
         ("lr_x30", "lr_x30", [("lr=1e-3", "lr=0.03")]),
+        ("lr_x300", "lr_x300", [("lr=1e-3", "lr=0.3")]),
         ("nan_row", "nan_row",
          [("train_data, val_data = data[perm[:1500]], data[perm[1500:]]\n",
            "train_data, val_data = data[perm[:1500]], data[perm[1500:]]\ntrain_data[3, 10] = float('nan')\n")]),
@@ -332,10 +334,11 @@ def write_markdown(res: dict, path: Path) -> None:
         if not r["entries"]:
             lines.append(f"| {r['program']} | {r['fault']} | {r['harm']} | - | - | - | - | - |")
         for e, v in r["entries"].items():
+            cause = ("yes" if v["cause_first"] else "no") if OPS[r["operator"]][1] else "n/a"
             crash = f" (rc {v['rc']}{', trainmedic traceback' if v['tm_traceback'] else ''})" \
                 if v["rc"] or v["tm_traceback"] else ""
             lines.append(f"| {r['program']} | {r['fault']} | {r['harm']}{crash} | {e} | {'yes' if v['detected'] else 'NO'} "
-                         f"| {v['first_code']}@{v['first_step']} | {'yes' if v['cause_first'] else 'no'} "
+                         f"| {v['first_code']}@{v['first_step']} | {cause} "
                          f"| {', '.join(v['codes'])} |")
     lines += ["", "| entry | harmful faults detected | cause named first |", "|---|---|---|"]
     for e in ("run", "medic"):
