@@ -22,7 +22,7 @@ sees every torch call with the module that made it, and tags the tensors derived
 
 ``Medic(..., loss_fn=loss_fn)`` runs the cheap part automatically at the first ``medic.step(loss,
 batch=(x, y))`` (:class:`PreflightCallback`): a forward-only replay on the real model with its buffers
-and RNG restored, plus the gradients the user's own backward just produced. No batch, no replay.
+and RNG restored (autograd on, no backward: TM205 reads the model's heads from the graph), plus the gradients the user's own backward just produced. No batch, no replay.
 """
 
 from __future__ import annotations
@@ -124,13 +124,16 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str) -> Any:
 
 class LayerChain:
     """The Linear/Conv layers of a forward pass in call order with their output std (TM205's depth check),
-    and ``segments``: how many normalization layers ran before each (a normalization resets the scale)."""
+    ``segments``: how many normalization layers ran before each (a normalization resets the scale), and
+    ``heads``: which of them feed the model's output directly (see :meth:`mark_heads`)."""
 
     def __init__(self) -> None:
         self.layers: list[tuple[str, nn.Module, float]] = []
         self.segments: list[int] = []
+        self.heads: list[bool] | None = None  # None until mark_heads: then the last layer counts as the head
         self.norms = 0
         self.ids: set[int] = set()
+        self._nodes: list[Any] = []  # each layer's output grad_fn, the node mark_heads looks for
 
     def saw(self, module: nn.Module, output: Any, label: Any) -> None:
         if isinstance(module, NORM_TYPES):
@@ -140,6 +143,37 @@ class LayerChain:
             self.ids.add(id(module))
             self.layers.append((label(module), module, float(output.detach().float().std())))
             self.segments.append(self.norms)
+            self._nodes.append(output.grad_fn)
+
+    def mark_heads(self, output: Any) -> None:
+        """Mark as heads the layers the model's output is reached from without another layer in between.
+
+        The head's scale is the loss's business, not the init's, so the depth check leaves it out. The
+        last layer called is not always the head: a wide-and-deep model (``deep(x) + wide(x)``, as
+        ``fit``'s own MLP) calls its skip layer after the deep stack's head, and a model with two heads
+        calls one before the other; judged as a hidden layer, a head of a few outputs reads as activations
+        shrinking at init (TM205 on a default-initialized SiLU network). Found by walking the autograd
+        graph back from the output and stopping at each layer's output node; without a graph (no grad),
+        the last layer stays the head.
+        """
+        where = {id(n): i for i, n in enumerate(self._nodes) if n is not None}
+        roots = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        if not where or not roots:
+            return
+        heads = [False] * len(self.layers)
+        seen: set[int] = set()
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if id(node) in where:
+                heads[where[id(node)]] = True
+                continue
+            stack.extend(nxt for nxt, _ in getattr(node, "next_functions", ()))
+        if any(heads):
+            self.heads = heads
 
 
 class PreflightWatcher(OpWatcher):
@@ -472,7 +506,7 @@ class PreflightWatcher(OpWatcher):
                              "never positive on this batch" + (f" (and {len(dead) - 1} more layer(s))"
                                                                 if len(dead) > 1 else ""),
                              {"layers": dead}, "TM207"))
-        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg, self.segments)
+        iss = depth_issue([(n, s) for n, _m, s in self.layers], "activation std", cfg, self.segments, self.chain.heads)
         if iss:
             out.append(iss)
         for _op, pred, targ in self.meets:
@@ -532,15 +566,21 @@ def judge_loss_call(w: PreflightWatcher, name: str, inp: torch.Tensor, tgt: torc
 
 
 def depth_issue(values: list[tuple[str, float]], what: str, cfg: PreflightThresholds,
-                segments: list[int] | None = None) -> Issue | None:
-    """TM205 on a chain of layers (the head, the last one, is left out: its scale is the loss's business).
+                segments: list[int] | None = None, heads: list[bool] | None = None) -> Issue | None:
+    """TM205 on a chain of layers (the heads are left out: their scale is the loss's business).
+
+    ``heads`` (aligned with ``values``, :meth:`LayerChain.mark_heads`): the layers that feed the output
+    directly; without it the last layer is the head.
 
     ``segments`` (aligned with ``values``): how many normalization layers (BatchNorm, LayerNorm, GroupNorm,
     InstanceNorm) ran before each layer. A normalization resets the scale, so only layers between the same
     two normalizations form a chain: DCGAN's documented N(0, 0.02) init has convolutions whose output std
     differs 30x from one BatchNorm to the next, and the network trains as intended."""
-    hidden = values[:-1]
-    segs = (segments or [0] * len(values))[: len(hidden)]
+    segs_all = segments or [0] * len(values)
+    keep = [not h for h in heads] if heads is not None and len(heads) == len(values) else \
+        [i < len(values) - 1 for i in range(len(values))]
+    hidden = [v for v, k in zip(values, keep) if k]
+    segs = [g for g, k in zip(segs_all, keep) if k]
     worst = None
     for seg in dict.fromkeys(segs):
         iss = _chain_issue([v for v, g in zip(hidden, segs) if g == seg], what, cfg)
@@ -591,6 +631,7 @@ def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThreshold
         with silenced():
             with w:
                 out = call_model(model, batch.inputs)
+                w.chain.mark_heads(out)
                 w.phase = "loss"
                 for t in _tensors(out):
                     w.tag(t, _PO)
@@ -607,7 +648,7 @@ def replay(model: nn.Module, loss_fn: Any, batch: Batch, cfg: PreflightThreshold
 
 
 def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cfg: PreflightThresholds,
-                segments: list[int] | None = None) -> list[Issue]:
+                segments: list[int] | None = None, heads: list[bool] | None = None) -> list[Issue]:
     """TM204 (no gradient after backward) and TM205 (weight-gradient RMS across depth), from ``.grad``."""
     out: list[Issue] = []
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -616,14 +657,15 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
                          f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") +
                          " (not used in forward, or cut off by detach()/no_grad())",
                          {"no_grad": missing[:50], "count": len(missing)}, "TM204:no-grad"))
-    rms, segs = [], []
+    rms, segs, hd = [], [], []
     for i, (name, mod, _std) in enumerate(layers):
         g = getattr(getattr(mod, "weight", None), "grad", None)
         if g is None:
             continue
         rms.append((name, float(g.detach().float().norm()) / math.sqrt(max(g.numel(), 1))))
         segs.append(segments[i] if segments is not None and i < len(segments) else 0)
-    iss = depth_issue(rms, "weight-gradient RMS", cfg, segs)
+        hd.append(bool(heads[i]) if heads is not None and i < len(heads) else False)
+    iss = depth_issue(rms, "weight-gradient RMS", cfg, segs, hd if heads is not None else None)
     if iss:
         out.append(iss)
     return out
@@ -784,7 +826,7 @@ def preflight(model: nn.Module, loss_fn: Any, batch: Any, optimizer: Any = None,
                 except RuntimeError:
                     backward_ok = False
             if backward_ok:
-                issues += grad_issues(m, w.layers, cfg, w.segments)
+                issues += grad_issues(m, w.layers, cfg, w.segments, w.chain.heads)
                 trained = None
                 if optimizer is not None:  # the copy's parameters that the optimizer holds in the original
                     held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
@@ -902,7 +944,8 @@ class PreflightCallback(MedicCallback):
         if b is not None:
             self.replay_done = True
             try:
-                with isolated(model):
+                # with a graph (no backward runs, so no .grad changes): TM205 finds the heads from it
+                with isolated(model), torch.enable_grad():
                     w, _ = replay(model, loss_fn, b, self.cfg)
             except Exception:
                 # The batch does not replay through this module (a LightningModule without forward, a
@@ -914,7 +957,7 @@ class PreflightCallback(MedicCallback):
                 # a pre-trained body is past its initialization: units silent on one batch or saturated
                 # inputs there are what it learnt (TM311 judges dead units over a window of training)
                 issues += [i for i in w.finalize() if at_init or i.code not in INIT_CODES]
-                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments) if i.code == "TM205" and at_init]
+                issues += [i for i in grad_issues(model, w.layers, self.cfg, w.segments, w.chain.heads) if i.code == "TM205" and at_init]
         elif step + 1 >= self.max_wait:
             self.replay_done = True
         for iss in _dedupe(issues):
