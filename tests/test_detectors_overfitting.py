@@ -110,3 +110,47 @@ def test_curve_statistics():
     train = np.array([0.9, 0.2, 0.05, 0.0227, 0.012, 0.009, 0.007, 0.0053])
     ev = overfitting_evidence(val, train)
     assert ev.recovering and not ev.overfitting
+
+
+def _memorise_reporting_r2(higher_is_better: bool) -> tuple[Medic, list[float]]:
+    """The zoo's memorising MLP, its evaluations logged as a metric: R^2 (higher is better) or MAE (lower)."""
+    from trainmedic.zoo._common import batches, mlp, regression_data
+
+    torch.manual_seed(0)
+    x, y = regression_data(n=96, seed=0, noise=0.5)
+    x_val, y_val = regression_data(n=512, seed=0, noise=0.5, split="val")
+    model = mlp(x.shape[1], 1, hidden=256)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    medic = Medic(model, opt, console=False)
+    g = torch.Generator().manual_seed(0)
+    logged = []
+    for _ in range(60):
+        for xb, yb in batches(x, y, 32, g):
+            loss = torch.nn.functional.mse_loss(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            medic.step(loss)
+        with torch.no_grad():
+            pred = model(x_val)
+            value = float(1 - ((pred - y_val) ** 2).mean() / y_val.var()) if higher_is_better \
+                else float((pred - y_val).abs().mean())
+        logged.append(value)
+        medic.end_epoch(val_metric=value, higher_is_better=higher_is_better)
+        if any(f.code == "TM309" for f in medic.findings):
+            break
+    return medic, logged
+
+
+def test_overfitting_on_a_metric_is_worded_as_the_metric_was_logged():
+    """A higher-is-better metric is judged negated; the finding reports it as logged: R^2 "fell from" its best
+    to its last value (positive numbers), not a "validation loss" that "rose" from -0.8 to -0.6."""
+    medic, logged = _memorise_reporting_r2(higher_is_better=True)
+    (f,) = [f for f in medic.findings if f.code == "TM309"]
+    ev = f.evidence
+    assert f.message.startswith("validation metric fell from"), f.message
+    assert ev["monitored"] == "-val_metric" and ev["best_val_metric"] == max(logged)
+    assert ev["val_metric"] == logged[-1] < ev["best_val_metric"] and ev["val_metric"] > 0
+    medic, logged = _memorise_reporting_r2(higher_is_better=False)  # MAE: lower is better, rises
+    (f,) = [f for f in medic.findings if f.code == "TM309"]
+    assert f.message.startswith("validation metric rose from"), f.message
+    assert f.evidence["best_val_metric"] == min(logged) < f.evidence["val_metric"] == logged[-1]

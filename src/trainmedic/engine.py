@@ -205,7 +205,9 @@ class Engine(PhaseEnd):
                 mon.plateau_cooldown -= 1
                 mon.plateau_from = len(mon.val_hist) + 1
             has_val = val_loss is not None or val_metric is not None
-            improved = mon.observe_evaluation(monitored, train, self.epoch, validated=has_val)
+            kind = ("val_loss" if val_loss is not None else "train_loss" if val_metric is None
+                    else "-val_metric" if higher_is_better else "val_metric")
+            improved = mon.observe_evaluation(monitored, train, self.epoch, validated=has_val, kind=kind)
             v.save_best = improved and self.restore_best
             self.best_saved = self.best_saved or v.save_best
             obs = Observation(self.step_count, self.cfg, mon, has_val=has_val, plateau_scheduler=plateau_scheduler)

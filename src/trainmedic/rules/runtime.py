@@ -643,20 +643,29 @@ OVERFITTING = rule(
 )
 
 
-def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds) -> Detection | None:
+def detect_overfitting(val: np.ndarray, train: np.ndarray, cfg: Thresholds,
+                       monitored_as: str = "val_loss") -> Detection | None:
     """The validation curve judged against its own noise and trend (:func:`~trainmedic.rules.curves.
-    overfitting_evidence`): a bump inside the scatter, or one that comes back down, is not overfitting."""
+    overfitting_evidence`): a bump inside the scatter, or one that comes back down, is not overfitting.
+
+    ``monitored_as`` (:attr:`Monitor.monitored_as`) only words the message: a higher-is-better metric is
+    judged negated (lower is better for every rule) and reported as the user logged it, "fell from 0.85 to
+    0.80", not as a loss that "rose from -0.85 to -0.80"."""
     ev = overfitting_evidence(val, train, patience=cfg.overfit_patience, margin=cfg.overfit_margin,
                               train_gain=cfg.overfit_train_gain, z=cfg.overfit_z, t_min=cfg.overfit_t)
     if not ev.overfitting:
         return None
     b = ev.best_index
+    sign, what, moved = (-1.0, "validation metric", "fell") if monitored_as == "-val_metric" else (
+        (1.0, "validation metric", "rose") if monitored_as == "val_metric" else (1.0, "validation loss", "rose"))
+    best, last = sign * float(val[b]), sign * float(val[-1])
+    key = "val_metric" if what == "validation metric" else "val_loss"
     return Detection(
         OVERFITTING.code,
-        f"validation loss rose from {_fmt(float(val[b]))} to {_fmt(float(val[-1]))} over {ev.waited} "
-        f"evaluations (trend +{_fmt(ev.rise)}, {ev.rise / max(ev.noise, 1e-30):.1f}x the curve's noise) while "
-        f"training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
-        {"best_val_loss": float(val[b]), "best_evaluation": b, "val_loss": float(val[-1]),
+        f"{what} {moved} from {_fmt(best)} to {_fmt(last)} over {ev.waited} "
+        f"evaluations (trend {'-' if sign < 0 else '+'}{_fmt(ev.rise)}, {ev.rise / max(ev.noise, 1e-30):.1f}x "
+        f"the curve's noise) while training loss fell from {_fmt(float(train[b]))} to {_fmt(float(train[-1]))}",
+        {f"best_{key}": best, "best_evaluation": b, key: last, "monitored": monitored_as,
          "train_loss_at_best": float(train[b]), "train_loss": float(train[-1]), **ev.as_dict()},
     )
 
@@ -666,7 +675,7 @@ def _overfitting(obs: Observation) -> Detection | None:
     m = obs.monitor
     if not obs.has_val:
         return None
-    det = detect_overfitting(np.asarray(m.val_hist), np.asarray(m.train_hist), obs.cfg)
+    det = detect_overfitting(np.asarray(m.val_hist), np.asarray(m.train_hist), obs.cfg, m.monitored_as)
     if det:
         det.evidence["best_epoch"] = m.best_epoch
     return det

@@ -188,6 +188,9 @@ class Monitor:
     best_val: float = math.inf
     best_epoch: int | None = None
     validated: bool = False  # the evaluations in val_hist carry validation values (not training losses)
+    # what val_hist holds, for the messages: "val_loss", "val_metric" (lower is better), "-val_metric" (a
+    # higher-is-better metric, negated so that lower is better for every rule) or "train_loss"
+    monitored_as: str = "val_loss"
     players: int = 1  # optimizers stepping in turn at the last step (>= 2: a game, no loss to minimise)
     once_done: list[str] = field(default_factory=list)  # detectors that run once and have run
     dead_runs: dict[str, int] = field(default_factory=dict)  # ReLU layer -> dead samples in a row (TM311)
@@ -230,7 +233,8 @@ class Monitor:
         self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
         return train
 
-    def observe_evaluation(self, monitored: float, train: float, epoch: int, validated: bool = False) -> bool:
+    def observe_evaluation(self, monitored: float, train: float, epoch: int, validated: bool = False,
+                           kind: str = "val_loss") -> bool:
         """Record an evaluation; True when it improved on the best (ReduceLROnPlateau's relative rule).
 
         ``validated``: the value is a validation loss/metric. The first one after evaluations that could
@@ -246,6 +250,7 @@ class Monitor:
             self.best_val, self.best_epoch = math.inf, None
         elif self.validated and not validated:
             return False  # a training-only epoch between validations: not a point of the monitored curve
+        self.monitored_as = kind
         self.val_hist.append(monitored)
         self.train_hist.append(train)
         if len(self.val_hist) > 2 * MAX_EVALUATIONS:  # the detectors look at recent evaluations only
