@@ -622,9 +622,11 @@ OVERFITTING = rule(
         risen along a trend that stands out of the curve's own noise: the robust (Theil-Sen) slope of the
         evaluations since the best is positive by `overfit_t` standard errors, the rise it implies is more
         than `overfit_z` times the scatter of the whole validation curve and more than `overfit_margin` of
-        the best value, and the last evaluations are not coming back down. Meanwhile the training loss fell
-        by at least `overfit_train_gain` (relative). The model is memorizing the training set. A transient
-        bump that recedes, or a zigzag as large as the rise, is not reported.
+        the best value, most evaluations since the best sit above it (their median by more than the
+        curve's noise), and the last evaluations are not coming back down. Meanwhile the training loss
+        fell by at least `overfit_train_gain` (relative). The model is memorizing the training set. A
+        transient bump that recedes, two high evaluations after a flat stretch, or a zigzag as large as
+        the rise, is not reported.
         """,
     why="""
         Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
