@@ -37,10 +37,10 @@ def replay(d: dict, rule: str, r: float) -> dict:
         b = stop(m, rule, r, rec["std"])
         n = max(10, int(round(b * 3 / 2)))
         rounds.append(b)
-        oof["lightgbm"][va] = rec["staged_raw"][:, n - 1]
+        oof["lightgbm"][va] = rec["staged_raw"][:, n - 1] if rule != "avg" else rec["avg_raw"]
         t_old += rec["cv_s"] + rec["refit_s"]
         ran_old, ran_new = min(len(m) + PATIENCE, 8000), min(b + PATIENCE, 8000)
-        t_new += rec["cv_s"] * ran_new / ran_old + rec["refit_s"] * n / n_old
+        t_new += rec["cv_s"] * ran_new / ran_old + (rec["refit_s"] * n / n_old if rule != "avg" else 0.0)
     names = ["mlp", "lightgbm", "linear"]
     preds = [oof[k] for k in names]
     w = B.fit_weights(task, preds, d["y"])
@@ -60,7 +60,11 @@ for path in sys.argv[1:]:
     base = replay(d, "gain", 0.0)
     print(f"{d['table']} seed {d['seed']}: recorded lightgbm {d['models']['lightgbm']:.5f} blend {d['models']['blend']:.5f};"
           f" replay r=0: lightgbm {base['lgb']:.5f} blend {base['blend']:.5f} rounds {base['rounds']} lgb time {base['t_old']:.0f}s")
-    for rule, rs in (("gain", (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2)), ("std", (0.01, 0.03, 0.1, 0.3))):
+    if "avg_raw" in d["rec"][0]:
+        x = replay(d, "avg", 0.0)
+        print(f"  average of the inner CV models, no refit: lightgbm {x['lgb']:.5f} ({x['lgb'] - base['lgb']:+.5f}) blend {x['blend']:.5f} "
+              f"({x['blend'] - base['blend']:+.5f}) time ~{x['t_new']:.0f}s ({x['t_new'] / x['t_old']:.2f}x)")
+    for rule, rs in (("gain", (3e-5, 1e-4, 2e-4, 3e-4, 1e-3, 3e-3)), ("std", (0.01, 0.03, 0.1))):
         for r in rs:
             x = replay(d, rule, r)
             print(f"  {rule} {r:g}: lightgbm {x['lgb']:.5f} ({x['lgb'] - base['lgb']:+.5f}) blend {x['blend']:.5f} "

@@ -30,12 +30,13 @@ _cv, _train = lgb.cv, lgb.train
 
 
 def cv(*a, **k):
+    k["return_cvbooster"] = True  # kept for the average of the inner models (rec["avg_raw"])
     t = time.perf_counter()
     res = _cv(*a, **k)
     mean = next(v for key, v in res.items() if key.endswith("-mean"))
     std = next(v for key, v in res.items() if key.endswith("-stdv"))
     rec.append({"cv_s": time.perf_counter() - t, "mean": np.array(mean), "std": np.array(std),
-                "params": dict(a[0])})
+                "params": dict(a[0]), "cvbooster": res["cvbooster"]})
     return res
 
 
@@ -58,6 +59,9 @@ def predict(self, X):
     raw = np.column_stack([b.predict(A, start_iteration=i, num_iteration=1, raw_score=True) for i in range(n)]) \
         if self.task in ("regression", "log-regression") else None
     rec[-1]["staged_raw"] = None if raw is None else np.cumsum(raw, axis=1).astype(np.float32)
+    cvb = rec[-1].pop("cvbooster")  # the inner models at the chosen rounds, averaged: a refit-free variant
+    rec[-1]["avg_raw"] = np.mean([bb.predict(A, num_iteration=len(rec[-1]["mean"]), raw_score=True)
+                                  for bb in cvb.boosters], axis=0)
     return _predict(self, X)
 
 
