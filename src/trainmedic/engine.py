@@ -40,6 +40,17 @@ MAX_EVENTS = 5000
 Subscriber = Callable[[dict[str, Any], bool], None]
 
 
+def _monitored(val_loss: float | None, val_metric: float | None, train: float,
+               higher_is_better: bool) -> tuple[float | None, str]:
+    """The value an evaluation's rules judge (lower is better: a higher-is-better metric negated) and what it
+    is (:attr:`Monitor.monitored_as`, so that the findings word it as the user logged it)."""
+    if val_loss is not None:
+        return val_loss, "val_loss"
+    if val_metric is None:
+        return train, "train_loss"
+    return (-val_metric, "-val_metric") if higher_is_better else (val_metric, "val_metric")
+
+
 class Engine(PhaseEnd):
     """Turns signals into verdicts and keeps the record of the run (the end of a phase: :class:`PhaseEnd`).
 
@@ -195,8 +206,7 @@ class Engine(PhaseEnd):
         if len(self.epochs) > 2 * MAX_EVALUATIONS:
             self.epochs = self.epochs[::2]  # a very long run keeps every other epoch record for the report
         self._event(record)
-        monitored = val_loss if val_loss is not None else (
-            (-val_metric if higher_is_better else val_metric) if val_metric is not None else train)
+        monitored, kind = _monitored(val_loss, val_metric, train, higher_is_better)
         v = EpochVerdict(epoch=self.epoch, record=record, monitored=monitored)
         if monitored is None or not math.isfinite(monitored) or "epoch-checks" in self.disabled:
             return v
@@ -205,8 +215,6 @@ class Engine(PhaseEnd):
                 mon.plateau_cooldown -= 1
                 mon.plateau_from = len(mon.val_hist) + 1
             has_val = val_loss is not None or val_metric is not None
-            kind = ("val_loss" if val_loss is not None else "train_loss" if val_metric is None
-                    else "-val_metric" if higher_is_better else "val_metric")
             improved = mon.observe_evaluation(monitored, train, self.epoch, validated=has_val, kind=kind)
             v.save_best = improved and self.restore_best
             self.best_saved = self.best_saved or v.save_best
