@@ -142,7 +142,8 @@ def render(html_path: str | os.PathLike[str], *, width: int = 1280, timeout: flo
 
 
 def _drive(pipe: _Pipe, url: str, width: int, timeout: float, hover: list[tuple[int, float, float]]) -> PageResult:
-    target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    # the first answer waits for the browser to start: on two loaded cores that took over 30 s once
+    target = pipe.send("Target.createTarget", {"url": "about:blank"}, timeout=max(timeout, 120.0))["targetId"]
     session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
         pipe.send(f"{domain}.enable", session=session)
