@@ -22,7 +22,8 @@ sees every torch call with the module that made it, and tags the tensors derived
 
 ``Medic(..., loss_fn=loss_fn)`` runs the cheap part automatically at the first ``medic.step(loss,
 batch=(x, y))`` (:class:`PreflightCallback`): a forward-only replay on the real model with its buffers
-and RNG restored (autograd on, no backward: TM205 reads the model's heads from the graph), plus the gradients the user's own backward just produced. No batch, no replay.
+and RNG restored (autograd on, no backward: TM205 reads the model's heads from the graph), plus the
+gradients the user's own backward just produced. No batch, no replay.
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ POOR_INIT = rule(
         convolution layers (or the norm of their weight gradients) changes by more than `poor_init_ratio`
         (10x) between the first and the last hidden layer of a chain (the heads, the layers the output
         is computed from without another layer in between, are left out: their scale is the loss's
-        business; a wide-and-deep model or one with two heads has several). The signal that reaches the top (or the
-        gradient that reaches the bottom) is a fraction of what it should be, and every layer learns at a
+        business; a wide-and-deep model or one with two heads has several). The signal that reaches the
+        top (or the gradient that reaches the bottom) is a fraction of what it should be, and every layer learns at a
         different speed. During the run (every front end): the first training loss is more than
         `started_wrong_factor` (10x) the loss of a neutral output — log K for K classes, log 2 for a
         binary output, the mean squared target for a regression, read from the targets the loss saw: the
