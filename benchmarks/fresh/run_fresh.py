@@ -161,7 +161,12 @@ def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, 
     key = hashlib.sha1(f"{text}|{entry}|{seed}|{rev if entry != 'plain' else ''}".encode()).hexdigest()[:16]
     hit = cache / f"{key}.json"
     if hit.exists():
-        return json.loads(hit.read_text())
+        res = json.loads(hit.read_text())
+        if res["rc"]:
+            res["tm_traceback"] = trainmedic_traceback(res["stderr_tail"])
+            if not res["findings"]:
+                res["findings"] = console_findings(res["stderr_tail"])
+        return res
     with tempfile.TemporaryDirectory(prefix="fresh_") as work:
         work_p = Path(work)
         script = work_p / f"{name}.py"
@@ -190,6 +195,8 @@ def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, 
         if fj.exists():
             findings = [{k: f.get(k) for k in ("code", "severity", "step", "message")}
                         for f in json.loads(fj.read_text())["findings"]]
+        elif rc:
+            findings = console_findings(stderr)
         actions = []
         ev = out / "events.jsonl"
         if ev.exists():
@@ -200,12 +207,33 @@ def run_one(text: str, name: str, entry: str, seed: int, cache: Path, rev: str, 
                     continue
                 if e.get("type") == "action":
                     actions.append({k: e.get(k) for k in ("action", "step", "reason") if k in e})
-    tm_traceback = "Traceback" in stderr and "trainmedic" in stderr.split("Traceback", 1)[1]
+    tm_traceback = trainmedic_traceback(stderr)
     res = {"rc": rc, "metric": final_metric(stdout), "wall": round(wall, 1), "findings": findings,
            "actions": actions[:20], "stderr_tail": stderr[-2500:] if (rc or tm_traceback) else "",
            "tm_traceback": tm_traceback}
     hit.write_text(json.dumps(res))
     return res
+
+
+TB_FRAME = re.compile(r'^\s*File "[^"]*[/\\]trainmedic[/\\][^"]*"', re.M)
+
+
+def trainmedic_traceback(stderr: str) -> bool:
+    """A traceback with a frame in trainmedic's own source. Not just the word after "Traceback": the
+    end-of-run summary ("trainmedic: 3 finding(s)...") follows the user's own traceback when the script
+    raised (an sklearn ValueError on NaN scores read as trainmedic's in the fresh2 set)."""
+    return "Traceback" in stderr and bool(TB_FRAME.search(stderr.split("Traceback", 1)[1]))
+
+
+CONSOLE_LINE = re.compile(r"^trainmedic: (TM\d{3}) \S+ at step (\d+|None): (.*)$", re.M)
+
+
+def console_findings(stderr: str) -> list[dict]:
+    """The findings a run printed live, for a Medic script that raised inside ``with medic:`` before its
+    ``medic.save_report`` (the README's form writes no findings.json then; the user still saw these
+    lines). The console gives no severity: they count for detection by code, never as a healthy alarm."""
+    return [{"code": c, "severity": "console", "step": None if st == "None" else int(st), "message": m}
+            for c, st, m in CONSOLE_LINE.findall(stderr)]
 
 
 def apply(text: str, edits: list[tuple[str, str]]) -> str | None:
