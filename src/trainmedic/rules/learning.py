@@ -130,7 +130,9 @@ NOT_LEARNING = rule(
     summary="The training loss stays at the level of a network that learned nothing, with no downward trend.",
     what="""
         Over the last `not_learning_window` steps the training loss sat at its starting level (at most
-        `not_learning_margin` below it), its two halves are level within their noise, and the updates are
+        `not_learning_margin` below it), its two halves are level within their noise (a second half clearly
+        above the first, by the noise and by one margin, is a loss still moving: the next window judges it,
+        and one that keeps climbing is a divergence, TM305), and the updates are
         not small (the update/weight ratio is above `not_learning_min_ratio`, so the rate is not too low).
         The run is moving its weights without learning anything. Only a window trained at about one rate
         is judged (within `raise_factor` either way): a warmup, the loop's or heal's, is judged once it ends.
