@@ -35,3 +35,11 @@ def test_the_echo_of_one_spike_under_momentum_is_not_an_explosion():
 ])
 def test_memory_is_the_first_moments_time_constant(make, memory):
     assert memory_steps(make(torch.nn.Linear(2, 1).parameters())) == memory
+
+
+def test_an_optimizer_of_its_own_has_no_memory():
+    class Odd(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 0.1, "betas": "adaptive", "momentum": None})
+
+    assert memory_steps(Odd(torch.nn.Linear(2, 1).parameters())) == 0

@@ -38,7 +38,10 @@ def memory_steps(optimizer: torch.optim.Optimizer) -> int:
     betas = []
     for g in optimizer.param_groups:
         b = g.get("betas")
-        betas.append(float(b[0]) if b is not None else float(g.get("momentum") or 0.0))
+        try:
+            betas.append(float(b[0]) if b is not None else float(g.get("momentum") or 0.0))
+        except (TypeError, ValueError, IndexError):  # an optimizer of its own with other hyper-parameters
+            betas.append(0.0)
     beta = max(betas, default=0.0)
     return round(1.0 / (1.0 - beta)) if 0.0 < beta < 1.0 else 0
 
