@@ -30,9 +30,9 @@ import torch
 from heal_tasks import TASKS
 
 from trainmedic.config import Thresholds
-from trainmedic.heal.actions import direct_steps
 from trainmedic.heal.lr_probe import LRProbe, ProbeDone
 from trainmedic.heal.steering import Steering
+from trainmedic.signals.stepping import direct_steps
 
 TUNED = {"regression-mlp-sgd": 0.1, "classify-mlp-adam": 0.001, "digits-cnn-sgdm": 0.0316, "charlm-gru-adamw": 0.01,
          "held-out: autoencoder-rmsprop": 0.00316, "held-out: charlm-transformer-adam": 0.01}

@@ -107,7 +107,7 @@ def test_a_valley_is_read_2x_below_for_plain_sgd_and_10x_below_for_an_optimizer_
 
 
 def test_only_plain_sgd_steps_directly():
-    from trainmedic.heal.actions import direct_steps
+    from trainmedic.signals.stepping import direct_steps
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert direct_steps(torch.optim.SGD(params, lr=0.1))

@@ -27,6 +27,7 @@ class Thresholds:
     spike_min_norm: float = 1.0  # ... and at least this large in absolute terms (0.36 vs 0.035 is no explosion)
     spike_extreme: float = 1000.0  # a spike this many times the median is reported at once; a smaller one
     spike_confirm: int = 10  # ... only if it repeats within the window or the loss stays up this many steps
+    # after the optimizer's memory of it (1 / (1 - momentum or beta1) steps, signals/stepping.py)
 
     # --- TM304 vanishing gradients (AUTOTRAINER) -----------------------------------------------
     vanish_ratio: float = 1e-3  # first/last layer gradient-norm ratio below this ...

@@ -34,12 +34,13 @@ from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.engine import Engine, event_stream
 from trainmedic.findings import Finding
-from trainmedic.heal.actions import Actuator, direct_steps, first_lr, momentum_steps
+from trainmedic.heal.actions import Actuator, first_lr
 from trainmedic.observe.live import LiveChecks, Observed, due, observing
 from trainmedic.report.console import MedicConsole
 from trainmedic.report.live import ConsoleSink
 from trainmedic.signals.activations import ActivationSampler
 from trainmedic.signals.collect import Collector
+from trainmedic.signals.stepping import Stepping
 from trainmedic.verdict import EpochVerdict, StepVerdict
 
 
@@ -84,7 +85,7 @@ class Driver:
         first, last = (weights[0], weights[-1]) if weights else (0, max(len(params) - 1, 0))
         self.engine = Engine(self.cfg, mode, names, first, last,
                              restore_best=(mode == "heal") if restore_best is None else restore_best,
-                             direct_steps=direct_steps(optimizer), momentum_steps=momentum_steps(optimizer))
+                             stepping=Stepping.of(optimizer))
         self.collector = Collector(params, names)
         self.actuator = Actuator(model, optimizer, scheduler, scaler)
         self.activations = ActivationSampler(model)

@@ -31,6 +31,7 @@ from trainmedic.signals.history import Downsampled
 from trainmedic.signals.levels import TargetLevels
 from trainmedic.signals.monitor import MAX_EVALUATIONS, Monitor, StepWindow
 from trainmedic.signals.step import StepSignals
+from trainmedic.signals.stepping import UNKNOWN, Stepping
 from trainmedic.verdict import EpochVerdict, StepVerdict
 
 MAX_EVENTS = 5000
@@ -60,14 +61,14 @@ class Engine(PhaseEnd):
         layers: names of the watched parameters, aligned with ``StepSignals.norms``.
         first, last: indices of the first and last weight layers in ``layers`` (vanishing gradients).
         restore_best: keep the best evaluation's weights (heal's early stop restores them).
-        direct_steps, momentum_steps: plain SGD, SGD with momentum (:mod:`trainmedic.heal.steering`).
+        stepping: what kind of steps the optimizer takes (:mod:`trainmedic.signals.stepping`).
     """
 
     def __init__(self, cfg: Thresholds, mode: str = "watch", layers: Sequence[str] = (), first: int = 0,
-                 last: int = 0, restore_best: bool = False, direct_steps: bool = False,
-                 momentum_steps: bool = False) -> None:
+                 last: int = 0, restore_best: bool = False, stepping: Stepping = UNKNOWN) -> None:
         self.cfg = cfg
-        self.policy = Policy(mode, cfg, direct_steps, momentum_steps)
+        self.policy = Policy(mode, cfg, stepping.direct, stepping.momentum)
+        self.memory = stepping.memory  # steps one gradient keeps moving the weights (TM303's echo)
         self.mode = mode
         self.layers = list(layers)
         self.first, self.last = first, last
@@ -109,7 +110,8 @@ class Engine(PhaseEnd):
         self.rates.observe(t, lr, window, mon.warm, cfg.raise_factor, cfg.raise_window)
         self.policy.pace(v, lr)
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
-        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates, levels=self.levels)
+        obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates, levels=self.levels,
+                          memory=self.memory)
         mon.observe_update(sig.update_norm, sig.weight_norm)
         mon.players = sig.players
         mon.observe_stale(sig.stale)

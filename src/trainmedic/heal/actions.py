@@ -21,20 +21,6 @@ def first_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
 
-def direct_steps(optimizer: torch.optim.Optimizer) -> bool:
-    """The optimizer's step is the rate times this step's gradient: plain SGD without momentum. Its loss
-    answers a rate change at once; momentum or running moments (Adam, RMSprop...) answer it with a lag,
-    which the heal probe's reading allows for (:mod:`trainmedic.heal.lr_probe`)."""
-    return type(optimizer) is torch.optim.SGD and all(not g.get("momentum") for g in optimizer.param_groups)
-
-
-def momentum_steps(optimizer: torch.optim.Optimizer) -> bool:
-    """SGD with momentum: its state is its weights and one momentum buffer, no running moments. A copy taken
-    along a heal probe's ramp (weights and buffer) can be continued at a lower rate at once, which Adam's
-    second moments, scaled to the ramp's gradients, would not allow as simply (:meth:`Policy._ramp_copy`)."""
-    return type(optimizer) is torch.optim.SGD and any(g.get("momentum") for g in optimizer.param_groups)
-
-
 class Actuator:
     """Applies verdicts to ``model``, ``optimizer``, ``scheduler`` and ``scaler`` (public attributes: a
     front end that discovers the scheduler or scaler later sets them), and holds the heal snapshots."""

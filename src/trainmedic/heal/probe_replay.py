@@ -13,7 +13,7 @@ lowest rate within :data:`~trainmedic.heal.steering.REPLAY_TOLERANCE` of the bes
 ``benchmarks/heal_replay.py``). It never tries a rate above what the curve supports.
 
 When it runs: heal mode, an optimizer whose step is the rate times the gradient (plain SGD:
-:func:`~trainmedic.heal.actions.direct_steps`; its state is its weights, so a copy at another rate is the
+:func:`~trainmedic.signals.stepping.direct_steps`; its state is its weights, so a copy at another rate is the
 run at that rate), a loss to replay and the step's batches, a loop that does not clip its gradients (the
 copies would take unclipped steps: where the driver sees the clipping only at the probe's end, a TM904 says
 the replay stepped aside), one process (not ``torch.distributed`` with several: each would pick its own
@@ -48,9 +48,9 @@ from typing import Any
 import torch
 
 from trainmedic.callbacks import MedicCallback
-from trainmedic.heal.actions import direct_steps
 from trainmedic.heal.snapshot import clone_tree
 from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
+from trainmedic.signals.stepping import direct_steps
 
 #: the fewest probe batches a replay is scored on (a probe resumed from a checkpoint keeps none of its own)
 MIN_BATCHES = 8
@@ -169,7 +169,7 @@ class ProbeReplay(MedicCallback):
 
 def add_probe_replay(driver: Any, loss_fn: Any = None, refused: str | None = None) -> ProbeReplay | None:
     """Attach the replay to ``driver`` where heal may use it: heal mode, ``probe_replay`` on, plain SGD
-    (:func:`~trainmedic.heal.actions.direct_steps`). The one place every front end goes through.
+    (:func:`~trainmedic.signals.stepping.direct_steps`). The one place every front end goes through.
 
     ``loss_fn``: the replays' loss when it is not the driver's own (Lightning's ``MedicCallback(loss_fn=...)``);
     with neither, the replay waits for :meth:`ProbeReplay.bind` (``trainmedic run`` binds the loss it rebuilt

@@ -66,6 +66,7 @@ class Observation:
     activations: dict[str, float] = field(default_factory=dict)  # ReLU layer -> share of dead units
     rates: Any = None  # the engine's learning-rate record (rules.learning.RateWatch): raises by the loop
     levels: Any = None  # the targets' constant-prediction level (signals.levels.TargetLevels)
+    memory: int = 0  # steps one gradient keeps moving the weights: the optimizer's momentum (signals.stepping)
     final: bool = False  # the last judgment of a phase that ended before the slow window (Engine.end_phase)
 
 

@@ -325,7 +325,7 @@ def _raise_then_explosion(obs: Observation) -> Detection | None:
 
     live = [sp for sp in w.spikes if sp[0] >= obs.rates.raised_at]
     det = judge_gradient_spikes(live, obs.step, w.losses.values(), w.steps.values(), obs.cfg,
-                                obs.signals.clip_bound, w.spikes_reported)
+                                obs.signals.clip_bound, w.spikes_reported, obs.memory)
     if det is None:
         return None
     return _raise_then(obs, f"the gradient norm exploded ({det.message})",

@@ -107,8 +107,9 @@ EXPLODING_GRADIENTS = rule(
         absolute terms, in a script that does not clip its gradients itself (`clip_grad_norm_`,
         `clip_grad_value_`, Lightning's `gradient_clip_val`: its bound holds every step). A spike of
         `spike_extreme` times the median is reported at once; a smaller one when it repeats within the
-        window or when the loss has not come back down `spike_confirm` steps later. A lone outlier batch
-        after which training goes on as before is not reported.
+        window or when the loss has not come back down once the optimizer's memory of the spike has decayed
+        (momentum or Adam's beta1 0.9: 10 steps) and `spike_confirm` steps more. A lone outlier batch after
+        which training goes on as before, momentum's echo of it included, is not reported.
         """,
     why="""
         Too high a learning rate, deep nets whose layers multiply the gradient (practitioner note 001:
@@ -142,36 +143,42 @@ def detect_exploding_gradients(grad_norm: float, threshold: float, median: float
 
 
 def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarray, steps: np.ndarray,
-                          cfg: Thresholds, clip_bound: float | None = None, reported: int = -1
-                          ) -> Detection | None:
+                          cfg: Thresholds, clip_bound: float | None = None, reported: int = -1,
+                          memory: int = 0) -> Detection | None:
     """TM303 from the recent spike candidates ``[step, norm, median, threshold]`` (each already above
     ``spike_factor`` x the median and ``spike_z`` robust sigmas).
 
     A candidate counts only when it is at least ``spike_min_norm`` in absolute terms and the script does
     not clip (a clipped script bounds every step itself: ``clip_bound`` is its bound). It is reported:
-    at once when it is ``spike_extreme`` x the median; when a second one follows within the window; or,
-    ``spike_confirm`` steps later, when the loss stayed above its level before the spike (by
-    ``spike_loss_rel`` relative and ``spike_loss_k`` robust sigmas). A lone spike after which the loss
-    goes on as before is a transient outlier, not an explosion.
+    at once when it is ``spike_extreme`` x the median; when a second one follows within the window; or
+    when, over the ``spike_confirm`` steps after the optimizer's ``memory``, the loss stayed above its level
+    before the spike (by ``spike_loss_rel`` relative and ``spike_loss_k`` robust sigmas). A lone spike after
+    which the loss goes on as before is a transient outlier, not an explosion.
+
+    ``memory`` (:func:`~trainmedic.signals.stepping.memory_steps`, at most ``4 * spike_confirm``): with
+    momentum 0.9 one spiked gradient keeps pushing the weights for about ten steps, and the loss shows that
+    echo for as long. A healthy Nesterov run (benchmarks/fresh/multitask.py, seed 0) had one 53x spike after
+    which the loss sat near 10x its median for 13 steps and then came back: judged over the ten steps right
+    after the spike it read as "the loss stayed up". Whether the loss came back is judged once that push has
+    decayed to about 1/e.
     """
     if clip_bound is not None:
         return None
     live = [sp for sp in spikes if sp[0] > reported and sp[1] >= cfg.spike_min_norm]
     if not live:
         return None
-    for i, (s, norm, med, threshold) in enumerate(live):
+    lag = echo_steps(memory, cfg)
+    for i, (s, norm, med, threshold, *level) in enumerate(live):
         s = int(s)
         why = None
         if norm >= cfg.spike_extreme * med:
             why = "extreme"
         elif i > 0 and cfg.spike_confirm < s - int(live[i - 1][0]) <= cfg.window:
             why = "repeated"
-        elif cfg.spike_confirm <= step - s <= cfg.spike_confirm + cfg.check_every:
-            before, after = losses[(steps < s) & (steps >= s - 4 * cfg.spike_confirm)], \
-                losses[(steps > s) & (steps <= s + cfg.spike_confirm)]
-            if len(before) >= cfg.spike_confirm and len(after):
-                base = median(before)
-                sigma = _robust_sigma(before, base)
+        elif lag + cfg.spike_confirm <= step - s <= lag + cfg.spike_confirm + cfg.check_every:
+            base, sigma = level if len(level) == 2 else (math.nan, math.nan)  # a checkpoint written before levels were kept
+            after = losses[(steps > s + lag) & (steps <= s + lag + cfg.spike_confirm)]
+            if math.isfinite(base) and len(after):
                 if median(after) > base + max(cfg.spike_loss_rel * abs(base), cfg.spike_loss_k * sigma):
                     why = "loss stayed up"
         if why is None:
@@ -186,6 +193,12 @@ def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarr
     return None
 
 
+def echo_steps(memory: int, cfg: Thresholds) -> int:
+    """Steps after a spike before TM303 reads whether the loss came back: the optimizer's memory, kept within
+    the ``4 * spike_confirm`` steps of loss before the spike that it is compared with."""
+    return min(max(memory, 0), 4 * cfg.spike_confirm)
+
+
 def _mark_spikes_reported(monitor: Monitor, obs: Observation) -> None:
     monitor.step_window.spikes_reported = obs.step
 
@@ -196,10 +209,10 @@ def _exploding_gradients(obs: Observation) -> Detection | None:
     w = obs.monitor.step_window
     if obs.signals is None or not w.spikes or w.spikes[-1][0] <= w.spikes_reported:
         return None
-    if obs.step - w.spikes[-1][0] > obs.cfg.spike_confirm + obs.cfg.check_every:
+    if obs.step - w.spikes[-1][0] > echo_steps(obs.memory, obs.cfg) + obs.cfg.spike_confirm + obs.cfg.check_every:
         return None  # every candidate has been judged: nothing more to learn about them
     det = judge_gradient_spikes(w.spikes, obs.step, w.losses.values(), w.steps.values(), obs.cfg,
-                                obs.signals.clip_bound, w.spikes_reported)
+                                obs.signals.clip_bound, w.spikes_reported, obs.memory)
     if det:
         det.evidence["clip_bound"] = w.clip_bound
     return det

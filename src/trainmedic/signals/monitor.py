@@ -91,7 +91,8 @@ class StepWindow:
     spike_threshold: float = math.inf
     clip_bound: float = math.inf
     gnorm_median: float = math.nan
-    spikes: list[list[float]] = field(default_factory=list)  # recent [step, grad norm, median, threshold]
+    # recent [step, grad norm, median, threshold, loss level before, its robust sigma] (TM303's candidates)
+    spikes: list[list[float]] = field(default_factory=list)
     spikes_reported: int = -1  # the last step whose spikes TM303 has reported
     last_anomaly: int = -(10**9)  # the last step a run-time detector fired (snapshots wait after it)
     quiet_until: dict[str, int] = field(default_factory=dict)  # detector -> step it may fire again
@@ -115,8 +116,20 @@ class StepWindow:
             spiked = self.finite_steps > cfg.warmup_steps and grad_norm > self.spike_threshold
             self.log_gnorms.append(math.log(self.clip_bound if spiked else grad_norm))
             if spiked:  # a candidate for TM303, judged there (scale, the script's clipping, its effect)
-                self.spikes.append([step, grad_norm, self.gnorm_median, self.spike_threshold])
+                self.spikes.append([step, grad_norm, self.gnorm_median, self.spike_threshold,
+                                    *self._level_before(step, cfg)])
                 del self.spikes[:-8]
+
+    def _level_before(self, step: int, cfg: Thresholds) -> tuple[float, float]:
+        """The loss level in the ``4 * spike_confirm`` steps before ``step`` and its robust sigma (NaN with
+        fewer than ``spike_confirm`` of them), kept with the spike: TM303 compares the loss after the
+        optimizer's memory with it, and a divergence reported meanwhile rebases (clears) the window."""
+        steps = self.steps.values()
+        before = self.losses.values()[(steps < step) & (steps >= step - 4 * cfg.spike_confirm)]
+        if len(before) < cfg.spike_confirm:
+            return math.nan, math.nan
+        base = median(before)
+        return base, robust_sigma(before, base)
 
     def refresh(self, step: int, cfg: Thresholds) -> None:
         """Recompute the smoothed level, the best and the gradient bounds (every ``check_every`` steps)."""
