@@ -168,7 +168,6 @@ class RateAudit(MedicCallback):
         self.waited = 0  # the step of the last evaluation at which the run was not yet learning (0: none)
         self.batches: deque[Batch] = deque()
         self.rates: deque[float] = deque()  # the rate each kept batch was trained at (a scheduler moves it)
-        self.waits: str | None = None  # why the last evaluation waited for the scheduler (None: it did not)
 
     def on_attach(self, medic: Any) -> None:
         cfg = medic.cfg
@@ -223,8 +222,7 @@ class RateAudit(MedicCallback):
             return
         # under a scheduler, the constant replay stands for the run only where the rate barely moves
         # (heal/audit_schedule.py); otherwise wait for the next evaluation, as for missing batches
-        self.waits = schedule_moves(list(self.rates), medic.lr) if scheduler is not None else None
-        if self.waits is not None:
+        if scheduler is not None and schedule_moves(list(self.rates), medic.lr) is not None:
             return
         self.due = False
         batches = list(self.batches)
