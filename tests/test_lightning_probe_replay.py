@@ -34,9 +34,10 @@ XV, YV = regression_data(n=1024, d=16, seed=0, noise=0.3, split="val")
 
 
 class Regression(pl.LightningModule):
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, schedule: bool = False):
         super().__init__()
         self.lr = lr
+        self.schedule = schedule  # a StepLR halving the rate every 2 epochs
         self.net = mlp(16, 1, hidden=64)
         self.vals: list[float] = []
 
@@ -54,16 +55,20 @@ class Regression(pl.LightningModule):
         self.log("val_loss", loss)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr)
+        if not self.schedule:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)}
 
 
-def fit(lr: float, mode: str | None, out, *, epochs: int = 10, replay: bool = True, **trainer_kw):
+def fit(lr: float, mode: str | None, out, *, epochs: int = 10, replay: bool = True, schedule: bool = False,
+        **trainer_kw):
     """64 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. The report goes to ``out``
     (the callback's default is the working directory). Returns (callback, module)."""
     from trainmedic.integrations.lightning import MedicCallback
 
     torch.manual_seed(2)
-    module = Regression(lr)
+    module = Regression(lr, schedule)
     train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=32, shuffle=True,
                                         generator=torch.Generator().manual_seed(2))
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(XV, YV), batch_size=1024)
@@ -110,6 +115,16 @@ def test_a_trainer_that_clips_is_not_replayed_and_says_why(tmp_path):
     assert not _replays(cb) and cb.medic.engine.policy.steer.replay is None
     probes = _probes(cb)  # clipped at 1.0, 30x stalls (TM317) and is probed: at the probe's own rate
     assert probes and all("replay" not in p for p in probes)
+
+
+def test_a_scheduled_module_is_not_replayed_and_says_why(tmp_path):
+    # the probe replay continues at absolute rates a scheduler would overwrite; the rate audit (adaptive
+    # optimizers) judges a scheduler itself, so the refusal stays the probe replay's alone
+    cb, _ = fit(30 * TUNED, "heal", tmp_path, epochs=1, schedule=True)
+    aside = [f for f in cb.findings if f.code == "TM904"]
+    assert len(aside) == 1 and aside[0].evidence.get("check") == "probe-replay"
+    assert "scheduler" in aside[0].message
+    assert not _replays(cb)
 
 
 def test_a_tuned_run_is_bit_identical_to_the_plain_trainer(tmp_path):

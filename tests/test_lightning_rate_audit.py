@@ -5,6 +5,8 @@
   clearly better than the plain run's at the same rate;
 * at a good rate the audit runs once, finds nothing, and the weights and validation losses are bit for bit
   the plain Trainer's;
+* a module whose scheduler (a StepLR) holds the rate over the replays at a good rate: audited, nothing found,
+  bit for bit the plain Trainer's;
 * a Trainer that clips or accumulates gradients would not train as the audit's replays do: the audit steps
   aside with a TM904 that says why; without ``loss_fn`` there is no audit at all.
 """
@@ -38,9 +40,10 @@ DATA = _data()
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, schedule: bool = False):
         super().__init__()
         self.lr = lr
+        self.schedule = schedule  # a StepLR halving the rate every 2 epochs
         self.net = torch.nn.Sequential(torch.nn.Linear(20, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
                                        torch.nn.ReLU(), torch.nn.Linear(128, 4))
         self.vals: list[float] = []
@@ -59,10 +62,14 @@ class Classifier(pl.LightningModule):
         self.log("val_loss", loss)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        if not self.schedule:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)}
 
 
-def fit(lr: float, mode: str | None, out, *, epochs: int = 4, loss_fn=F.cross_entropy, **trainer_kw):
+def fit(lr: float, mode: str | None, out, *, epochs: int = 4, loss_fn=F.cross_entropy, schedule: bool = False,
+        **trainer_kw):
     """32 steps an epoch, one validation batch; ``mode=None``: the plain Trainer. The report goes to ``out``
     (the callback's default is the working directory). Returns (callback, module)."""
     from trainmedic.integrations.lightning import MedicCallback
@@ -72,7 +79,7 @@ def fit(lr: float, mode: str | None, out, *, epochs: int = 4, loss_fn=F.cross_en
     train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True,
                                         generator=torch.Generator().manual_seed(0))
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=512)
-    module = Classifier(lr)
+    module = Classifier(lr, schedule)
     cb = None if mode is None else MedicCallback(mode=mode, console=False, loss_fn=loss_fn,
                                                         out=out / "report")
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -104,6 +111,18 @@ def test_a_good_rate_is_audited_once_and_left_alone(tmp_path):
     _, plain = fit(1e-3, None, tmp_path)
     cb, healed = fit(1e-3, "heal", tmp_path)
     assert "TM343" not in {f.code for f in cb.findings}
+    assert _audits(cb)[0].runs == 1
+    assert healed.vals == plain.vals
+    for a, b in zip(plain.parameters(), healed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_scheduled_module_at_a_good_rate_is_audited_and_left_alone(tmp_path):
+    # the scheduler no longer refuses the audit (heal/audit_schedule.py): the StepLR held the rate over the
+    # first epoch's replayed steps, so it runs there and finds nothing
+    _, plain = fit(1e-3, None, tmp_path, schedule=True)
+    cb, healed = fit(1e-3, "heal", tmp_path, schedule=True)
+    assert not [f for f in cb.findings if f.code in ("TM343", "TM904")]
     assert _audits(cb)[0].runs == 1
     assert healed.vals == plain.vals
     for a, b in zip(plain.parameters(), healed.parameters()):

@@ -13,7 +13,10 @@ function the CLI calls:
   validation loss, the final weights' digest, the RNG's digest);
 * a hand-written loss, label smoothing, a class weight: the rebuild is refused (a replay of another loss
   would judge the rate on the wrong objective) and the run is not audited; nor is a script that clips its
-  gradients or steps a scheduler (the replays take plain steps at a constant rate).
+  gradients (the replays would not);
+* a script that steps a scheduler (a StepLR) at the good rate: the loss is rebuilt, the audit runs where the
+  schedule holds over its replays (heal/audit_schedule.py), finds nothing, and the script prints what the
+  plain script prints.
 """
 
 from __future__ import annotations
@@ -97,14 +100,25 @@ def test_a_good_rate_under_run_heal_is_audited_and_prints_what_the_plain_script_
     assert len(vals(plain)) == 4
 
 
+def test_a_scheduled_script_at_a_good_rate_is_audited_and_prints_what_the_plain_script_prints(tmp_path,
+                                                                                              at_finish):
+    argv = ["--lr", "1e-3", "--schedule"]
+    plain, _ = run(argv, tmp_path / "watch", heal=False)
+    healed, found = run(argv, tmp_path / "heal", heal=True)
+    audit = at_finish["audit"]
+    assert at_finish["rebuild"].refused is None and at_finish["rebuild"].loss_fn is not None
+    assert audit is not None and audit.runs == 1  # at the first evaluation: StepLR held the rate over its replays
+    assert not [f for f in found if f["severity"] in ("warning", "error") or f["code"] == "TM904"]
+    assert healed == plain
+
+
 @pytest.mark.parametrize("argv,why", [
     (["--loss", "hand"], "0 functional loss calls"),
     (["--loss", "smoothed"], "the graph does not show"),
     (["--loss", "weighted"], "tensor argument"),
     (["--loss", "log_softmax_nll"], "is not the model's output tensor"),
     (["--clip"], "clips its gradients"),
-    (["--schedule"], "learning-rate scheduler"),
-], ids=["hand", "label-smoothing", "class-weight", "log-softmax-then-nll", "clipping", "scheduler"])
+], ids=["hand", "label-smoothing", "class-weight", "log-softmax-then-nll", "clipping"])
 def test_a_loss_or_step_the_replays_cannot_reproduce_is_not_audited(argv, why, tmp_path, at_finish):
     lines, found = run(["--lr", "3e-2", "--epochs", "2", *argv], tmp_path, heal=True)
     rebuild = at_finish["rebuild"]

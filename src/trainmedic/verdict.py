@@ -18,13 +18,16 @@ from trainmedic.signals.step import StepSignals
 
 @dataclass
 class Rollback:
-    """Restore the snapshot taken at ``to_step``, then multiply every learning rate by ``lr_multiplier``."""
+    """Restore the snapshot taken at ``to_step``, then multiply every learning rate by ``lr_multiplier``.
+    ``keep_schedule``: the scheduler stays where it is and the rates multiplied are the current ones (the
+    rate audit's restart under a scheduler, :mod:`trainmedic.heal.audit_schedule`)."""
 
     to_step: int
     lr_multiplier: float
     lr_before: float
     lr_after: float
     reason: str
+    keep_schedule: bool = False
 
 
 @dataclass

@@ -21,6 +21,22 @@ def first_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
 
+def scale_base_lrs(scheduler: Any, factor: float) -> None:
+    """Multiply the base rates ``scheduler`` derives the rate from, and those of the schedulers it chains
+    (``SequentialLR`` and ``ChainedScheduler``, through their state dicts): at a milestone ``SequentialLR``
+    restarts the next one from its own base rates, which would undo a cut made before."""
+    base = getattr(scheduler, "base_lrs", None)
+    if isinstance(base, list):
+        scheduler.base_lrs = [b * factor for b in base]
+    state = scheduler.state_dict() if hasattr(scheduler, "state_dict") else {}
+    inner = state.get("_schedulers") if isinstance(state, dict) else None
+    if isinstance(inner, list) and any(isinstance(s, dict) and isinstance(s.get("base_lrs"), list) for s in inner):
+        for s in inner:
+            if isinstance(s, dict) and isinstance(s.get("base_lrs"), list):
+                s["base_lrs"] = [b * factor for b in s["base_lrs"]]
+        scheduler.load_state_dict(state)
+
+
 class Actuator:
     """Applies verdicts to ``model``, ``optimizer``, ``scheduler`` and ``scaler`` (public attributes: a
     front end that discovers the scheduler or scaler later sets them), and holds the heal snapshots."""
@@ -58,9 +74,7 @@ class Actuator:
                     g[key] = g[key] * factor
                 elif key == "lr" and isinstance(g.get(key), torch.Tensor):
                     g[key].mul_(factor)
-        base = getattr(self.scheduler, "base_lrs", None)
-        if isinstance(base, list):
-            self.scheduler.base_lrs = [b * factor for b in base]
+        scale_base_lrs(self.scheduler, factor)
 
     # -- snapshots and rollbacks --------------------------------------------------------------------
     def take_snapshot(self, step: int) -> float:
@@ -74,7 +88,14 @@ class Actuator:
 
     def rollback(self, rb: Rollback) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.snapshots[rb.to_step].restore(self.model, self.optimizer, self.scheduler, self.scaler)
+        if rb.keep_schedule:  # the weights and the optimizer's state go back; the schedule's place does not
+            rates = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]
+                     for g in self.optimizer.param_groups]
+            self.snapshots[rb.to_step].restore(self.model, self.optimizer, None, self.scaler)
+            for g, r in zip(self.optimizer.param_groups, rates):
+                g["lr"] = r
+        else:
+            self.snapshots[rb.to_step].restore(self.model, self.optimizer, self.scheduler, self.scaler)
         self.scale_lr(rb.lr_multiplier)
 
     # -- the best evaluation ------------------------------------------------------------------------

@@ -175,21 +175,23 @@ class Policy(RateAnswer):
             target = min(lr_snap * keep, cfg.rollback_lr_factor * lr)
         if self._below_min(target, v, lr):
             return "roll back refused (min_lr)"
-        multiplier = target / entry.lr if entry.lr > 0 else 1.0
-        self.lr_factor = entry.lr_factor * multiplier
-        self.rollbacks += 1
-        # Snapshots taken after the chosen one may already hold the fault.
-        self.recent = deque([s for s in self.recent if s.step <= entry.step], maxlen=self.recent.maxlen)
-        if self.best is not None and self.best.step > entry.step:
-            self.best = None
-        v.rollback = Rollback(entry.step, multiplier, lr, target, det.code)
-        v.keep_snapshots = self.kept()
-        v.actions.append({"action": "rollback", "reason": det.code, "to_step": entry.step, "lr_before": lr,
-                          "lr_after": target, "rollbacks": self.rollbacks,
-                          **({"probe": f"{self.cfg.probe_steps} steps from {target:.3g} to {lr:.3g}"} if probe else {})})
+        self._go_back(v, entry, target / entry.lr if entry.lr > 0 else 1.0, lr, target, det.code)
         if probe:
+            v.actions[-1]["probe"] = f"{self.cfg.probe_steps} steps from {target:.3g} to {lr:.3g}"
             return f"roll back to step {entry.step}, probe the rate"
         return f"roll back, lr x{cfg.rollback_lr_factor:g}"
+
+    def _go_back(self, v: StepVerdict, entry: SnapshotEntry, multiplier: float, lr: float, target: float,
+                 code: str, keep_schedule: bool = False) -> None:
+        """Roll back to ``entry``, every rate x ``multiplier`` (``keep_schedule``: :class:`Rollback`)."""
+        self.lr_factor, self.rollbacks = entry.lr_factor * multiplier, self.rollbacks + 1
+        # Snapshots taken after the chosen one may already hold the fault.
+        self.recent = deque([s for s in self.recent if s.step <= entry.step], maxlen=self.recent.maxlen)
+        self.best = None if self.best is not None and self.best.step > entry.step else self.best
+        v.rollback = Rollback(entry.step, multiplier, lr, target, code, keep_schedule)
+        v.keep_snapshots = self.kept()
+        v.actions.append({"action": "rollback", "reason": code, "to_step": entry.step, "lr_before": lr,
+                          "lr_after": target, "rollbacks": self.rollbacks})
 
     # -- the probe and the warmup ---------------------------------------------------------------------
     @property

@@ -12,6 +12,8 @@ never above it, the audit has just found it too high - then a linear warmup to t
 It cuts the rate instead, keeping the weights, as before:
 
 * ``rate_audit_restart=False``;
+* a learning-rate scheduler sets the rate: the probe and warmup set absolute rates the scheduler overwrites
+  from its base rates, while the cut scales those too (:mod:`trainmedic.heal.audit_schedule`);
 * the evaluation comes more than ``rate_audit_window`` steps after the run began to learn: a restart would
   throw away more training than a bad first epoch costs (a held-out autoencoder whose first evaluation came
   after 3-5 epochs got false restarts in 10 of 24 runs without this guard). The steps are counted from the
@@ -52,42 +54,69 @@ class RateAnswer:
     _rollback: Callable[[Detection, StepVerdict, StepWindow, float], str]
     _below_min: Callable[[float, StepVerdict | EpochVerdict, float], bool]
     _scale_lr: Callable[[str, float, StepVerdict | EpochVerdict, float], str]
+    _go_back: Callable[..., None]
     #: a restart decided at an evaluation, carried out at the next step: the audited rate and the evidence
     rate_restart: dict[str, Any] | None = None
 
     def rate_too_high(self, reason: str, factor: float, v: EpochVerdict, lr: float, step: int,
-                      **detail: Any) -> str | None:
+                      scheduled: bool = False, **detail: Any) -> str | None:
         """The audit found ``lr`` too high at the evaluation after ``step`` steps; ``factor`` is the cut it
-        would make. Returns the finding's action text (None in watch mode)."""
+        would make. ``scheduled``: a scheduler sets the rate, so a restart scales the schedule by ``factor``
+        instead of probing (:mod:`trainmedic.heal.audit_schedule`). Returns the finding's action text (None in
+        watch mode)."""
         if not self.heal:
             return None
-        if self.can_restart(lr, step - int(detail.get("learning_since", 0))):
-            self.rate_restart = {"reason": reason, "lr": lr, "audit_epoch": v.epoch, **detail}
+        if self.can_restart(lr * factor if scheduled else lr / 10**DEFAULT_DECADES,
+                            step - int(detail.get("learning_since", 0)), probe=not scheduled):
+            self.rate_restart = {"reason": reason, "lr": lr, "audit_epoch": v.epoch,
+                                 **({"scale": factor} if scheduled else {}), **detail}
+            if scheduled:
+                return f"restart from step 0, schedule x{factor:.3g}"
             return f"restart from step 0, probe up to {lr:.3g}, warmup"
         if not self.rate_cut(reason, factor, v, lr, **detail):
             return f"lr x{factor:.3g} refused (min_lr)"
         return f"lr x{factor:.3g}"
 
-    def can_restart(self, lr: float, learned: int) -> bool:
+    def can_restart(self, lowest: float, learned: int, probe: bool = True) -> bool:
         """Restart rather than cut: allowed, early enough (``learned``: the steps since the run began to learn,
-        at most), and an initial snapshot and the budgets for it."""
+        at most), an initial snapshot and the budgets for it (a probe's too, with ``probe``), and ``lowest``
+        (the lowest rate the restart sets) not below ``min_lr``."""
         cfg, entry = self.cfg, self.initial
         return (cfg.rate_audit_restart and learned <= cfg.rate_audit_window and entry is not None
-                and entry.lr is not None and self.rollbacks < cfg.max_rollbacks and self.steer.can_probe()
-                and lr / 10**DEFAULT_DECADES >= cfg.min_lr)
+                and entry.lr is not None and self.rollbacks < cfg.max_rollbacks
+                and (self.steer.can_probe() or not probe) and lowest >= cfg.min_lr)
 
     def restart(self, v: StepVerdict, window: StepWindow) -> None:
         """The step after the evaluation: roll back to the initial snapshot and probe below the audited rate
         (:meth:`Policy._rollback` with the trouble dated at step 0: the initial snapshot, a warmup after)."""
         req, self.rate_restart = self.rate_restart, None
         assert req is not None
-        reason, lr = req.pop("reason"), req.pop("lr")
+        reason, lr, scale = req.pop("reason"), req.pop("lr"), req.pop("scale", None)
         n = len(v.actions)
-        self._rollback(Detection(reason, "rate audit", onset=0), v, window, lr)
+        if scale is not None:
+            self._restart_schedule(reason, float(scale), v, lr)
+            why = f"restart from the initial weights, the schedule's rates x{scale:.3g}"
+        else:
+            self._rollback(Detection(reason, "rate audit", onset=0), v, window, lr)
+            why = "restart from the initial weights, probe no higher than that rate"
         if len(v.actions) > n:  # the rollback's event: why it went back to step 0, and why that ceiling
             v.actions[-1].update(why=f"the rate audit at evaluation {req.get('audit_epoch')} found {lr:.3g} too "
-                                     "high: restart from the initial weights, probe no higher than that rate",
-                                 ceiling=lr, **req)
+                                     f"high: {why}", ceiling=lr, **req)
+
+    def _restart_schedule(self, reason: str, factor: float, v: StepVerdict, lr: float) -> None:
+        """Under a scheduler: the weights and optimizer state of the initial snapshot, the scheduler where it
+        is, and every rate, its base rates included, x ``factor`` (:meth:`~trainmedic.heal.actions.Actuator.
+        rollback`, ``keep_schedule``). No probe and no warmup of heal's own: they set absolute rates the
+        scheduler overwrites at its next step. The schedule keeps its place so that it still ends where the
+        script planned (restarted from its step 0 it ends the run before its decay: measured in
+        :mod:`trainmedic.heal.audit_schedule`)."""
+        entry = self.initial
+        v.proceed = v.applied = False
+        v.zero_grads = True
+        v.clip_to = None
+        v.lr_multiplier = 1.0
+        v.actions = [a for a in v.actions if a["action"] != "clip"]
+        self._go_back(v, entry, factor, lr, lr * factor, reason, keep_schedule=True)
 
     def rate_cut(self, reason: str, factor: float, v: EpochVerdict, lr: float, **detail: Any) -> bool:
         """The fallback: the rate x ``factor`` now, no rollback (the weights are kept). False when refused."""

@@ -29,7 +29,11 @@ which it runs (one with fewer batches than that waits for the next: :meth:`RateA
 none afterwards unless it cut the rate; the copies are made one at a time (memory: one
 more model and optimizer state). A healthy run is never changed by it: the copies are discarded and nothing
 of the real model, optimizer or RNG is written. Not under ``torch.distributed`` with several processes:
-each would audit its own batches and might cut its rate alone.
+each would audit its own batches and might cut its rate alone. Under a learning-rate scheduler
+(``Medic(scheduler=...)``, one ``trainmedic run`` saw stepping, Lightning's): only at an evaluation where the
+schedule held the rate over the replayed steps, with copies whose rates anneal to 0 (a decaying schedule's
+future), and heal restarts with the schedule scaled rather than probing; a ``CyclicLR`` or a scheduler that
+is not torch's is refused with a TM904 (:mod:`trainmedic.heal.audit_schedule`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import torch
 
 from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
+from trainmedic.heal.audit_schedule import schedule_moves, schedule_refusal
 from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
 from trainmedic.rules.learning import start_level
 from trainmedic.rules.rate_audit import RATE_TOO_HIGH
@@ -78,11 +83,14 @@ class AuditResult:
 
 
 def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, train: list[Batch],
-          held: list[Batch], passes: int) -> AuditResult:
+          held: list[Batch], passes: int, anneal: bool = False) -> AuditResult:
     """Train copies of (model, optimizer) at the rate and at each of FACTORS x the rate, ``passes`` times
-    over ``train``; return their mean losses on ``held`` (in eval mode, no gradients)."""
+    over ``train``; return their mean losses on ``held`` (in eval mode, no gradients). ``anneal``: each copy's
+    rate falls linearly from its start to 0 over the replay (a decaying schedule's future,
+    :mod:`trainmedic.heal.audit_schedule`) instead of holding."""
     cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
     means = []
+    steps = passes * len(train)
     for factor in (1.0, *FACTORS):
         with torch.random.fork_rng(devices=cuda):  # each copy starts from the run's RNG state; it is restored
             m, opt, _ = copy_for_replay(model, optimizer)
@@ -91,12 +99,15 @@ def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any
                     g["lr"].mul_(factor)
                 else:
                     g["lr"] = g["lr"] * factor
+            starts = [float(g["lr"]) for g in opt.param_groups]
             m.train()
-            for _ in range(passes):
-                for b in train:
-                    opt.zero_grad(set_to_none=True)
-                    loss_fn(call_model(m, b.inputs), b.target).backward()
-                    opt.step()
+            for k in range(steps):
+                if anneal:
+                    _set_rates(opt, [r * (1 - k / steps) for r in starts])
+                b = train[k % len(train)]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(call_model(m, b.inputs), b.target).backward()
+                opt.step()
             m.eval()
             with torch.no_grad():
                 losses = [float(loss_fn(call_model(m, b.inputs), b.target)) for b in held]
@@ -104,6 +115,14 @@ def audit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any
     base = means[0]
     ratios = [h / base if base > 0 and math.isfinite(base) else math.nan for h in means[1:]]
     return AuditResult(means, ratios)
+
+
+def _set_rates(optimizer: torch.optim.Optimizer, rates: list[float]) -> None:
+    for g, r in zip(optimizer.param_groups, rates):
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(r)
+        else:
+            g["lr"] = r
 
 
 def past_not_learning(window: StepWindow, cfg: Thresholds) -> bool:
@@ -148,6 +167,7 @@ class RateAudit(MedicCallback):
         self.product = 1.0  # the product of the audit's own cuts (heal's lr factor when nothing else acted)
         self.waited = 0  # the step of the last evaluation at which the run was not yet learning (0: none)
         self.batches: deque[Batch] = deque()
+        self.rates: deque[float] = deque()  # the rate each kept batch was trained at (a scheduler moves it)
 
     def on_attach(self, medic: Any) -> None:
         cfg = medic.cfg
@@ -155,6 +175,7 @@ class RateAudit(MedicCallback):
                        and isinstance(medic.optimizer, ADAPTIVE) and cfg.rate_audit_train_batches > 0
                        and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0 and not _distributed())
         self.batches = deque(maxlen=cfg.rate_audit_train_batches + cfg.rate_audit_held_batches)
+        self.rates = deque(maxlen=self.batches.maxlen)
 
     def bind(self, loss_fn: Any) -> None:
         """The replays' loss, known only once training has begun (``trainmedic run`` rebuilds the script's):
@@ -170,9 +191,10 @@ class RateAudit(MedicCallback):
             b = split_batch(batch)
             if b is not None:
                 self.batches.append(b)
+                self.rates.append(medic.lr)
 
     def on_rollback(self, medic: Any, step: int, to_step: int) -> None:
-        self.batches.clear()  # heal has taken the rate in hand; the audit stays out of it
+        self._clear()  # heal has taken the rate in hand; the audit stays out of it
         self.due = False
 
     def on_epoch_end(self, medic: Any, epoch: int, record: dict[str, Any]) -> None:
@@ -187,18 +209,28 @@ class RateAudit(MedicCallback):
             return
         loss_fn = self.replay_loss(medic)
         clips = medic.collector.clip_bound is not None  # the copies would take the steps the script clips
-        if loss_fn is None or clips or not rate_untouched(medic.engine.policy, self.product) or medic.should_stop:
+        scheduler = medic.scheduler
+        refused = schedule_refusal(scheduler) if scheduler is not None else None
+        if (loss_fn is None or clips or not rate_untouched(medic.engine.policy, self.product) or medic.should_stop
+                or refused is not None):
             self.due = False
-            self.batches.clear()
+            self._clear()
+            if refused is not None:
+                medic.step_aside("rate-audit", refused)
             return  # no loss bound by the first evaluation: the audit does not run later
         if self._keeps_waiting():
             return
+        # under a scheduler, the constant replay stands for the run only where the rate barely moves
+        # (heal/audit_schedule.py); otherwise wait for the next evaluation, as for missing batches
+        if scheduler is not None and schedule_moves(list(self.rates), medic.lr) is not None:
+            return
         self.due = False
         batches = list(self.batches)
-        self.batches.clear()  # a cut makes it due again: the next audit replays batches taken at the new rate
+        self._clear()  # a cut makes it due again: the next audit replays batches taken at the new rate
         cfg = medic.cfg
         n = cfg.rate_audit_train_batches
-        result = audit(medic.model, medic.optimizer, loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes)
+        anneal = scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        result = audit(medic.model, medic.optimizer, loss_fn, batches[:n], batches[n:], cfg.rate_audit_passes, anneal)
         self.runs += 1
         if not result.fires(cfg.rate_audit_gain):
             return
@@ -209,14 +241,21 @@ class RateAudit(MedicCallback):
                    f"{medic.lr:.3g} on {len(batches) - n} other recent batches (held loss over the rate's: {text})")
         evidence = {"ratios": ratios, "held_losses": [round(h, 6) for h in result.held], "lr": medic.lr,
                     "train_batches": n, "held_batches": len(batches) - n, "passes": cfg.rate_audit_passes,
-                    "epoch": epoch,
-                    **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {})}
+                    "epoch": epoch, **({"annealed": True} if anneal else {}),
+                    **({"loss_fn": str(loss_fn)} if self.loss_fn is not None else {}),
+                    **({"scheduler": type(scheduler).__name__} if scheduler is not None else {})}
         # heal restarts from the initial weights with a probe (the rollback at the next step ends the audit:
-        # on_rollback), or cuts the rate now and audits again at the next evaluation (heal/rate_answer.py)
-        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios, learning_since=self.waited):
+        # on_rollback), or cuts the rate now and audits again at the next evaluation (heal/rate_answer.py);
+        # under a scheduler it only cuts, scaling the scheduler's base rates too (heal/audit_schedule.py)
+        if medic.rate_too_high(RATE_TOO_HIGH.code, cut, message, evidence, ratios=ratios, learning_since=self.waited,
+                               scheduled=scheduler is not None):
             self.cuts += 1
             self.product *= cut
             self.due = self.cuts < cfg.rate_audit_max_cuts
+
+    def _clear(self) -> None:
+        self.batches.clear()
+        self.rates.clear()
 
     def _keeps_waiting(self) -> bool:
         """Fewer batches than one audit replays (``train + held``): the audit stays due and runs at the first

@@ -17,13 +17,14 @@ only where that is the script's loss, exactly, on every one of the first ``REBUI
 * the extra arguments (``reduction``, ``ignore_index``...) are carried as they were, none is a tensor;
 * all steps agree on the same rebuild;
 * the script's step is the plain optimizer step the replays take: it clips no gradient (``clip_grad_norm_``,
-  ``clip_grad_value_``) and steps no learning-rate scheduler. The audit's range was measured on constant
-  rates without clipping (``benchmarks/heal_tasks.py``). On the corpus's healthy ``gru_sequence`` (Adam,
+  ``clip_grad_value_``), and, for the probe replay (plain SGD, absolute rates), steps no learning-rate
+  scheduler (the rate audit judges a scheduler at each evaluation, :mod:`trainmedic.heal.audit_schedule`).
+  The audit's range was measured on constant rates without clipping (``benchmarks/heal_tasks.py``). On the corpus's healthy ``gru_sequence`` (Adam,
   ``clip_grad_norm_`` at 0.5, StepLR; seed 0, ``benchmarks/run_audit_corpus.py``) the unclipped replays
   made the audit cut the rate at its first evaluation (lower rates 0.83x the rate's held loss) and the
   validation RMSE rose from 0.0289 to 0.0387; without the clipping it found nothing (with or without the
-  StepLR). The scheduler refusal is a precaution (a cut multiplies into the schedule; no evidence either
-  way: with the loss bound, the OneCycle ``multiclass_mlp`` got no TM343, seeds 0 and 1).
+  StepLR). The audit's scheduler refusal (a precaution until then) was lifted with
+  :mod:`trainmedic.heal.audit_schedule`.
 
 Anything else (a hand-written loss, ``F.nll_loss(F.log_softmax(out))`` where the model returned ``out``, a
 module with ``weight=``) is refused and neither the audit nor the probe replay runs: a replay of another

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from trainmedic.driver import Driver
+from trainmedic.heal.rate_audit import ADAPTIVE
 from trainmedic.instrument.compiled import CompiledCode
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import compile_safe
@@ -74,7 +75,9 @@ class RebuildWatching:
             return
         params = [p for g in optimizer.param_groups for p in g["params"]]
         differs = None
-        if self._sched_of.get(id(optimizer)) is not None:
+        if self._sched_of.get(id(optimizer)) is not None and not isinstance(optimizer, ADAPTIVE):
+            # the probe replay (plain SGD) sets absolute rates; the rate audit checks the schedule itself at
+            # each evaluation (heal/audit_schedule.py)
             differs = "the script steps a learning-rate scheduler (the replays keep the rate constant)"
         elif clipping.bound_for(params) is not None:
             differs = "the script clips its gradients (the replays would not)"

@@ -15,9 +15,11 @@ batch: for an Adam, AdamW or RMSprop optimizer the rate audit (TM343, :mod:`trai
 at the first evaluation, recent batches at the rate and at 1/3 and 1/10 of it), for plain SGD the probe
 replay (:mod:`trainmedic.heal.probe_replay`: after a rollback's probe, its batches at the rates its curve
 supports, and heal continues at the best). Both run only where those replays train as the Trainer does:
-one optimizer, automatic optimization, no gradient clipping, no gradient accumulation, no scheduler, and a
-``forward`` that returns what ``loss_fn`` takes; otherwise a TM904 (``rate-audit`` or ``probe-replay``)
-says why it stepped aside.
+one optimizer, automatic optimization, no gradient clipping, no gradient accumulation, and a ``forward``
+that returns what ``loss_fn`` takes; otherwise a TM904 (``rate-audit`` or ``probe-replay``) says why it
+stepped aside. Under a learning-rate scheduler the probe replay steps aside; the audit runs where the
+scheduler's rate holds over its replays and cuts by scaling the scheduler's base rates
+(:mod:`trainmedic.heal.audit_schedule`).
 Works with either the ``lightning`` or the ``pytorch_lightning`` package.
 """
 
@@ -85,9 +87,12 @@ class MedicCallback(pl.Callback):
                 self.run.add(pl_module, opt, scaler=scaler, scheduler=schedulers.get(id(opt)))
                 self._handles.append(opt.register_step_post_hook(lambda o, args, kwargs: self.run.after_step(o)))
             if self.loss_fn is not None and self.run.primary is not None:
-                refused = audit_refusal(trainer, pl_module, schedulers)
+                refused = audit_refusal(trainer, pl_module)
+                # the audit checks a scheduler itself at each evaluation (heal/audit_schedule.py); the probe
+                # replay's rates are absolute, which a scheduler would overwrite
                 add_rate_audit(self.run.primary, self.loss_fn, refused)
-                add_probe_replay(self.run.primary, self.loss_fn, refused)
+                add_probe_replay(self.run.primary, self.loss_fn,
+                                 refused or ("a learning-rate scheduler sets the rate" if schedulers else None))
         except Exception as exc:
             self.run.fail("on_fit_start", exc)
 
@@ -129,10 +134,12 @@ class MedicCallback(pl.Callback):
             self.run.close()
 
 
-def audit_refusal(trainer: Any, pl_module: Any, schedulers: dict[int, Any]) -> str | None:
+def audit_refusal(trainer: Any, pl_module: Any) -> str | None:
     """Why the replays of the rate audit and of the probe replay (plain steps of ``loss_fn(pl_module(x), y)``
     at a constant rate) would not train as this Trainer does, or None. Lightning clips and accumulates after
-    the callback has seen the gradients, so the driver cannot notice either by itself."""
+    the callback has seen the gradients, so the driver cannot notice either by itself. A scheduler is not
+    refused here: the audit judges it at each evaluation (:mod:`trainmedic.heal.audit_schedule`), and the
+    caller refuses the probe replay under one."""
     if len(trainer.optimizers) != 1:
         return "the module has several optimizers"
     if not pl_module.automatic_optimization:
@@ -141,8 +148,6 @@ def audit_refusal(trainer: Any, pl_module: Any, schedulers: dict[int, Any]) -> s
         return f"the Trainer clips gradients (gradient_clip_val={trainer.gradient_clip_val})"
     if (trainer.accumulate_grad_batches or 1) > 1:
         return f"the Trainer accumulates gradients (accumulate_grad_batches={trainer.accumulate_grad_batches})"
-    if schedulers:
-        return "a learning-rate scheduler sets the rate"
     if type(pl_module).forward is pl.LightningModule.forward:
         return "the module defines no forward for loss_fn(pl_module(x), y)"
     return None

@@ -33,8 +33,13 @@ RATE_TOO_HIGH = rule(
         the CNN's ratios swing from 0.67 to 1.73 (the short-horizon bias and noise), so the comparison
         says nothing there. Under `trainmedic run --heal` the replays use the script's loss rebuilt from
         its first steps, only where it is one `torch.nn.functional` loss (or `nn` loss module) applied to
-        the model's output unchanged, and the script neither clips its gradients nor steps a scheduler
-        (the replays take plain steps at a constant rate); otherwise the audit does not run.
+        the model's output unchanged, and the script does not clip its gradients (the replays take plain
+        steps); otherwise the audit does not run. Under a learning-rate scheduler it runs only where the
+        schedule held the rate over the replayed steps (not in a warmup's climb nor across a step
+        scheduler's drop), the copies' rates anneal linearly to 0 (a decaying schedule's future: a
+        constant replay found lower rates better at the best peak rate of a cosine schedule), and heal's
+        restart keeps the scheduler's place and scales its base rates instead of probing; a `CyclicLR` or a
+        scheduler that is not torch's is refused (TM904).
         """,
     why="""
         A learning rate several times too high for an adaptive optimizer does not diverge: Adam's
@@ -55,7 +60,10 @@ RATE_TOO_HIGH = rule(
         throw away too much training (a held-out autoencoder first evaluated after 3-5 epochs got false
         restarts in 10 of 24 runs without this limit). Later, with `rate_audit_restart=False`, or when no initial snapshot or
         no rollback or probe budget is left, heal cuts the rate by the factor that won, keeping the weights,
-        and audits again at the next evaluation, at most `rate_audit_max_cuts` times.
+        and audits again at the next evaluation, at most `rate_audit_max_cuts` times. Under a scheduler
+        the restart rolls back the weights and optimizer state only, the scheduler keeps its place, and
+        every rate and the scheduler's base rates are multiplied by the factor that won ("restart from step
+        0, schedule x<factor>"); a cut scales the base rates too, so either survives the scheduler's steps.
         """,
     example="""
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)   # tuned: 1e-3
