@@ -70,3 +70,19 @@ def test_a_climbing_start_that_turns_is_not_a_network_that_learned_nothing():
 def test_heal_leaves_the_climbing_start_alone():
     medic, _ = _train("heal")
     assert not [e for e in medic.events if e.get("type") == "action"], medic.events
+
+
+def test_a_climb_after_a_window_at_the_no_learning_level_is_judged_now():
+    """The deferral is for a transient: a run that already sat at or above the no-learning level for the whole
+    window before (a GRU at 100x its rate climbed from 4 to 15 over 200 steps, short of TM305's bound) is
+    judged at once, not one window later after another."""
+    from trainmedic.heal.progress import not_learning
+
+    rng = np.random.default_rng(0)
+    climbing = np.linspace(9.0, 12.0, 50) + rng.normal(0, 0.1, 50)
+    assert not_learning(climbing, reference=4.0, window=50, margin=0.1) is None  # on its own: still moving
+    learning_before = np.linspace(4.0, 3.0, 50)
+    assert not_learning(climbing, reference=4.0, window=50, margin=0.1, before=learning_before) is None
+    stuck_before = np.linspace(6.0, 9.0, 50) + rng.normal(0, 0.1, 50)
+    v = not_learning(climbing, reference=4.0, window=50, margin=0.1, before=stuck_before)
+    assert v is not None and "above the level" in v.message, v

@@ -66,7 +66,7 @@ def curve_noise(values: Sequence[float]) -> float:
 
 
 def not_learning(losses: Sequence[float], *, reference: float, window: int = 100, margin: float = 0.05,
-                 z: float = 2.0) -> Verdict | None:
+                 z: float = 2.0, before: Sequence[float] | None = None) -> Verdict | None:
     """The training loss sat at the no-learning level over the last ``window`` steps, with no downward trend.
 
     Args:
@@ -77,7 +77,12 @@ def not_learning(losses: Sequence[float], *, reference: float, window: int = 100
         window: steps judged; fewer steps give no verdict.
         margin: the window's median must not be more than this share below ``reference``.
         z: a drop between the window's halves larger than this many standard errors is progress; a rise
-            larger than this many (and than ``margin`` of ``reference``) is a loss still moving: no verdict yet.
+            larger than this many (and than ``margin`` of ``reference``) is a loss still moving: no verdict yet,
+            unless ``before`` says the run had not learned for a window already.
+        before: the ``window`` losses before these, at the same rate (None: not known, or fewer). Their median
+            at the no-learning level or above makes a climb a run that has not learned for two windows,
+            judged now, not a transient: a GRU at 100x its rate climbed from 4 to 15 over 200 steps, short
+            of TM305's four-fold bound, and a verdict deferred window after window let heal act 140 steps late.
     """
     x = np.asarray([v for v in losses if math.isfinite(v)], dtype=float)[-window:]
     if len(x) < window or not math.isfinite(reference) or reference <= 0:
@@ -91,7 +96,8 @@ def not_learning(losses: Sequence[float], *, reference: float, window: int = 100
     se = SE_MEDIAN * sigma * math.sqrt(2 / h)
     if drop > z * se:
         return None  # slow, but going down: a rate too low, not a rate too high
-    if -drop > z * se and -drop > margin * reference:
+    settled_high = before is not None and len(before) >= window and float(np.median(before)) >= reference * (1 - margin)
+    if -drop > z * se and -drop > margin * reference and not settled_high:
         # Still climbing (by more than the noise and than one margin of the reference): the loss is moving, not
         # settled. A rate far too high that settles at the no-learning level is judged by the next window; one
         # that keeps climbing is a divergence (TM305). A healthy run (benchmarks/fresh2/tied_lm.py: SGD with

@@ -24,7 +24,7 @@ import numpy as np
 
 from trainmedic.heal import progress
 from trainmedic.rules.detectors import Cadence, Detection, Observation, detector
-from trainmedic.rules.levels import at_constant_level
+from trainmedic.rules.levels import at_constant_level, window_before
 from trainmedic.rules.registry import rule
 from trainmedic.signals.monitor import Monitor, StepWindow
 
@@ -132,7 +132,8 @@ NOT_LEARNING = rule(
         Over the last `not_learning_window` steps the training loss sat at its starting level (at most
         `not_learning_margin` below it), its two halves are level within their noise (a second half clearly
         above the first, by the noise and by one margin, is a loss still moving: the next window judges it,
-        and one that keeps climbing is a divergence, TM305), and the updates are
+        and one that keeps climbing is a divergence, TM305, or is judged once a whole window before it sat
+        at the no-learning level too), and the updates are
         not small (the update/weight ratio is above `not_learning_min_ratio`, so the rate is not too low).
         The run is moving its weights without learning anything. Only a window trained at about one rate
         is judged (within `raise_factor` either way): a warmup, the loop's or heal's, is judged once it ends.
@@ -231,7 +232,7 @@ def _not_learning(obs: Observation) -> Detection | None:
     if pinned is not None:
         return pinned
     v = progress.not_learning(losses, reference=first, window=cfg.not_learning_window,
-                              margin=cfg.not_learning_margin)
+                              margin=cfg.not_learning_margin, before=window_before(obs))
     if v is None or v.evidence["level"] > cfg.divergence_ratio * first:
         return None  # far above the first loss: a blow-up (TM305), or a first batch unlike the others
     return Detection(NOT_LEARNING.code, v.message, {**v.evidence, "update_ratio": ratio},

@@ -63,6 +63,17 @@ def _started_wrong(obs: Observation) -> Detection | list[Detection] | None:
                      onset=0, key="TM205:output-scale")
 
 
+def window_before(obs: Observation) -> np.ndarray | None:
+    """The ``not_learning_window`` losses before the window TM317 judges, where the ring still holds them and
+    they were trained at the same rate (else None): whether a climbing window follows one that already sat
+    at the no-learning level (:func:`~trainmedic.heal.progress.not_learning`)."""
+    n = obs.cfg.not_learning_window
+    losses = obs.monitor.step_window.losses.values()
+    if len(losses) < 2 * n or (obs.rates is not None and obs.rates.steady < 2 * n):
+        return None
+    return losses[-2 * n:-n]
+
+
 def at_constant_level(obs: Observation, losses: np.ndarray, first: float) -> Detection | None:
     """The second reference of TM317: the loss of the best constant prediction (signals/levels.py), where
     the targets tell it and it lies clearly below the first loss. A network that learned the class
@@ -75,7 +86,7 @@ def at_constant_level(obs: Observation, losses: np.ndarray, first: float) -> Det
     if not (math.isfinite(constant) and 0 < constant < first * (1 - cfg.not_learning_margin)):
         return None
     v = progress.not_learning(losses, reference=constant, window=cfg.not_learning_window,
-                              margin=cfg.level_margin)
+                              margin=cfg.level_margin, before=window_before(obs))
     if v is None or v.evidence["level"] > constant * (1 + cfg.level_band):
         return None
     gains = levels.gains_since(obs.step - cfg.not_learning_window)
