@@ -43,9 +43,7 @@ def medic_findings(kind: str) -> list:
 
 
 def run_findings(kind: str, out: Path) -> list[dict]:
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert run_script(str(SCRIPTS / "rise_shape.py"), [kind], out=out, console=False, summary=False) == 0
-    return json.loads((out / "findings.json").read_text())["findings"]
+    return run_findings_of(SCRIPTS / "rise_shape.py", [kind], out)
 
 
 def check(kind: str, found: list[tuple[str, int | None, dict]]) -> None:
@@ -54,6 +52,7 @@ def check(kind: str, found: list[tuple[str, int | None, dict]]) -> None:
         assert loud == [], found
     elif kind == "jump":
         assert loud[0][0] == "TM306" and loud[0][2]["shape"] == "jump" and loud[0][2]["onset_step"] == 200, found
+        assert loud[0][2]["cause"] == "a change at the onset step", found  # mid-run: something changed there
         assert "TM305" not in {c for c, _, _ in loud}  # and no divergence called once it comes back down
     else:
         assert loud[0][0] == "TM305" and loud[0][2]["cause"] == "learning rate", found
@@ -68,3 +67,23 @@ def test_medic_names_the_shape(kind):
 @pytest.mark.parametrize("kind", ["jump", "climb", "healthy"])
 def test_run_names_the_shape(kind, tmp_path):
     check(kind, [(f["code"], f["step"], f["evidence"]) for f in run_findings(kind, tmp_path / kind)])
+
+
+def test_a_jump_at_the_first_update_names_the_rate(tmp_path):
+    """A script written apart from the rules (``benchmarks/fresh2/lstm_packed.py``: a packed LSTM, Adam) at
+    300x its rate: the loss jumps from 1.08 to 31.6 at step 1 and rises on by less each step. Nothing changed
+    at step 1 but the first update itself: the message said "a warm restart or a change of the learning
+    rate, the data, a bad batch" and now names the rate too large for the model as initialized."""
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "fresh2" / "lstm_packed.py"
+    script = tmp_path / "lstm_x300.py"
+    script.write_text(source.read_text().replace("lr=3e-3", "lr=0.9"))
+    found = run_findings_of(script, ["--epochs", "1"], tmp_path / "out")
+    jump = [f for f in found if f["code"] == "TM306"]
+    assert jump and jump[0]["evidence"]["onset_step"] == 1, found
+    assert jump[0]["evidence"]["cause"] == "the first update" and "the first update did it" in jump[0]["message"]
+
+
+def run_findings_of(script: Path, argv: list[str], out: Path) -> list[dict]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_script(str(script), argv, out=out, console=False, summary=False) == 0
+    return json.loads((out / "findings.json").read_text())["findings"]

@@ -359,6 +359,8 @@ LOSS_SPIKE = rule(
         threw the weights into a worse basin. Practitioner note 004 calls it the loss that suddenly
         rebounds: checkpoint whenever the loss improves, notice the rebound, roll back, lower the LR.
         PaLM's training rewound to a checkpoint before a spike and skipped the batches that caused it.
+        A jump right after the first step is the first update's doing: the rate is too large for the model
+        as initialized, and the message says so.
         """,
     fix="""
         Roll back to a checkpoint from before the jump and lower the learning rate; keep the loss history
@@ -494,11 +496,17 @@ def _climb(obs: Observation) -> Detection | None:
     if d is None or not is_jump(tail):
         return d
     at = int(w.steps.values(4)[1])
+    # The loss of the first step is the untrained model's: a jump right after it is the first update's doing
+    # (a rate too large for the model as initialized), not something that changed mid-run.
+    first_update = at <= int(w.steps.values()[0]) + 1 and w.finite_steps == len(w.losses)
+    cause = ("the first update did it: the learning rate is too large for the model as initialized (lower it, "
+             "or warm up to it)" if first_update else
+             "something changed at that step (a warm restart or a change of the learning rate, the data, a bad batch)")
     return Detection(LOSS_SPIKE.code, f"the loss jumped from {_fmt(float(tail[0]))} to {_fmt(float(tail[1]))} at step "
                      f"{at} and rose on from there, by less each step, to {_fmt(float(tail[3]))}: a jump, not a "
-                     "climb - something changed at that step (a warm restart or a change of the learning rate, "
-                     "the data, a bad batch)", {**d.evidence, "shape": "jump", "onset_step": at,
-                                               "cause": "a change at the onset step"}, onset=at)
+                     f"climb - {cause}", {**d.evidence, "shape": "jump", "onset_step": at,
+                                          "cause": "the first update" if first_update else "a change at the onset step"},
+                     onset=at)
 
 
 @detector(DIVERGENCE, cadence=Cadence.WINDOW, order=-10, anomaly=True, needs_warmup=False,
