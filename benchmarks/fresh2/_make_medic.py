@@ -5,31 +5,15 @@ loss as a function of the model's output and the target, `batch=` what the model
 `end_epoch` after each evaluation, a scheduler handed to Medic (its own `.step` removed).
 Run once, then `ruff check --fix benchmarks/fresh2` (import order); the outputs are committed.
 """
+import functools
+import importlib.util
 from pathlib import Path
 
 HERE = Path(__file__).parent
-
-HEADER_ARGS = ('args = p.parse_args()',
-               'p.add_argument("--mode", default="watch")\np.add_argument("--out", default=None)\n'
-               'args = p.parse_args()')
-
-
-def edit(src, pairs, loop_start, loop_end, medic_line):
-    s = (HERE / src).read_text()
-    for a, b in pairs + [HEADER_ARGS, ('import torch\n', 'import torch\nimport trainmedic\n')]:
-        assert s.count(a) == 1, (src, a)
-        s = s.replace(a, b)
-    lines = s.split("\n")
-    i = lines.index(loop_start)
-    j = next(k for k in range(i, len(lines)) if lines[k].startswith(loop_end))
-    body = ["    " + ln if ln else ln for ln in lines[i:j]]
-    while body and not body[-1]:
-        body.pop()
-    out = lines[:i] + [medic_line, "with medic:"] + body + ["", "if args.out:", "    medic.save_report(args.out)"] + lines[j:]
-    text = "\n".join(out)
-    text = text.replace('"""', f'"""Medic-API version of {src} (the README\'s `with Medic(...)`, `loss_fn=`, `batch=`).\n\n', 1)
-    (HERE / f"medic_{src}").write_text(text)
-
+_spec = importlib.util.spec_from_file_location("fresh_make_medic", HERE.parent / "fresh" / "_make_medic.py")
+_shared = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shared)
+edit = functools.partial(_shared.edit, here=HERE)
 
 edit("lstm_packed.py", [
     ('        optimizer.step()\n', '        medic.step(loss, batch=((x, lengths), y))\n'),
