@@ -12,6 +12,7 @@ for the next window.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -42,9 +43,9 @@ def _text(n: int, g: torch.Generator) -> torch.Tensor:
     return torch.tensor(toks)
 
 
-def _train(mode: str, steps: int = 200) -> tuple[Medic, list[float]]:
-    torch.manual_seed(0)
-    text = _text(6000, torch.Generator().manual_seed(0))
+def _train(mode: str, steps: int = 200, seed: int = 0) -> tuple[Medic, list[float], torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    text = _text(6000, torch.Generator().manual_seed(seed))
     model = NGramLM()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     losses = []
@@ -57,18 +58,18 @@ def _train(mode: str, steps: int = 200) -> tuple[Medic, list[float]]:
             loss.backward()
             medic.step(loss)
             losses.append(loss.item())
-    return medic, losses
+    return medic, losses, opt
 
 
 def test_a_climbing_start_that_turns_is_not_a_network_that_learned_nothing():
-    medic, losses = _train("watch")
+    medic, losses, _ = _train("watch")
     first, second = np.median(losses[:25]), np.median(losses[25:50])
     assert second > 1.2 * first and np.median(losses[-50:]) < 0.8 * losses[0], (first, second)  # the curve
     assert "TM317" not in {f.code for f in medic.findings}, [(f.code, f.message) for f in medic.findings]
 
 
 def test_heal_leaves_the_climbing_start_alone():
-    medic, _ = _train("heal")
+    medic, _, _ = _train("heal")
     assert not [e for e in medic.events if e.get("type") == "action"], medic.events
 
 
@@ -86,3 +87,16 @@ def test_a_climb_after_a_window_at_the_no_learning_level_is_judged_now():
     stuck_before = np.linspace(6.0, 9.0, 50) + rng.normal(0, 0.1, 50)
     v = not_learning(climbing, reference=4.0, window=50, margin=0.1, before=stuck_before)
     assert v is not None and "above the level" in v.message, v
+
+
+def test_heal_does_not_cut_below_its_own_probes_choice():
+    """Seed 1 of the same model: TM317 still fires at the top of the climb (step 70; its window's halves are
+    level), heal rolls back and probes (0.0025). At that rate the loss falls slowly and sits near the
+    constant-prediction level, and TM317 fired again at steps 180 and 290: each time another rollback and a
+    probe capped at the rate that "failed", 0.0025 -> 0.00025 -> 2.5e-5 (Steering.chose)."""
+    medic, _, opt = _train("heal", steps=400, seed=1)
+    actions = [e for e in medic.events if e.get("type") == "action"]
+    rollbacks = [e for e in actions if e["action"] == "rollback"]
+    probes = [e for e in actions if e["action"] == "probe"]
+    assert len(rollbacks) == 1 and rollbacks[0]["reason"] == "TM317" and len(probes) == 1, actions
+    assert opt.param_groups[0]["lr"] == pytest.approx(probes[0]["lr_after"]), (opt.param_groups[0]["lr"], probes)

@@ -72,9 +72,7 @@ class Policy(RateAnswer):
     def __init__(self, mode: str, cfg: Thresholds, direct_steps: bool = False, momentum_steps: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'watch' or 'heal', got {mode!r}")
-        self.mode = mode
-        self.heal = mode == "heal"
-        self.cfg = cfg
+        self.mode, self.heal, self.cfg = mode, mode == "heal", cfg
         self.rollbacks = 0
         self.lr_factor = 1.0  # product of every lr change heal made
         self.zero_after_step = False
@@ -144,6 +142,8 @@ class Policy(RateAnswer):
     def _rollback(self, det: Detection, v: StepVerdict, window: StepWindow, lr: float) -> str:
         if v.rollback is not None:  # two findings of the same step: one rollback answers both
             return f"rolled back to step {v.rollback.to_step} (see {v.rollback.reason})"
+        if det.code == "TM317" and self.steer.chose(lr):  # Steering.chose: no spiral below the probe's choice
+            return "not cut: heal's probe chose this rate, and the lower rates it tried learned more slowly"
         v.proceed = v.applied = False
         v.zero_grads = True
         v.clip_to = None  # the step is not applied: nothing to clip

@@ -116,6 +116,7 @@ class Steering:
         self.warm: tuple[int, float] | None = None  # (warmup step reached, the rate it climbs to)
         self.probes = 0
         self.probe_steps = 0
+        self.chosen: float | None = None  # the rate the last probe chose (:meth:`chose`)
 
     @property
     def probing(self) -> bool:
@@ -152,8 +153,18 @@ class Steering:
         losses = self.replay(session.to_step, rates) if rates and self.replay is not None else None
         i = pick(rates, losses) if losses is not None and len(losses) == len(rates) else None
         if losses is None or i is None:
+            self.chosen = choice.lr
             return choice.lr, {}
+        self.chosen = rates[i]
         return rates[i], {"replay": {"probe_lr": choice.lr, "rates": rates, "losses": losses, "picked": rates[i]}}
+
+    def chose(self, lr: float) -> bool:
+        """``lr`` is (within ``raise_factor``) the rate the last probe chose. A run that then does not learn
+        (TM317) is not answered by another cut: the probe has just measured that lower rates learn more slowly,
+        and a cut below its choice, repeated at each TM317, spirals the rate down. A weight-tied LM written
+        apart from the rules (``benchmarks/fresh2/tied_lm.py``, seed 1) learned slowly at the probe's 0.002
+        and sat near the constant-prediction level; two more cuts took it to 2e-5 and 23 % worse than plain."""
+        return self.chosen is not None and lr > 0 and abs(math.log(lr / self.chosen)) < math.log(self.cfg.raise_factor)
 
     def rewind_rate(self, chosen: float, choice: ProbeChoice) -> float:
         """The highest rate of the probe ramp's copies heal may continue from, after a probe from the first
@@ -205,7 +216,7 @@ class Steering:
     def state_dict(self) -> dict[str, Any]:
         return {"session": self.session.state_dict() if self.session else None,
                 "warm": list(self.warm) if self.warm else None, "probes": self.probes,
-                "probe_steps": self.probe_steps}
+                "probe_steps": self.probe_steps, "chosen": self.chosen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.session = ProbeSession.from_state(state["session"]) if state.get("session") else None
@@ -213,6 +224,7 @@ class Steering:
         self.warm = (int(warm[0]), float(warm[1])) if warm else None
         self.probes = int(state.get("probes", 0))
         self.probe_steps = int(state.get("probe_steps", 0))
+        self.chosen = state.get("chosen")
 
 
 def probe_event(session: ProbeSession, choice: Any, lr_after: float, warmup: int) -> dict[str, Any]:
