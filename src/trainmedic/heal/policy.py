@@ -5,13 +5,15 @@
 | TM301, TM302 | skip the step; ``nonfinite_rollback_after`` in a row -> roll back |
 | TM303 | clip the step to the running bound |
 | TM305, TM306 | roll back to the last healthy snapshot, probe the learning rate |
-| TM317, TM318 | roll back to the last snapshot that was learning (else the initial one), probe the rate |
+| TM317, TM318 | roll back to the last snapshot that was learning (else the initial one), probe the rate (a) |
 | TM319 | roll back to before the rate raise, probe (the rate the run trained at there is kept if it holds) |
 | TM307 | learning rate x ``oscillation_lr_factor`` |
 | TM308 | learning rate x ``plateau_lr_factor`` |
 | TM309 | stop early, restore the best weights, report what the stop saved |
 | TM310 | reset the gradients after every step from now on |
 | TM343 | roll back to the initial snapshot at the next step, probe below the audited rate, warm up; or cut |
+
+(a) A TM317 at the rate heal's own probe chose is reported, not cut again (``Steering.chose``).
 
 A rollback is followed by a learning-rate probe (:mod:`trainmedic.heal.steering`, issue 12): the next
 ``probe_steps`` steps, from the restored snapshot, try rates rising exponentially over the three decades
