@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from _four_class import DATA, mlp
 from torch.nn import functional as F
 
 from trainmedic import Medic
@@ -25,30 +25,13 @@ from trainmedic.heal.rate_audit import RateAudit
 from trainmedic.rules import get_rule
 
 
-def _data():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=1536, n_features=20, n_informative=12, n_redundant=4, n_classes=4,
-                               n_clusters_per_class=3, flip_y=0.03, class_sep=1.5, random_state=0)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
-    return x[:1024], y[:1024], x[1024:], y[1024:]
-
-
-DATA = _data()
-
-
-def _model(dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(dropout), nn.Linear(128, 128), nn.ReLU(),
-                         nn.Linear(128, 4))
-
-
 def train(lr: float, mode: str, *, epochs: int = 4, seed: int = 0, dropout: float = 0.0, opt_cls=torch.optim.Adam,
           loss_fn: bool = True, batch: bool = True, clip: float | None = None, thresholds: dict | None = None,
           callbacks=()):
     """A 4-class MLP, 32 steps an epoch; returns (medic or None, model, validation per epoch, the RNG after)."""
     x, y, xv, yv = DATA
     torch.manual_seed(seed)
-    model = _model(dropout)
+    model = mlp(dropout)
     opt = opt_cls(model.parameters(), lr=lr)
     medic = None
     if mode != "plain":
@@ -96,7 +79,7 @@ class AtRollback(MedicCallback):
 
 def _initial_weights(seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    return _model(0.0).state_dict()
+    return mlp(0.0).state_dict()
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -232,7 +215,7 @@ def _epochs(medic, model, opt, epochs: range) -> list[float]:
 
 def _medic(ckpt):
     torch.manual_seed(0)
-    model = _model(0.0)
+    model = mlp(0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
     return Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, checkpoint_dir=ckpt), model, opt
 
@@ -256,7 +239,7 @@ def _train_evaluated_at(evals: set[int], thresholds: dict, steps: int = 128, cal
     """Adam at 30x, evaluated after each step in ``evals`` and every 32 steps: the rate audit's evaluations."""
     x, y, xv, yv = DATA
     torch.manual_seed(0)
-    model = _model(0.0)
+    model = mlp(0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
     medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, thresholds=thresholds,
                   callbacks=callbacks)
@@ -316,7 +299,7 @@ def test_a_run_below_tm317s_band_but_not_clearly_learning_is_audited_there():
     gate = Gate()
     x, y, xv, yv = DATA
     torch.manual_seed(0)
-    model = _model(0.0)
+    model = mlp(0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
     medic = Medic(model, opt, mode="heal", console=False, loss_fn=F.cross_entropy, callbacks=[gate])
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))

@@ -22,6 +22,7 @@ import math
 
 import pytest
 import torch
+from _four_class import DATA, mlp
 from torch import nn
 from torch.nn import functional as F
 
@@ -31,18 +32,6 @@ from trainmedic.heal.actions import Actuator
 from trainmedic.heal.rate_audit import RateAudit
 
 STEPS_PER_EPOCH = 32
-
-
-def _data():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=1536, n_features=20, n_informative=12, n_redundant=4, n_classes=4,
-                               n_clusters_per_class=3, flip_y=0.03, class_sep=1.5, random_state=0)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
-    return x[:1024], y[:1024], x[1024:], y[1024:]
-
-
-DATA = _data()
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -60,8 +49,7 @@ def train(lr: float, mode: str, *, epochs: int = 6, seed: int = 0, warmup: int =
     the RNG after)."""
     x, y, xv, yv = DATA
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 128), nn.ReLU(),
-                          nn.Linear(128, 4))
+    model = mlp(0.2)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     if cyclic:
         sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=lr / 10, max_lr=lr, step_size_up=16)

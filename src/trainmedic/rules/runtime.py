@@ -145,8 +145,8 @@ def detect_exploding_gradients(grad_norm: float, threshold: float, median: float
 def judge_gradient_spikes(spikes: list[list[float]], step: int, losses: np.ndarray, steps: np.ndarray,
                           cfg: Thresholds, clip_bound: float | None = None, reported: int = -1,
                           memory: int = 0) -> Detection | None:
-    """TM303 from the recent spike candidates ``[step, norm, median, threshold]`` (each already above
-    ``spike_factor`` x the median and ``spike_z`` robust sigmas).
+    """TM303 from the recent spike candidates ``[step, norm, median, threshold, loss level before, its
+    sigma]`` (each already above ``spike_factor`` x the median and ``spike_z`` robust sigmas).
 
     A candidate counts only when it is at least ``spike_min_norm`` in absolute terms and the script does
     not clip (a clipped script bounds every step itself: ``clip_bound`` is its bound). It is reported:
