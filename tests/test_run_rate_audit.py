@@ -112,6 +112,29 @@ def test_a_scheduled_script_at_a_good_rate_is_audited_and_prints_what_the_plain_
     assert healed == plain
 
 
+def test_a_scheduler_stepped_once_an_epoch_is_known_at_the_first_evaluation(tmp_path, at_finish):
+    """A StepLR stepped after each validation has not stepped in the loop by the first evaluation, but its
+    constructor's initial step went through the wrapped ``LRScheduler.step``: at 30x the audit's restart
+    scales the schedule (it does not probe absolute rates the scheduler would overwrite), and the schedule
+    keeps its place: the script's rate halves every two epochs from the scaled rate."""
+    argv = ["--lr", "3e-2", "--schedule-epoch", "--epochs", "6"]
+    plain, _ = run(argv, tmp_path / "watch", heal=False)
+    healed, found = run(argv, tmp_path / "heal", heal=True)
+    tm343 = [f for f in found if f["code"] == "TM343"]
+    assert len(tm343) == 1 and tm343[0]["step"] == 32 and tm343[0]["evidence"]["scheduler"] == "StepLR"
+    lrs = [float(line.split()[5]) for line in healed if line.startswith("epoch")]
+    factor = lrs[1] / 3e-2
+    assert factor == pytest.approx(1 / 3) or factor == pytest.approx(1 / 10)
+    assert tm343[0]["action"] == f"restart from step 0, schedule x{factor:.3g}"
+    assert lrs[1:] == pytest.approx([3e-2 * factor * 0.5 ** (e // 2) for e in range(1, 6)])
+    assert vals(healed)[0] == vals(plain)[0] and vals(healed)[-1] < vals(plain)[-1]
+    assert not [f for f in found if f["code"] == "TM904"]
+    ok_plain, _ = run(["--lr", "1e-3", "--schedule-epoch"], tmp_path / "ok_watch", heal=False)
+    ok_healed, ok_found = run(["--lr", "1e-3", "--schedule-epoch"], tmp_path / "ok_heal", heal=True)
+    assert at_finish["audit"].runs == 1 and ok_healed == ok_plain  # audited, nothing found, nothing changed
+    assert not [f for f in ok_found if f["severity"] in ("warning", "error")]
+
+
 @pytest.mark.parametrize("argv,why", [
     (["--loss", "hand"], "0 functional loss calls"),
     (["--loss", "smoothed"], "the graph does not show"),

@@ -4,7 +4,7 @@
 F.cross_entropy; module: nn.CrossEntropyLoss(); smoothed: with label_smoothing=0.1; weighted: with weight=;
 hand: log_softmax + gather, no functional loss call; nll: the model ends in LogSoftmax, F.nll_loss;
 log_softmax_nll: F.nll_loss(F.log_softmax(output))); --clip: clip_grad_norm_ at 1.0; --schedule: a StepLR
-(x0.5 every 64 steps). Prints each epoch's validation loss in full precision,
+(x0.5 every 64 steps); --schedule-epoch: a StepLR stepped once an epoch, after the validation (x0.5 every 2 epochs). Prints each epoch's validation loss in full precision,
 then a digest of the final weights and of the RNG state (what a run that changed nothing must reproduce).
 """
 
@@ -24,6 +24,7 @@ parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--dropout", type=float, default=0.2)
 parser.add_argument("--clip", action="store_true")
 parser.add_argument("--schedule", action="store_true")
+parser.add_argument("--schedule-epoch", action="store_true")
 args = parser.parse_args()
 
 x, y = make_classification(n_samples=1536, n_features=20, n_informative=12, n_redundant=4, n_classes=4,
@@ -36,6 +37,7 @@ model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(args.dropout), n
                       nn.Linear(128, 4), *([nn.LogSoftmax(dim=1)] if args.loss == "nll" else []))
 opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=64, gamma=0.5) if args.schedule else None
+per_epoch = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5) if args.schedule_epoch else None
 module_loss = nn.CrossEntropyLoss(label_smoothing=0.1 if args.loss == "smoothed" else 0.0,
                                   weight=torch.ones(4) if args.loss == "weighted" else None)
 
@@ -69,6 +71,8 @@ for epoch in range(args.epochs):
     with torch.no_grad():
         val = float(F.cross_entropy(model(xv), yv))
     print(f"epoch {epoch} val {val!r} lr {opt.param_groups[0]['lr']!r}")
+    if per_epoch is not None:
+        per_epoch.step()
 digest = hashlib.sha256()
 for t in model.state_dict().values():
     digest.update(t.detach().numpy().tobytes())
