@@ -152,12 +152,31 @@ def test_a_good_rate_is_audited_and_left_bit_identical(dropout):
     assert torch.equal(rng_plain, rng_heal)
 
 
-def test_sgd_without_loss_fn_or_in_watch_mode_is_not_audited():
+def test_in_watch_mode_a_rate_30x_too_high_is_reported_and_nothing_changes():
+    # Watch mode audits too (heal/rate_audit.py::audits_in): the finding, no action, and the run, its weights
+    # and its RNG exactly the plain loop's. At the good rate: audited, nothing found.
+    _, m_plain, plain, rng_plain = train(3e-2, "plain")
+    medic, m_watch, watched, rng_watch = train(3e-2, "watch")
+    f = next(f for f in medic.findings if f.code == "TM343")
+    assert f.step == 32 and f.severity == "warning" and not f.action
+    assert min(f.evidence["ratios"].values()) < 1 - 0.045 and f.evidence["lr"] == pytest.approx(3e-2)
+    assert not [e for e in medic.events if e.get("type") == "action"]
+    assert watched == plain and torch.equal(rng_plain, rng_watch)
+    assert all(torch.equal(a, b) for a, b in zip(m_plain.state_dict().values(), m_watch.state_dict().values()))
+    medic, _, _, _ = train(1e-3, "watch", epochs=2)
+    audit = next(cb for cb in medic.callbacks if isinstance(cb, RateAudit))
+    assert audit.runs == 1 and not [f for f in medic.findings if f.severity in ("warning", "error")]
+    for off in ({"rate_audit_watch": False}, {"rate_audit_watch_max_params": 1000}):  # the MLP has 19,716 parameters
+        medic, _, _, _ = train(3e-2, "watch", epochs=1, thresholds=off)
+        assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
+
+
+def test_sgd_or_without_loss_fn_is_not_audited():
     medic, _, _, _ = train(1e-2, "heal", epochs=1, opt_cls=torch.optim.SGD)
     assert not next(cb for cb in medic.callbacks if isinstance(cb, RateAudit)).active
     medic, _, _, _ = train(3e-2, "heal", epochs=1, loss_fn=False)
     assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
-    medic, _, _, _ = train(3e-2, "watch", epochs=1)
+    medic, _, _, _ = train(3e-2, "watch", epochs=1, loss_fn=False)
     assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
     assert not [f for f in medic.findings if f.code == "TM343"]
     medic, _, _, _ = train(3e-2, "heal", epochs=1, batch=False)  # no batches to replay: it cannot audit

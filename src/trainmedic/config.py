@@ -142,6 +142,11 @@ class Thresholds:
     # `rate_audit_restart=False`, or no snapshot or budget for it, cut the rate and keep the weights
     rate_audit_restart: bool = True
     rate_audit_window: int = 64
+    # In watch mode the audit runs too (copies only; it reports TM343 and changes nothing), where the model has
+    # at most `rate_audit_watch_max_params` parameters: its copies hold one more model and optimizer state for
+    # the length of the audit, a cost a watch run did not opt into for a large model. False: heal mode only.
+    rate_audit_watch: bool = True
+    rate_audit_watch_max_params: int = 50_000_000
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise

@@ -111,7 +111,7 @@ class Driver:
             from trainmedic.heal.probe_replay import add_probe_replay
             from trainmedic.heal.rate_audit import add_rate_audit
 
-            add_rate_audit(self)  # TM343: heal mode, adaptive optimizers only (heal/rate_audit.py)
+            add_rate_audit(self)  # TM343: adaptive optimizers; in watch mode it only reports (heal/rate_audit.py)
             add_probe_replay(self)  # the rate after a probe, for plain SGD (heal/probe_replay.py)
         for cb in callbacks:
             self.add_callback(cb)

@@ -171,7 +171,7 @@ class RateAudit(MedicCallback):
 
     def on_attach(self, medic: Any) -> None:
         cfg = medic.cfg
-        self.active = (medic.mode == "heal" and cfg.rate_audit
+        self.active = (audits_in(medic) and cfg.rate_audit
                        and isinstance(medic.optimizer, ADAPTIVE) and cfg.rate_audit_train_batches > 0
                        and cfg.rate_audit_held_batches > 0 and cfg.rate_audit_passes > 0 and not _distributed())
         self.batches = deque(maxlen=cfg.rate_audit_train_batches + cfg.rate_audit_held_batches)
@@ -215,7 +215,7 @@ class RateAudit(MedicCallback):
                 or refused is not None):
             self.due = False
             self._clear()
-            if refused is not None:
+            if refused is not None and medic.mode == "heal":
                 medic.step_aside("rate-audit", refused)
             return  # no loss bound by the first evaluation: the audit does not run later
         if self._keeps_waiting():
@@ -283,8 +283,29 @@ class RateAudit(MedicCallback):
         self.waited = int(state.get("waited", 0))
 
 
+def audits_in(driver: Any) -> bool:
+    """The audit runs for this driver's mode: heal, or watch with ``rate_audit_watch`` on and a model of at
+    most ``rate_audit_watch_max_params`` parameters.
+
+    In watch mode the finding is reported and nothing acts (the policy answers only in heal): a rate several
+    times too high for Adam still learns, and no per-step signal tells it from a healthy run, so without the
+    audit ``trainmedic run`` in watch mode missed it (the fresh scripts: a 300x AdamW rate on a BatchNorm
+    ResNet, a 30x Adam rate on an EmbeddingBag model). Its cost is once, at the first evaluation: about
+    100 steps on copies, and one more model and optimizer state while they train, hence the size bound; a
+    healthy run's output is unchanged (the copies are discarded and the RNG forked, as in heal)."""
+    cfg = driver.cfg
+    if not cfg.rate_audit:
+        return False
+    if driver.mode == "heal":
+        return True
+    if driver.mode != "watch" or not cfg.rate_audit_watch:
+        return False
+    return sum(p.numel() for p in driver.model.parameters()) <= cfg.rate_audit_watch_max_params
+
+
 def add_rate_audit(driver: Any, loss_fn: Any = None, refused: str | None = None) -> RateAudit | None:
-    """Attach the audit to ``driver`` where heal may use it: heal mode with ``rate_audit`` on.
+    """Attach the audit to ``driver`` where it runs (:func:`audits_in`): heal mode, or watch mode for a model
+    that is not large.
 
     ``loss_fn``: the replays' loss when it is not the driver's own (a front end that knows it, e.g.
     Lightning's ``MedicCallback(loss_fn=...)``). ``refused``: why the front end knows the replays would not
@@ -292,11 +313,11 @@ def add_rate_audit(driver: Any, loss_fn: Any = None, refused: str | None = None)
     says so where the audit would otherwise have run (an adaptive optimizer), so the user knows why no
     TM343 can come. Returns the attached audit, or None.
     """
-    if driver.mode != "heal" or not driver.cfg.rate_audit:
+    if not audits_in(driver):
         return None
     if refused is not None:
-        if isinstance(driver.optimizer, ADAPTIVE):
-            driver.step_aside("rate-audit", refused)
+        if isinstance(driver.optimizer, ADAPTIVE) and driver.mode == "heal":
+            driver.step_aside("rate-audit", refused)  # in watch mode no audit was expected of it
         return None
     audit_cb = RateAudit(loss_fn)
     driver.add_callback(audit_cb)

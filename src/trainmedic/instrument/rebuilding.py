@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from trainmedic.driver import Driver
-from trainmedic.heal.rate_audit import ADAPTIVE
+from trainmedic.heal.rate_audit import ADAPTIVE, audits_in
 from trainmedic.instrument.compiled import CompiledCode
 from trainmedic.instrument.hooked import HookedRun
 from trainmedic.instrument.loops import compile_safe
@@ -45,7 +45,7 @@ class RebuildWatching:
         None): pre-flight replays at step 0, before the rebuild is decided, and forensics' replays under
         ``run`` were not verified with it, so both stay as they were. Where it is refused, neither replays."""
         target = self._input_module
-        if (driver.mode != "heal" or driver.loss_fn is not None or target is None
+        if (not audits_in(driver) or driver.loss_fn is not None or target is None
                 or self.rebuild.driver is not None or self.compiled.any
                 or not all(d is driver or d is self.manual.on_trial for d in self.drivers)):
             return
