@@ -169,6 +169,11 @@ def test_in_watch_mode_a_rate_30x_too_high_is_reported_and_nothing_changes():
     for off in ({"rate_audit_watch": False}, {"rate_audit_watch_max_params": 1000}):  # the MLP has 19,716 parameters
         medic, _, _, _ = train(3e-2, "watch", epochs=1, thresholds=off)
         assert not any(isinstance(cb, RateAudit) for cb in medic.callbacks)
+    medic, _, _, _ = train(3e-2, "watch", epochs=1, thresholds={"rate_audit_watch_max_bytes": 24 * 2816 - 1})
+    audit = next(cb for cb in medic.callbacks if isinstance(cb, RateAudit))  # a batch: 32 x 20 floats, 32 labels
+    assert not audit.active and audit.runs == 0 and not [f for f in medic.findings if f.code in ("TM343", "TM904")]
+    medic, _, _, _ = train(3e-2, "watch", epochs=1, thresholds={"rate_audit_watch_max_bytes": 24 * 2816})
+    assert [f.code for f in medic.findings if f.code == "TM343"] == ["TM343"]  # just fits
 
 
 def test_sgd_or_without_loss_fn_is_not_audited():

@@ -145,8 +145,11 @@ class Thresholds:
     # In watch mode the audit runs too (copies only; it reports TM343 and changes nothing), where the model has
     # at most `rate_audit_watch_max_params` parameters: its copies hold one more model and optimizer state for
     # the length of the audit, a cost a watch run did not opt into for a large model. False: heal mode only.
+    # The same for the batches it keeps (`rate_audit_train_batches` + `rate_audit_held_batches` of them, on the
+    # device they came on): in watch mode it stands aside when they would hold more than this many bytes.
     rate_audit_watch: bool = True
     rate_audit_watch_max_params: int = 50_000_000
+    rate_audit_watch_max_bytes: int = 256 * 2**20
 
     # --- TM317 not learning / TM318 dead network / TM319 harmful rate raise ----------------------
     not_learning_window: int = 50  # steps at the no-learning level, with no downward trend beyond noise

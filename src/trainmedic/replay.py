@@ -103,6 +103,11 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(v)
 
 
+def batch_bytes(batch: Batch) -> int:
+    """The bytes of the tensors a batch holds (inputs and target): what keeping a reference to it costs."""
+    return sum(t.numel() * t.element_size() for part in (batch.inputs, batch.target) for t in _tensors(part))
+
+
 def _index(obj: Any, rows: torch.Tensor, n: int | None) -> Any:
     if isinstance(obj, torch.Tensor):
         if obj.dim() > 0 and obj.shape[0] == n:

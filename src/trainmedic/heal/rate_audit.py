@@ -48,7 +48,7 @@ import torch
 from trainmedic.callbacks import MedicCallback
 from trainmedic.config import Thresholds
 from trainmedic.heal.audit_schedule import schedule_moves, schedule_refusal
-from trainmedic.replay import Batch, call_model, copy_for_replay, split_batch
+from trainmedic.replay import Batch, batch_bytes, call_model, copy_for_replay, split_batch
 from trainmedic.rules.learning import start_level
 from trainmedic.rules.rate_audit import RATE_TOO_HIGH
 from trainmedic.signals.monitor import StepWindow
@@ -190,8 +190,19 @@ class RateAudit(MedicCallback):
         if self.active and self.due and batch is not None and self.replay_loss(medic) is not None:
             b = split_batch(batch)
             if b is not None:
+                if medic.mode != "heal" and not self.batches and not self._affordable(b, medic.cfg):
+                    return
                 self.batches.append(b)
                 self.rates.append(medic.lr)
+
+    def _affordable(self, batch: Batch, cfg: Thresholds) -> bool:
+        """Watch mode: the batches the audit keeps fit ``rate_audit_watch_max_bytes`` (else it stands aside for
+        the run, silently: a watch run did not ask for a repair). 24 image batches of 256 x 3 x 224 x 224 would
+        keep 3.7 GB alive on the device the script trains on."""
+        if batch_bytes(batch) * (self.batches.maxlen or 0) <= cfg.rate_audit_watch_max_bytes:
+            return True
+        self.active = self.due = False
+        return False
 
     def on_rollback(self, medic: Any, step: int, to_step: int) -> None:
         self._clear()  # heal has taken the rate in hand; the audit stays out of it
@@ -292,7 +303,9 @@ def audits_in(driver: Any) -> bool:
     audit ``trainmedic run`` in watch mode missed it (the fresh scripts: a 300x AdamW rate on a BatchNorm
     ResNet, a 30x Adam rate on an EmbeddingBag model). Its cost is once, at the first evaluation: about
     100 steps on copies, and one more model and optimizer state while they train, hence the size bound; a
-    healthy run's output is unchanged (the copies are discarded and the RNG forked, as in heal)."""
+    healthy run's output is unchanged (the copies are discarded and the RNG forked, as in heal). Until that
+    evaluation it keeps references to the last 24 batches, hence a bound on their bytes too
+    (:meth:`RateAudit._affordable`)."""
     cfg = driver.cfg
     if not cfg.rate_audit:
         return False
