@@ -123,7 +123,7 @@ class Thresholds:
     # round eight).
     probe_valley_edge_z: float = 2.0
     early_steps: int = 50  # trouble that began before this step is "the run started unstable"
-    # TM343, the rate audit (heal/rate_audit.py; heal mode, an adaptive optimizer, loss_fn= and batch=): at the
+    # TM343, the rate audit (heal/rate_audit.py; an adaptive optimizer, loss_fn= and batch=; acts in heal mode): at the
     # first evaluation, copies replay `rate_audit_passes` passes over `rate_audit_train_batches` recent batches at
     # the rate and at 1/3 and 1/10 of it; a lower rate whose loss on `rate_audit_held_batches` other recent
     # batches is more than `rate_audit_gain` below the rate's wins, and heal moves to it (benchmarks/

@@ -1,4 +1,5 @@
-"""The loss rebuild's wiring into ``trainmedic run`` (heal mode): a mixin of the session.
+"""The loss rebuild's wiring into ``trainmedic run`` (the rate audit's in either mode, the probe replay's in heal
+mode): a mixin of the session.
 
 Under ``run`` the script's loss function is not handed over, but the rate audit (TM343,
 :mod:`trainmedic.heal.rate_audit`) and the probe replay (plain SGD, :mod:`trainmedic.heal.probe_replay`) must
@@ -39,8 +40,8 @@ class RebuildWatching:
     _fail: Callable[[str, BaseException], None]
 
     def _start_rebuild(self, driver: Driver) -> None:
-        """Heal mode, the first model watched: the rate audit (TM343, adaptive optimizers) and the probe replay
-        (plain SGD) replay the script's loss, rebuilt from the next steps where that is faithful
+        """The first model watched: the rate audit (TM343, adaptive optimizers; heal mode, or watch mode where
+        :func:`~trainmedic.heal.rate_audit.audits_in` allows it) and the probe replay (plain SGD, heal mode) replay the script's loss, rebuilt from the next steps where that is faithful
         (:mod:`~trainmedic.instrument.loss_rebuild`). It is bound to those two only (``driver.loss_fn`` stays
         None): pre-flight replays at step 0, before the rebuild is decided, and forensics' replays under
         ``run`` were not verified with it, so both stay as they were. Where it is refused, neither replays."""

@@ -1,8 +1,8 @@
 """TM343: the rate audit at the first evaluation found the learning rate too high (issue 12, round five).
 
-The audit itself lives in :mod:`trainmedic.heal.rate_audit` (a Medic callback, heal mode with
-``loss_fn=`` and ``batch=``, or ``trainmedic run --heal`` with the script's loss rebuilt by
-:mod:`trainmedic.instrument.loss_rebuild`); this module holds the rule's documentation, as ``rules/forensics.py`` does
+The audit itself lives in :mod:`trainmedic.heal.rate_audit` (a Medic callback, with ``loss_fn=`` and
+``batch=``, or under ``trainmedic run`` with the script's loss rebuilt by
+:mod:`trainmedic.instrument.loss_rebuild`; heal mode acts on it, watch mode only reports it); this module holds the rule's documentation, as ``rules/forensics.py`` does
 for the forensics callback.
 """
 
@@ -16,7 +16,7 @@ RATE_TOO_HIGH = rule(
     what="""
         At the first evaluation (and, after a cut, at the next one; an evaluation with fewer than
         `rate_audit_train_batches` + `rate_audit_held_batches` recent batches waits for the next one),
-        heal replays recent batches on three copies of the model and optimizer, from the current weights and optimizer state, at the current
+        the audit replays recent batches on three copies of the model and optimizer, from the current weights and optimizer state, at the current
         rate and at 1/3 and 1/10 of it (`rate_audit_passes` passes over `rate_audit_train_batches`
         batches), then compares their losses on `rate_audit_held_batches` other recent batches, none of
         which the copies trained on. The finding means a lower rate's held loss was more than
@@ -49,7 +49,9 @@ RATE_TOO_HIGH = rule(
         """,
     fix="""
         Lower the learning rate (the ratios say by how much helped on the copies), or add a warmup or a
-        decay schedule. Heal mode restarts: at the next step it rolls back to the initial snapshot (step 0)
+        decay schedule. Watch mode reports and changes nothing (it audits models of at most
+        `rate_audit_watch_max_params` parameters whose kept batches fit `rate_audit_watch_max_bytes`;
+        `rate_audit_watch=False` keeps the audit to heal mode). Heal mode restarts: at the next step it rolls back to the initial snapshot (step 0)
         and runs the probe it uses after early instability, `probe_steps` rates rising over three decades up
         to the audited rate and never above it, then warms up linearly (`heal_warmup_steps`) to the rate
         the probe supports; the finding's action reads "restart from step 0, probe up to <rate>, warmup".
