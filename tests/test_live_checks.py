@@ -208,3 +208,30 @@ def _autoencoder_findings(sentinel: bool) -> list[tuple[str, str]]:
 def test_sparse_pixel_columns_are_not_sentinels_but_a_sentinel_in_one_is():
     assert "TM109" not in {c for c, _ in _autoencoder_findings(False)}
     assert "TM109" in {c for c, _ in _autoencoder_findings(True)}
+
+
+def _full_batch_findings(outlier_rows: int) -> list:
+    """A full-batch loop (every step sees the same 300 rows, as L-BFGS or Rprop loops do) on standardized
+    features where ``outlier_rows`` rows hold 60 in column 3 (a real, isolated value, not a code)."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=g)
+    x[:outlier_rows, 3] = 60.0
+    y = (x[:, 0] > 0).float()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    opt = torch.optim.Rprop(net.parameters(), lr=0.01)
+    medic = Medic(net, opt, console=False, loss_fn=lambda out, t: bce(out.squeeze(1), t))
+    for _ in range(6):
+        loss = bce(net(x).squeeze(1), y)
+        opt.zero_grad()
+        loss.backward()
+        medic.step(loss, batch=(x, y))
+    return [f for f in medic.findings if f.code == "TM109"]
+
+
+def test_one_outlier_row_seen_at_every_full_batch_step_is_not_a_repeated_sentinel():
+    # benchmarks/fresh3 rprop_breast: one row, seen on the three sampled steps, read as "repeated 3 times"
+    assert _full_batch_findings(1) == []
+    found = _full_batch_findings(3)  # three distinct rows holding it: the repeated value TM109 is about
+    assert len(found) == 1 and found[0].evidence["count"] == 3 and found[0].evidence["value"] == 60.0

@@ -38,8 +38,10 @@ PY = sys.executable
 SEVERE = ("warning", "error")
 
 # the README's operator table (benchmarks/corpus/README.md): what counts as detected / as the cause
-LR = ("TM209", "TM301", "TM302", "TM303", "TM305", "TM306", "TM307", "TM311", "TM317", "TM318", "TM319")
-LR_CAUSE = ("TM209", "TM305", "TM306", "TM307", "TM317", "TM319")
+# TM343 (the rate audit: a lower rate beat this one on copies) names the rate too high; it reports in watch mode
+# since round eleven, when it was added here (before that it could only come under heal, which is not scored)
+LR = ("TM209", "TM301", "TM302", "TM303", "TM305", "TM306", "TM307", "TM311", "TM317", "TM318", "TM319", "TM343")
+LR_CAUSE = ("TM209", "TM305", "TM306", "TM307", "TM317", "TM319", "TM343")
 OPS = {
     "lr_x30": (LR, LR_CAUSE),
     "lr_x300": (LR, LR_CAUSE),

@@ -74,6 +74,18 @@ class DataSample:
     def target_vector(self) -> np.ndarray | None:
         return np.concatenate(self.targets) if self.targets else None
 
+    def distinct(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The features and the target with repeated rows kept once: a loop that feeds the whole training set
+        at every step (full-batch L-BFGS or Rprop) shows each row once a step, and one real outlier row seen
+        on three steps is not a value "repeated 3 times" (TM109 read it so on a held-out script,
+        benchmarks/fresh3 rprop_breast). Where features and target have as many rows, a row is the pair (the
+        same target on different inputs stays counted); otherwise each is deduplicated alone."""
+        x, y = self.feature_matrix(), self.target_vector()
+        if x is not None and y is not None and len(x) == len(y):
+            both = np.unique(np.column_stack([x, y]), axis=0)
+            return both[:, :-1], both[:, -1]
+        return (np.unique(x, axis=0) if x is not None else None), y
+
 
 def _robust_sigma(x: np.ndarray) -> float:
     """The MAD scale; where more than half the values are one value (a sparse pixel or count column) the MAD

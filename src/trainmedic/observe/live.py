@@ -275,8 +275,7 @@ class LiveChecks:
 
     def _judge_sample(self, calls: list[LossCall], crashed: bool = False) -> list[Any]:
         out = []
-        x = self.sample.feature_matrix()
-        y = self.sample.target_vector()
+        x, y = self.sample.distinct()
         if x is not None:
             out += sentinels(x, "input column", once=crashed)
             iss = unscaled(x)
