@@ -40,7 +40,7 @@ from trainmedic.report.console import MedicConsole
 from trainmedic.report.live import ConsoleSink
 from trainmedic.signals.activations import ActivationSampler
 from trainmedic.signals.collect import Collector
-from trainmedic.signals.stepping import Stepping
+from trainmedic.signals.stepping import Stepping, raises_by_design
 from trainmedic.verdict import EpochVerdict, StepVerdict
 
 
@@ -235,7 +235,8 @@ class Driver:
                     # the rows that made it non-finite are the cause: named before the engine's TM301/TM302
                     self.guard("live-checks", lambda: self.live.nonfinite(t, batch, observed, self.report))
                 scale = float(self.scaler.get_scale()) if self.scaler is not None else None
-                verdict = self.engine.step(sig, self.lr, scale=scale, has_scaler=self.scaler is not None)
+                verdict = self.engine.step(sig, self.lr, scale=scale, has_scaler=self.scaler is not None,
+                                           planned=raises_by_design(self.scheduler))
             except Exception as exc:  # instrumentation must never break the user's loop
                 self.engine.disable("signals", exc)
         self.collector.reset_backwards()

@@ -193,7 +193,9 @@ HARMFUL_RATE_RAISE = rule(
         difference and by more than 10 %. No NaN, no spike: the run just got worse and stays worse.
         The same finding, sooner: when within `raise_window` steps of the raise the gradient norm explodes
         (what TM303 reports) or the loss or gradients turn non-finite (TM301/TM302), the raise is named as
-        their cause at that step, before them.
+        their cause at that step, before them. A raise made by a scheduler that raises the rate by design
+        (`CosineAnnealingWarmRestarts`, `CyclicLR`, `OneCycleLR`, known to Medic through `scheduler=` or
+        seen by `trainmedic run` or Lightning) is not judged: it is the schedule working.
         """,
     why="""
         The new rate is too high for where the run is. Adam at 30x its rate doubles the loss of a

@@ -59,3 +59,13 @@ class Stepping:
 
 #: nothing known of the optimizer (an engine built without one): no steering shortcut, no echo allowance
 UNKNOWN = Stepping()
+
+
+def raises_by_design(scheduler: object) -> bool:
+    """A scheduler whose schedule itself raises the rate mid-run: SGDR's warm restarts
+    (``CosineAnnealingWarmRestarts``), ``CyclicLR``'s cycles, ``OneCycleLR``'s climb. Such a raise is the schedule working, not the loop's mistake:
+    TM319 does not judge it. After a warm restart the training loss rises as the run leaves its basin and
+    falls again as the cycle anneals (``benchmarks/fresh3`` sgdr_imbalanced seed 1: TM319 at every entry
+    point on a healthy run, the loss level 0.055 -> 0.10 over the 50 steps after the restart)."""
+    sched = torch.optim.lr_scheduler
+    return isinstance(scheduler, (sched.CosineAnnealingWarmRestarts, sched.CyclicLR, sched.OneCycleLR))
