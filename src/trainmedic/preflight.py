@@ -80,7 +80,7 @@ P, T = "P", "T"
 _PO, _TO = frozenset({P}), frozenset({T})
 
 REGRESSION_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"})
-PAIR_LOSSES = REGRESSION_LOSSES | {"poisson_nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+PAIR_LOSSES = REGRESSION_LOSSES | {"poisson_nll_loss", "gaussian_nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                                    "kl_div", "soft_margin_loss"}
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 ELEMENTWISE = frozenset({"sub", "rsub", "add", "radd", "mul", "rmul", "div", "rdiv", "truediv", "rtruediv",
