@@ -66,3 +66,29 @@ def test_a_crash_before_the_first_step_without_a_finding_is_said_as_a_stop(tmp_p
     assert rc == 1 and "ValueError: before training" in err.getvalue()
     assert [f["code"] for f in found] == ["TM903"]
     assert "stopped (exit code 1) before its first optimizer step" in found[0]["message"]
+
+
+def test_rows_are_named_when_the_models_forward_raises(tmp_path):
+    """``run_scripts/forward_raises.py``: ``Categorical(logits=NaN)`` raises inside the forward, no loss
+    function ever sees the batch; the runner reads the last training forward's input before the traceback
+    (benchmarks/fresh3 mdn_mixture: no finding on the code before)."""
+    script = Path(__file__).resolve().parent / "run_scripts" / "forward_raises.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = run_script(str(script), [], out=tmp_path / "o", console=False, summary=False)
+    found = json.loads((tmp_path / "o" / "findings.json").read_text())["findings"]
+    assert rc == p.returncode == 1
+    # the script's frames and its exception as python prints them (torch's own `_call_impl` frames differ
+    # where a module has hooks, as with any hook on the model)
+    def script_lines(text: str) -> list[str]:
+        return [line for line in text.splitlines() if "forward_raises.py" in line or line.startswith("ValueError")]
+    assert script_lines(err.getvalue()) == script_lines(p.stderr) and script_lines(p.stderr)
+    hit = [f for f in found if f["code"] == "TM101"]
+    assert hit and "when the training script raised" in hit[0]["message"]
+    assert hit[0]["evidence"]["rows"] == [10] and hit[0]["evidence"]["batch_size"] == 40  # row 130 of 400
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert run_script(str(script), ["--healthy"], out=tmp_path / "h", console=False, summary=False) == 0
+    healthy = json.loads((tmp_path / "h" / "findings.json").read_text())["findings"]
+    assert not [f for f in healthy if f["severity"] in ("warning", "error")]

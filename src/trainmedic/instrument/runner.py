@@ -54,6 +54,8 @@ def run_script(script: str, argv: list[str], *, out: str | os.PathLike[str] | No
         print_script_traceback(exc, path)
         code = 130
     except BaseException as exc:  # the script's own error: its traceback, exit 1, like python
+        if isinstance(exc, Exception):  # the rows behind it first, as Medic's `with` block does
+            session.script_raised()
         print_script_traceback(exc, path)
         code = 1
     finally:

@@ -120,6 +120,7 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching, RebuildWatching, Sc
         self._discover_handle: Any = None
         self._input_handle: Any = None
         self._last_input: Any = None
+        self._raised_judged = False  # a raising loss had its batch read (script_raised need not again)
         self._last_target: Any = None
         self._observed: Observed | None = None  # what the coming step showed before its backward
         self._input_module: torch.nn.Module | None = None  # the module whose inputs are kept (_watch_inputs)
@@ -340,16 +341,29 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching, RebuildWatching, Sc
         target = args[1] if len(args) > 1 else kwargs.get("target")
         if not torch.is_grad_enabled():
             return
+        self._judge_raised_batch(target, "the loss function raised")
+
+    def script_raised(self) -> None:
+        """The script is ending on an exception no wrapped loss saw: one raised inside the model's forward
+        (``torch.distributions.Categorical(logits=...)`` rejects a NaN before any loss exists; benchmarks/
+        fresh3 mdn_mixture with a NaN row got no finding under ``run``). The last training forward's input is
+        read as ``Medic.__exit__`` reads it. Called by the runner before the script's traceback is printed."""
+        if self._raised_judged:
+            return  # the loss's own exception already had its batch read
+        self._guarded("script raised", self._judge_raised_batch, None, "the training script raised")
+
+    def _judge_raised_batch(self, target: Any, when: str) -> None:
+        self._raised_judged = True
         x = self._last_input[0] if isinstance(self._last_input, tuple) and self._last_input else self._last_input
         driver = self.primary
         if driver is not None:
-            driver.live.loss_raised(driver.step_count, (x, target), driver.report)
+            driver.live.loss_raised(driver.step_count, (x, target), driver.report, when=when)
             return
 
         def report(code: str, message: str, *, step: int | None = None, evidence: Any = None, key: Any = None) -> None:
             self.internal.append(Finding(code=code, message=message, step=step, evidence=dict(evidence or {})))
 
-        LiveChecks(None, None).loss_raised(0, (x, target), report)  # the very first step: no driver yet
+        LiveChecks(None, None).loss_raised(0, (x, target), report, when=when)  # the very first step: no driver yet
 
     def _wrap_loader_iter(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def __iter__(loader: Any) -> Any:
