@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from trainmedic.callbacks import MedicCallback
 from trainmedic.findings import Finding
@@ -660,7 +661,7 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
                          {"no_grad": missing[:50], "count": len(missing)}, "TM204:no-grad"))
     rms, segs, hd = [], [], []
     for i, (name, mod, _std) in enumerate(layers):
-        g = getattr(getattr(mod, "weight", None), "grad", None)
+        g = _weight_grad(mod)
         if g is None:
             continue
         rms.append((name, float(g.detach().float().norm()) / math.sqrt(max(g.numel(), 1))))
@@ -670,6 +671,24 @@ def grad_issues(model: nn.Module, layers: list[tuple[str, nn.Module, float]], cf
     if iss:
         out.append(iss)
     return out
+
+
+def _weight_grad(mod: nn.Module) -> torch.Tensor | None:
+    """The gradient of a layer's trainable weight. Under a parametrization (``weight_norm``,
+    ``spectral_norm`` from ``nn.utils.parametrizations``) ``mod.weight`` is computed, not a leaf: reading its
+    ``.grad`` printed torch's UserWarning into the user's stderr (benchmarks/fresh3 gaussnll_hetero) and gave
+    nothing. The parametrization's own tensor of the weight's shape is read instead (weight_norm's
+    direction ``original1``, a single ``original``)."""
+    if parametrize.is_parametrized(mod, "weight"):
+        p = mod.parametrizations["weight"]
+        w = getattr(p, "original", None)
+        if w is None:
+            w = getattr(p, "original1", None)
+    else:
+        w = getattr(mod, "weight", None)
+    if not isinstance(w, torch.Tensor) or not w.is_leaf:
+        return None
+    return w.grad
 
 
 def weight_scale_issue(model: nn.Module, optimizer: Any, cfg: PreflightThresholds,
