@@ -269,7 +269,8 @@ def _dead_network(obs: Observation) -> Detection | None:
     died = int(steps[alive + 1]) if alive + 1 < len(steps) else obs.step
     return Detection(DEAD_NETWORK.code,
                      f"the first layer's gradient has been exactly 0 since step {died} ({len(norms) - alive - 1} "
-                     "steps): every unit after it is off and nothing reaches it",
+                     "steps): nothing reaches it, every unit after it is off (a ReLU) or saturated (a tanh or sigmoid at "
+                     "+-1)",
                      {"steps_zero": len(norms) - alive - 1, "since_step": died, "layer": obs.layers[0]
                       if obs.layers else None}, onset=died)
 
