@@ -647,7 +647,9 @@ OVERFITTING = rule(
         curve's noise), and the last evaluations are not coming back down. Meanwhile the training loss
         fell by at least `overfit_train_gain` (relative). The model is memorizing the training set. A
         transient bump that recedes, two high evaluations after a flat stretch, or a zigzag as large as
-        the rise, is not reported.
+        the rise, is not reported. On a quantized curve (a quarter or more of consecutive evaluations repeat
+        their value exactly: an error rate over a small validation set) the noise is at least the curve's
+        step, and for a rate in [0, 1] the binomial standard error of its best value on 1/step examples.
         """,
     why="""
         Too little data for the model's capacity, too many epochs, no regularization, or a shortcut in the
