@@ -56,3 +56,23 @@ def test_a_warm_restart_is_no_harmful_raise_but_the_same_raise_by_hand_is():
     raised = [f for f in by_hand.findings if f.code == "TM319"]
     assert raised and raised[0].evidence["raised_at"] in (120, 240, 360)
     assert not [f for f in scheduled.findings if f.code == "TM319"]
+
+
+def test_under_run_a_warm_restart_scheduler_is_known_and_its_restart_is_no_harmful_raise(tmp_path):
+    """``CosineAnnealingWarmRestarts`` defines its own ``step`` (constructor included), which never passes
+    through ``LRScheduler.step``: ``run`` did not know it and reported its restart as TM319."""
+    import contextlib
+    import io
+    import json
+    from pathlib import Path
+
+    from trainmedic.instrument.runner import run_script
+
+    script = Path(__file__).resolve().parent / "run_scripts" / "sgdr.py"
+    codes = {}
+    for argv in ([], ["--by-hand"]):
+        out = tmp_path / ("hand" if argv else "sched")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert run_script(str(script), argv, out=out, console=False, summary=False) == 0
+        codes[bool(argv)] = [f["code"] for f in json.loads((out / "findings.json").read_text())["findings"]]
+    assert "TM319" in codes[True] and "TM319" not in codes[False]

@@ -168,6 +168,12 @@ class Session(LoopWatching, ScheduleWatching, PhaseWatching, RebuildWatching, Sc
             attach("GradScaler.scale", lambda: wrap(gs, "scale", self._wrap_scale))
             attach("GradScaler.step", lambda: wrap(gs, "step", self._wrap_scaler_step))
         attach("LRScheduler.step", lambda: wrap(sched.LRScheduler, "step", self._wrap_sched_step))
+        # schedulers that define their own `step` never pass through LRScheduler.step (not even in their
+        # constructor): without these, a CosineAnnealingWarmRestarts was unknown to `run` (a false TM319 at its
+        # warm restart, benchmarks/fresh3 sgdr_imbalanced)
+        for own in ("CosineAnnealingWarmRestarts", "SequentialLR", "ChainedScheduler"):
+            if "step" in vars(getattr(sched, own, object)):
+                attach(f"{own}.step", lambda own=own: wrap(getattr(sched, own), "step", self._wrap_sched_step))
         attach("ReduceLROnPlateau.step", lambda: wrap(sched.ReduceLROnPlateau, "step", self._wrap_plateau_step))
         attach("DataLoader.__iter__", lambda: wrap(torch.utils.data.DataLoader, "__iter__", self._wrap_loader_iter))
         self._install_loops(attach, wrap)
