@@ -107,7 +107,7 @@ class Engine(PhaseEnd):
                 self._initial_window = window.copy()  # the state before this step
         if self.policy.probing or self.policy.rate_restart is not None:
             return self._probe_step(t, sig, v, lr)
-        self.rates.observe(t, lr, window, mon.warm and not planned, cfg.raise_factor, cfg.raise_window)
+        self.rates.observe(t, lr, window, mon.warm, cfg.raise_factor, cfg.raise_window, planned)
         self.policy.pace(v, lr)
         v.sample_activations = (t + 1) % cfg.activation_every == 0 and "activations" not in self.disabled
         obs = Observation(t, cfg, mon, sig, self.layers, scale, has_scaler, rates=self.rates, levels=self.levels,

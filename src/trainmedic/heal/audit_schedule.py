@@ -41,8 +41,9 @@ steps.
 Refused (a TM904 says so, as before for every scheduler): a scheduler whose rates a cut would not scale
 (``CyclicLR``: its cycle's bounds live in ``max_lrs``, outside the optimizer's groups; an object that is
 not a ``torch.optim.lr_scheduler.LRScheduler``, which sets the rate from values trainmedic does not know).
-Under ``trainmedic run`` a scheduler is known from its first ``step()``: one stepped per epoch is unknown
-at the first evaluation, and the audit treats that run as unscheduled (the probe-and-warmup restart).
+Under ``trainmedic run`` a scheduler is known from its constructor, whose first ``step()`` goes through the
+wrapped step (``tests/test_run_rate_audit.py``: a StepLR stepped once an epoch is known at the first
+evaluation).
 """
 
 from __future__ import annotations

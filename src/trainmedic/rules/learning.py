@@ -85,12 +85,14 @@ class RateWatch:
     lr_after: float = math.nan
     before: list[float] = field(default_factory=list)
 
-    def observe(self, step: int, lr: float, window: StepWindow, warm: bool, factor: float, keep: int) -> None:
+    def observe(self, step: int, lr: float, window: StepWindow, warm: bool, factor: float, keep: int,
+                planned: bool = False) -> None:
+        """``planned``: a scheduler that raises the rate by design sets it; its raises are not the loop's."""
         if not math.isfinite(lr):
             return
         if self.pending and step - self.raised_at > 2 * keep:
             self.forget_raise()  # judged (TM319 had its window of steps after it) and not harmful
-        if warm and self.raised_at < 0 and math.isfinite(self.expected) and lr > factor * self.expected > 0:
+        if warm and not planned and self.raised_at < 0 and math.isfinite(self.expected) and lr > factor * self.expected > 0:
             self.raised_at, self.lr_before, self.lr_after = step, self.expected, lr
             self.before = [float(v) for v in window.losses.values()[-keep:]]
         if not (math.isfinite(self.anchor) and self.anchor / factor <= lr <= self.anchor * factor):
