@@ -160,3 +160,25 @@ def test_nll_loss_on_a_model_that_returns_log_probabilities_is_rebuilt(tmp_path,
     run(["--lr", "3e-2", "--loss", "nll", "--epochs", "1"], tmp_path, heal=True)
     rebuild = at_finish["rebuild"]
     assert rebuild.refused is None and rebuild.loss_fn is not None and rebuild.loss_fn.name == "nll_loss"
+
+
+def test_in_watch_mode_run_reports_a_rate_30x_too_high_and_prints_what_the_plain_script_prints(tmp_path, at_finish):
+    """Watch mode audits too (heal/rate_audit.py::audits_in): TM343 with no action, and the script's output
+    (every validation loss, the final weights' and the RNG's digests) is python's own, at 30x and at 1e-3."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for lr, fires in (("3e-2", True), ("1e-3", False)):
+        python = subprocess.run([sys.executable, str(SCRIPT), "--lr", lr], capture_output=True, text=True,
+                                env=env, timeout=300).stdout.splitlines()
+        watched, found = run(["--lr", lr], tmp_path / lr, heal=False)
+        assert watched == python
+        assert at_finish["audit"] is not None and at_finish["audit"].runs == 1
+        tm343 = [f for f in found if f["code"] == "TM343"]
+        assert bool(tm343) == fires
+        if fires:
+            assert tm343[0]["step"] == 32 and not tm343[0].get("action")
+        else:
+            assert not [f for f in found if f["severity"] in ("warning", "error")]
